@@ -1,0 +1,169 @@
+"""Read, validate, override and write configs.
+
+A config is built from, in order: the dataclass defaults, a preset or file (TOML or YAML), then
+``section.key=value`` overrides. Unknown keys and ill-typed values are errors that name the key
+and, for typos, the closest valid keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import tomli_w
+
+from ptrag.config.schema import Config
+from ptrag.errors import ConfigError
+
+PRESETS: tuple[str, ...] = ("cpu-small", "paper")
+
+
+def _preset_text(name: str) -> str:
+    return resources.files("ptrag.config").joinpath("presets", f"{name}.toml").read_text()
+
+
+def _read_mapping(source: str | Path) -> dict[str, Any]:
+    if str(source) in PRESETS:
+        return tomllib.loads(_preset_text(str(source)))
+    path = Path(source)
+    if not path.exists():
+        raise ConfigError(
+            f"Config {str(source)!r} is neither a preset ({', '.join(PRESETS)}) nor an existing file."
+        )
+    text = path.read_text()
+    try:
+        if path.suffix in {".yaml", ".yml"}:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = tomllib.loads(text)
+    except Exception as exc:  # parse errors from either library
+        raise ConfigError(f"Cannot parse config file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping of sections, got {type(data).__name__}.")
+    return data
+
+
+def _closest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"{hint} Valid keys: {', '.join(valid)}."
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = get_origin(hint)
+    if origin is Literal:
+        allowed = get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"{where} must be one of {', '.join(map(repr, allowed))}, got {value!r}.")
+        return value
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in {"none", "null"}):
+            return None
+        return _coerce(value, options[0], where)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no"}:
+            return value.lower() in {"true", "1", "yes"}
+        raise ConfigError(f"{where} must be true or false, got {value!r}.")
+    if hint in (int, float, str):
+        if isinstance(value, bool) and hint is not str:
+            raise ConfigError(f"{where} must be a {hint.__name__}, got {value!r}.")
+        try:
+            coerced = hint(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a {hint.__name__}, got {value!r}.") from None
+        if hint is int and isinstance(value, float) and value != int(value):
+            raise ConfigError(f"{where} must be an integer, got {value!r}.")
+        return coerced
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"Unknown config key {(where + key)!r}.{_closest(key, names)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"Config section [{key}] must be a table, got {value!r}.")
+            kwargs[key] = _build(hint, value, f"{key}.")
+        else:
+            kwargs[key] = _coerce(value, hint, f"{where}{key}")
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    return _build(Config, data, "")
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """A TOML-ready dict: ``None`` values are left out since TOML has no null."""
+
+    def strip(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if v is not None}
+        return obj
+
+    return strip(dataclasses.asdict(config))
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"Override {text!r} must look like section.key=value (e.g. train.max_steps=500).")
+    dotted, raw = text.split("=", 1)
+    parts = dotted.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"Override {text!r} must name section.key, e.g. model.hidden_dim=64.")
+    try:
+        value: Any = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # bare strings such as ``model.arm=st`` need no quotes
+    return parts, value
+
+
+def apply_overrides(config: Config, overrides: typing.Sequence[str]) -> Config:
+    data = dataclasses.asdict(config)
+    for text in overrides:
+        (section, key), value = _parse_override(text)
+        if section not in data:
+            raise ConfigError(f"Unknown config section {section!r} in {text!r}.{_closest(section, list(data))}")
+        data[section][key] = value
+    return config_from_dict(data)
+
+
+
+def load_config(source: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Defaults, then a preset name or TOML/YAML file, then ``section.key=value`` overrides."""
+    data: dict[str, Any] = {}
+    if source is not None:
+        data = _merge(data, _read_mapping(source))
+    return apply_overrides(config_from_dict(data), overrides)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    from ptrag.io import atomic_write_text
+
+    atomic_write_text(Path(path), tomli_w.dumps(config_to_dict(config)))

@@ -1,0 +1,1 @@
+"""Perturbation screens in AnnData: loading, validation, splits and cell-set sampling."""

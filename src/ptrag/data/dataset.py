@@ -1,0 +1,81 @@
+"""The in-memory form of a perturbation screen that every later stage consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+# Standardised obs columns of every PerturbationDataset, whatever the source file called them.
+PERTURBATION = "perturbation"
+CELL_TYPE = "cell_type"
+BATCH = "batch"
+
+
+class ExpressionMatrix(Protocol):
+    """Cells × genes log1p expression that can be gathered by row without densifying everything."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    @property
+    def nbytes(self) -> int: ...
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """Return the rows at ``index`` as a dense float32 array of shape (len(index), n_genes)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which source columns and control label were used (detected or given by the user)."""
+
+    perturbation: str
+    cell_type: str
+    batch: str | None
+    control_label: str
+
+
+@dataclass
+class PerturbationDataset:
+    """A validated screen.
+
+    ``obs`` is indexed by cell name and has categorical columns ``perturbation``, ``cell_type`` and
+    ``batch`` (a single category ``"0"`` when the source has no batch column). ``genes`` is the
+    ordered gene list that travels with every model and output.
+    """
+
+    expression: ExpressionMatrix
+    genes: tuple[str, ...]
+    obs: pd.DataFrame
+    columns: ColumnMapping
+    source: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_cells(self) -> int:
+        return int(self.obs.shape[0])
+
+    @property
+    def n_genes(self) -> int:
+        return len(self.genes)
+
+    @property
+    def control_label(self) -> str:
+        return self.columns.control_label
+
+    @property
+    def is_control(self) -> np.ndarray:
+        return (self.obs[PERTURBATION] == self.control_label).to_numpy()
+
+    @property
+    def cell_types(self) -> list[str]:
+        return [str(c) for c in self.obs[CELL_TYPE].cat.categories]
+
+    def perturbations(self, cell_type: str | None = None) -> list[str]:
+        """Non-control perturbations with cells (in ``cell_type`` if given), sorted."""
+        obs = self.obs if cell_type is None else self.obs[self.obs[CELL_TYPE] == cell_type]
+        present = obs[PERTURBATION].astype(str).unique()
+        return sorted(p for p in present if p != self.control_label)
