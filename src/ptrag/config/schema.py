@@ -46,6 +46,9 @@ class ModelConfig:
     # "embedding" = gene embeddings (the fair default); "onehot" = the paper's STATE arm.
     pert_encoding: Literal["embedding", "onehot"] = "embedding"
     use_batch: bool = True
+    # "expression": each predicted cell = its control cell + a learned response (keeps per-cell variation);
+    # "basal": the paper's ReLU(W_out(T(h) + f_basal(x))), which must squeeze that variation through H dims.
+    output_residual: Literal["expression", "basal"] = "expression"
     loss: Literal["energy", "sinkhorn"] = "energy"
     sinkhorn_blur: float = 0.05
 

@@ -1,1 +1,1 @@
-"""ptrag.prediction"""
+"""Prediction from trained runs: held-out groups, in-silico queries, retrieval records."""

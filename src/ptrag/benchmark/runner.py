@@ -1,0 +1,129 @@
+"""Train, predict and evaluate every arm with the same split, steps and seeds; collect the results."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ptrag.config import load_config
+from ptrag.data.dataset import PerturbationDataset
+from ptrag.data.loading import load_dataset
+from ptrag.data.splits import Split
+from ptrag.evaluation import EvaluationResult, evaluate, evaluate_references, fit_pca_on_real
+from ptrag.prediction.predict import Prediction, TrainedModel, predict_sets
+from ptrag.prediction.write import write_prediction
+from ptrag.retrieval import ResponseMemory
+from ptrag.training.run import train
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ARMS: tuple[str, ...] = ("st", "vanilla_rag", "ptrag", "memory")
+
+
+@dataclass
+class ArmRun:
+    arm: str
+    seed: int
+    train_seconds: float
+    predict_seconds: float
+    evaluation: EvaluationResult
+    retrieval: pd.DataFrame
+    final_metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class BenchmarkRuns:
+    arms: list[ArmRun]
+    references: dict[str, EvaluationResult]
+    dataset_info: dict[str, object]
+    config: dict[str, object]
+
+
+def training_shifts(dataset: PerturbationDataset, split: Split) -> dict[str, np.ndarray]:
+    """Per cell type, the mean over training perturbations of (perturbed mean − control mean)."""
+    memory = ResponseMemory.from_training_cells(dataset, split.roles(dataset) == "train")
+    cell_types = np.array(memory.cell_types)
+    return {c: memory.shifts[cell_types == c].mean(axis=0) for c in np.unique(cell_types)}
+
+
+def _last_logged(run_dir: Path) -> dict[str, float]:
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return {}
+    frame = pd.read_csv(path)
+    out = {}
+    for column in ("train/loss", "val/loss", "train/selection_rate", "train/kept_per_set", "train/step_time_s"):
+        if column in frame and frame[column].notna().any():
+            values = frame[column].dropna()
+            # Step time: the median over the run; losses and rates: the last logged value.
+            out[column] = float(values.median() if column.endswith("step_time_s") else values.iloc[-1])
+    return out
+
+
+def run_arms(
+    data_path: Path,
+    split_path: Path,
+    out: Path,
+    arms: Sequence[str] = DEFAULT_ARMS,
+    seeds: int = 1,
+    config_source: str = "cpu-small",
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+) -> BenchmarkRuns:
+    base = load_config(config_source, overrides)
+    dataset = load_dataset(data_path, base.data, set_len=base.train.cell_set_len)
+    split = Split.read(split_path)
+    split.validate(dataset)
+    test_groups = split.groups(dataset, "test")
+    runs: list[ArmRun] = []
+    real: Prediction | None = None
+    pca = None
+    for seed in range(seeds):
+        for arm in arms:
+            config = load_config(config_source, [*overrides, f"model.arm={arm}", f"train.seed={seed}"])
+            run_dir = out / "runs" / f"{arm}-seed{seed}"
+            log.info("[benchmark] training %s (seed %d, %d steps)", arm, seed, config.train.max_steps)
+            started = time.perf_counter()
+            train(config, dataset, split, run_dir, overwrite=True, progress=progress)
+            trained_s = time.perf_counter() - started
+            started = time.perf_counter()
+            prediction = predict_sets(TrainedModel.load(run_dir), dataset, test_groups, seed=seed, progress=False)
+            predict_s = time.perf_counter() - started
+            write_prediction(prediction, out / "predictions" / f"{arm}-seed{seed}", overwrite=True)
+            if real is None:
+                real = prediction
+                pca = fit_pca_on_real(prediction.adata_real, seed=0)
+            log.info("[benchmark] evaluating %s (seed %d)", arm, seed)
+            result = evaluate(
+                prediction.adata_pred, prediction.adata_real, pca=pca, progress=False, seed=seed
+            )
+            runs.append(
+                ArmRun(arm, seed, trained_s, predict_s, result, prediction.retrieval, _last_logged(run_dir))
+            )
+    assert real is not None and real.adata_real is not None
+    log.info("[benchmark] evaluating references (control, train_mean, noise_floor)")
+    references = evaluate_references(
+        real.adata_real,
+        dataset.control_label,
+        shifts=training_shifts(dataset, split),
+        pca=pca,
+        seed=0,
+    )
+    info = {
+        "path": str(data_path),
+        "split": str(split_path),
+        "n_cells": dataset.n_cells,
+        "n_genes": dataset.n_genes,
+        "cell_types": dataset.cell_types,
+        "n_test_groups": len(test_groups),
+        "n_test_cells": int((real.adata_real.obs["target_gene"] != dataset.control_label).sum()),
+    }
+    from ptrag.config import config_to_dict
+
+    return BenchmarkRuns(runs, references, info, config_to_dict(base))

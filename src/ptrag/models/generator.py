@@ -1,0 +1,121 @@
+"""The ST generator (the "STATE" baseline): a set transformer over control cells.
+
+Each control cell becomes a token h_i = f_basal(x_i) + f_pert(e_p) (+ E_batch[b_i]); a bidirectional
+transformer without positional encoding (a cell set has no order) mixes the tokens; the output is
+a residual so that every predicted cell keeps its own control cell's variation.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ptrag.models.layers import mlp
+
+
+class SetTransformer(nn.Module):
+    """Bidirectional self-attention over a set; permutation-equivariant by construction."""
+
+    def __init__(self, dim: int, n_layers: int, n_heads: int, ff_mult: int, dropout: float) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(
+            d_model=dim,
+            nhead=n_heads,
+            dim_feedforward=dim * ff_mult,
+            dropout=dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(layer, num_layers=n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.encoder(tokens))
+
+
+class PerturbationEncoder(nn.Module):
+    """f_pert: an MLP over fixed gene embeddings, or a learned one-hot table (the paper's STATE arm)."""
+
+    def __init__(
+        self,
+        gene_embeddings: torch.Tensor,
+        hidden_dim: int,
+        n_layers: int,
+        kind: Literal["embedding", "onehot"],
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.kind = kind
+        # Fixed embeddings of the perturbation vocabulary; a buffer so it travels with checkpoints.
+        self.register_buffer("gene_embeddings", gene_embeddings.float(), persistent=True)
+        if kind == "onehot":
+            self.table = nn.Embedding(gene_embeddings.shape[0], hidden_dim)
+        self.project = mlp(gene_embeddings.shape[1], hidden_dim, hidden_dim, n_layers, dropout)
+
+    def from_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.project(embeddings)
+
+    def forward(self, pert_index: torch.Tensor) -> torch.Tensor:
+        if self.kind == "onehot":
+            return self.table(pert_index)
+        return self.project(self.gene_embeddings[pert_index])
+
+
+class STGenerator(nn.Module):
+    def __init__(
+        self,
+        n_genes: int,
+        gene_embeddings: torch.Tensor,
+        n_batches: int,
+        hidden_dim: int = 128,
+        n_layers: int = 4,
+        n_heads: int = 8,
+        ff_mult: int = 4,
+        dropout: float = 0.0,
+        encoder_layers: int = 2,
+        pert_encoding: Literal["embedding", "onehot"] = "embedding",
+        use_batch: bool = True,
+        output_residual: Literal["expression", "basal"] = "expression",
+    ) -> None:
+        super().__init__()
+        self.output_residual = output_residual
+        self.basal_encoder = mlp(n_genes, hidden_dim, hidden_dim, encoder_layers, dropout)
+        self.pert_encoder = PerturbationEncoder(gene_embeddings, hidden_dim, encoder_layers, pert_encoding, dropout)
+        # The extra last row stands for batches unseen in training and stays zero.
+        self.batch_embedding = (
+            nn.Embedding(n_batches + 1, hidden_dim, padding_idx=n_batches) if use_batch else None
+        )
+        self.backbone = SetTransformer(hidden_dim, n_layers, n_heads, ff_mult, dropout)
+        self.output = nn.Linear(hidden_dim, n_genes)
+        if output_residual == "expression":
+            # Start as the identity map on each control cell: the model learns the response on top.
+            nn.init.zeros_(self.output.weight)
+            nn.init.zeros_(self.output.bias)
+
+    def encode(
+        self, control: torch.Tensor, pert_index: torch.Tensor, batch_codes: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return (basal encodings [B,S,H], perturbation encodings [B,H], tokens [B,S,H])."""
+        basal = self.basal_encoder(control)
+        pert = self.pert_encoder(pert_index)
+        tokens = basal + pert[:, None, :]
+        if self.batch_embedding is not None and batch_codes is not None:
+            tokens = tokens + self.batch_embedding(batch_codes)
+        return basal, pert, tokens
+
+    def decode(self, tokens: torch.Tensor, basal: torch.Tensor, control: torch.Tensor) -> torch.Tensor:
+        mixed = self.backbone(tokens)
+        if self.output_residual == "basal":
+            # The paper's form: ReLU(W_out(T(h)_i + f_basal(x_i))).
+            return torch.relu(self.output(mixed + basal))
+        # Residual in expression space: each predicted cell is its own control cell plus a response.
+        return torch.relu(control + self.output(mixed))
+
+    def forward(
+        self, control: torch.Tensor, pert_index: torch.Tensor, batch_codes: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        basal, _, tokens = self.encode(control, pert_index, batch_codes)
+        return self.decode(tokens, basal, control)

@@ -1,0 +1,83 @@
+"""In-silico prediction: perturbations never measured, from control cells alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ptrag.data.dataset import BATCH, CELL_TYPE, PerturbationDataset
+from ptrag.data.sets import CellSet
+from ptrag.errors import DataError, format_list
+from ptrag.prediction.genes import align_genes
+from ptrag.prediction.predict import Prediction, TrainedModel, _anndata, _embeddings_for_new, _run_sets
+from ptrag.training.batches import SetTensorizer
+from ptrag.training.threads import configure_threads
+
+DEFAULT_CELLS_PER_QUERY = 100
+
+
+def read_queries(path: str | Path) -> pd.DataFrame:
+    try:
+        queries = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"Cannot read the query file {path}: {exc}") from exc
+    missing = {"cell_type", "perturbation"} - set(queries.columns)
+    if missing:
+        raise DataError(
+            f"Query file {path} needs columns cell_type and perturbation (optional n_cells); "
+            f"missing {sorted(missing)}, present {list(queries.columns)}."
+        )
+    if "n_cells" not in queries:
+        queries["n_cells"] = DEFAULT_CELLS_PER_QUERY
+    return queries
+
+
+def _query_sets(
+    dataset: PerturbationDataset, queries: pd.DataFrame, set_len: int, seed: int
+) -> list[CellSet]:
+    rng = np.random.default_rng(seed)
+    cell_types = dataset.obs[CELL_TYPE].astype(str).to_numpy()
+    batches = dataset.obs[BATCH].astype(str).to_numpy()
+    unknown = sorted(set(queries["cell_type"].astype(str)) - set(cell_types[dataset.is_control]))
+    if unknown:
+        raise DataError(f"No control cells for the query cell types {format_list(unknown)}.")
+    sets: list[CellSet] = []
+    for row in queries.itertuples(index=False):
+        pool = np.flatnonzero(dataset.is_control & (cell_types == str(row.cell_type)))
+        n = int(row.n_cells)
+        cells = rng.choice(pool, size=n, replace=n > len(pool))
+        for start in range(0, n, set_len):
+            chunk = cells[start : start + set_len]
+            n_real = len(chunk)
+            padded = np.resize(chunk, set_len)  # wrap to a full set; only n_real predictions are kept
+            sets.append(
+                CellSet(str(row.cell_type), str(row.perturbation), batches[padded[0]], padded, padded, n_real)
+            )
+    return sets
+
+
+def predict_queries(
+    trained: TrainedModel, dataset: PerturbationDataset, queries: pd.DataFrame, seed: int = 0
+) -> Prediction:
+    """Predict ``n_cells`` cells for each (cell type, perturbation) query from control cells."""
+    configure_threads(trained.config.train.num_threads)
+    dataset = align_genes(dataset, trained.spec.genes)
+    spec = _embeddings_for_new(trained, queries["perturbation"].astype(str).tolist())
+    model = trained.model_for(spec)
+    sets = _query_sets(dataset, queries, trained.config.train.cell_set_len, seed)
+    predicted, record = _run_sets(model, sets, SetTensorizer(dataset, spec), spec, 64, progress=True)
+    names = dataset.obs.index.to_numpy()
+    batches = dataset.obs[BATCH].astype(str).to_numpy()
+    obs = pd.DataFrame(
+        {
+            "target_gene": np.concatenate([[s.perturbation] * s.n_real for s in sets]),
+            "cell_type": np.concatenate([[s.cell_type] * s.n_real for s in sets]),
+            "batch": np.concatenate([batches[s.control_idx[: s.n_real]] for s in sets]),
+            "control_barcode": np.concatenate([names[s.control_idx[: s.n_real]] for s in sets]),
+        }
+    )
+    obs.index = [f"pred_{i}" for i in range(len(obs))]
+    uns = {"control_label": dataset.control_label, "split": "in_silico", "arm": trained.config.model.arm}
+    return Prediction(_anndata(np.vstack(predicted), obs, spec.genes, uns), None, record)

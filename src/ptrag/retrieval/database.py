@@ -1,0 +1,92 @@
+"""Stage 1 of PT-RAG: the database of training perturbations and cosine top-K neighbours.
+
+The database holds one row per perturbation with cells in the training split (any cell type), so
+no validation or test perturbation can be retrieved as a candidate. A query never retrieves itself:
+its own row is masked by index before the top-K, for every query at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ptrag.errors import CheckpointError, PtragError
+
+
+def l2_normalise(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Top-K database rows per query; ``valid`` is False where fewer than K candidates exist."""
+
+    index: np.ndarray  # (Q, K) int64 rows of the database
+    cosine: np.ndarray  # (Q, K) float32
+    valid: np.ndarray  # (Q, K) bool
+
+
+@dataclass(frozen=True)
+class RetrievalDatabase:
+    perturbations: tuple[str, ...]
+    embeddings: np.ndarray  # (N, D) float32, L2-normalised
+
+    @classmethod
+    def build(cls, perturbations: Sequence[str], embeddings: np.ndarray) -> RetrievalDatabase:
+        if len(perturbations) != len(embeddings):
+            raise PtragError("Retrieval database: one embedding per training perturbation is required.")
+        if len(set(perturbations)) != len(perturbations):
+            raise PtragError("Retrieval database: training perturbations must be unique.")
+        return cls(tuple(perturbations), l2_normalise(np.asarray(embeddings, dtype=np.float32)))
+
+    def __len__(self) -> int:
+        return len(self.perturbations)
+
+    def row_of(self, names: Sequence[str]) -> np.ndarray:
+        """Database row of each name, or -1 for names that are not in the database."""
+        lookup = {name: i for i, name in enumerate(self.perturbations)}
+        return np.array([lookup.get(name, -1) for name in names], dtype=np.int64)
+
+    def neighbours(self, query_names: Sequence[str], query_embeddings: np.ndarray, k: int) -> Neighbours:
+        """The K most cosine-similar database rows of each query, never the query itself."""
+        queries = l2_normalise(np.asarray(query_embeddings, dtype=np.float32))
+        scores = queries @ self.embeddings.T
+        own_row = self.row_of(query_names)
+        has_row = own_row >= 0
+        scores[np.flatnonzero(has_row), own_row[has_row]] = -np.inf
+        k_eff = min(k, len(self))
+        if k_eff == 0:
+            empty = np.zeros((len(queries), k), dtype=np.int64)
+            return Neighbours(empty, np.zeros((len(queries), k), np.float32), np.zeros((len(queries), k), bool))
+        top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        index = np.take_along_axis(top, order, axis=1)
+        cosine = np.take_along_axis(top_scores, order, axis=1)
+        valid = np.isfinite(cosine)
+        pad = k - k_eff
+        if pad:
+            index = np.pad(index, ((0, 0), (0, pad)))
+            cosine = np.pad(cosine, ((0, 0), (0, pad)))
+            valid = np.pad(valid, ((0, 0), (0, pad)))
+        index = np.where(valid, index, 0)
+        cosine = np.where(valid, cosine, 0.0).astype(np.float32)
+        return Neighbours(index.astype(np.int64), cosine, valid)
+
+    def save(self, path: str | Path) -> None:
+        from ptrag.io import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, perturbations=np.array(self.perturbations), embeddings=self.embeddings)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RetrievalDatabase:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return cls(tuple(str(p) for p in data["perturbations"]), data["embeddings"].astype(np.float32))
+        except (OSError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"Cannot read the retrieval database {path}: {exc}") from exc
