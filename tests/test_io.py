@@ -44,7 +44,7 @@ def test_read_only_filesystem_is_a_clear_error(tmp_path, monkeypatch) -> None:
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
-    with pytest.raises(OutputError, match="Read-only file system.*writable"):
+    with pytest.raises(OutputError, match=r"Read-only file system.*writable"):
         atomic_write_text(tmp_path / "x.txt", "data")
 
 

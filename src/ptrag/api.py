@@ -51,19 +51,31 @@ class Model:
         return load_dataset(data, self.config.data, set_len=self.config.train.cell_set_len)
 
     def fit(
-        self, data: DataLike, split: SplitLike, run_dir: str | Path = "runs/ptrag", *, resume: bool = False,
-        overwrite: bool = False, progress: bool = True,
+        self,
+        data: DataLike,
+        split: SplitLike,
+        run_dir: str | Path = "runs/ptrag",
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: bool = True,
     ) -> Model:
         from ptrag.training.run import train
 
         split = split if isinstance(split, Split) else Split.read(split)
         result = train(
-            self.config, self._dataset(data), split, run_dir, resume=resume, overwrite=overwrite, progress=progress
+            self.config,
+            self._dataset(data),
+            split,
+            run_dir,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
         )
         self.run_dir = result.run_dir
         return self
 
-    def _trained(self):  # noqa: ANN202 - internal
+    def _trained(self):
         from ptrag.prediction.predict import TrainedModel
 
         if self.run_dir is None:
@@ -71,7 +83,12 @@ class Model:
         return TrainedModel.load(self.run_dir)
 
     def predict(
-        self, data: DataLike, split: str = "test", *, split_file: SplitLike | None = None, seed: int = 0,
+        self,
+        data: DataLike,
+        split: str = "test",
+        *,
+        split_file: SplitLike | None = None,
+        seed: int = 0,
         queries: pd.DataFrame | None = None,
     ) -> tuple[ad.AnnData, ad.AnnData | None]:
         """Predicted and real cells for a split's groups, or predictions for in-silico ``queries``."""
@@ -87,7 +104,9 @@ class Model:
             source = split_file if split_file is not None else self.run_dir / "split.toml"
             split_obj = source if isinstance(source, Split) else Split.read(source)
             split_obj.validate(dataset)
-            prediction = predict_sets(trained, dataset, split_obj.groups(dataset, split), seed=seed, role=split)
+            prediction = predict_sets(
+                trained, dataset, split_obj.groups(dataset, split), seed=seed, role=split
+            )
         return prediction.adata_pred, prediction.adata_real
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:

@@ -15,7 +15,9 @@ from ptrag.errors import OutputError
 
 def _explain(exc: OSError, path: Path) -> OutputError:
     if exc.errno == errno.ENOSPC:
-        return OutputError(f"No space left on the device while writing {path}. Free space or choose --out elsewhere.")
+        return OutputError(
+            f"No space left on the device while writing {path}. Free space or choose --out elsewhere."
+        )
     if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
         return OutputError(f"Cannot write {path}: {exc.strerror}. Choose a writable --out directory.")
     return OutputError(f"Cannot write {path}: {exc}")

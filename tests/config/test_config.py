@@ -33,7 +33,7 @@ def test_bad_values_are_errors_naming_the_key() -> None:
         load_config(None, ["model.arm=gpt"])
     with pytest.raises(ConfigError, match=r"train\.max_steps must be an integer"):
         load_config(None, ["train.max_steps=1.5"])
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         load_config(None, ["max_steps"])
 
 

@@ -58,7 +58,13 @@ def _last_logged(run_dir: Path) -> dict[str, float]:
         return {}
     frame = pd.read_csv(path)
     out = {}
-    for column in ("train/loss", "val/loss", "train/selection_rate", "train/kept_per_set", "train/step_time_s"):
+    for column in (
+        "train/loss",
+        "val/loss",
+        "train/selection_rate",
+        "train/kept_per_set",
+        "train/step_time_s",
+    ):
         if column in frame and frame[column].notna().any():
             values = frame[column].dropna()
             # Step time: the median over the run; losses and rates: the last logged value.
@@ -93,7 +99,9 @@ def run_arms(
             train(config, dataset, split, run_dir, overwrite=True, progress=progress)
             trained_s = time.perf_counter() - started
             started = time.perf_counter()
-            prediction = predict_sets(TrainedModel.load(run_dir), dataset, test_groups, seed=seed, progress=False)
+            prediction = predict_sets(
+                TrainedModel.load(run_dir), dataset, test_groups, seed=seed, progress=False
+            )
             predict_s = time.perf_counter() - started
             write_prediction(prediction, out / "predictions" / f"{arm}-seed{seed}", overwrite=True)
             if real is None:

@@ -17,8 +17,12 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         " With --queries, predicts perturbations never measured from control cells only.",
     )
     parser.add_argument("run_dir", help="a run directory written by `ptrag train`.")
-    parser.add_argument("--data", required=True, help="screen (.h5ad); with --queries, control cells suffice.")
-    parser.add_argument("--split", default="test", choices=["train", "val", "test"], help="which groups to predict.")
+    parser.add_argument(
+        "--data", required=True, help="screen (.h5ad); with --queries, control cells suffice."
+    )
+    parser.add_argument(
+        "--split", default="test", choices=["train", "val", "test"], help="which groups to predict."
+    )
     parser.add_argument("--split-file", help="split TOML (default: the run's split.toml).")
     parser.add_argument(
         "--queries",
@@ -40,15 +44,21 @@ def run(args: argparse.Namespace) -> int:
     from ptrag.prediction.write import write_prediction
 
     trained = TrainedModel.load(args.run_dir)
+    # Check the cheap inputs before the output directory is created or the screen is read.
+    queries = read_queries(args.queries) if args.queries else None
     prepare_output_dir(args.out, overwrite=args.overwrite)
     dataset = load_dataset(args.data, trained.config.data, set_len=None)
-    if args.queries:
-        prediction = predict_queries(trained, dataset, read_queries(args.queries), seed=args.seed)
+    if queries is not None:
+        prediction = predict_queries(trained, dataset, queries, seed=args.seed)
     else:
         split = Split.read(args.split_file or Path(args.run_dir) / "split.toml")
         split.validate(dataset)
         prediction = predict_sets(
-            trained, dataset, split.groups(dataset, args.split), seed=args.seed, role=args.split,
+            trained,
+            dataset,
+            split.groups(dataset, args.split),
+            seed=args.seed,
+            role=args.split,
             progress=not args.no_progress,
         )
     out = write_prediction(prediction, args.out, overwrite=True)

@@ -20,7 +20,9 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser.add_argument("data", help="the screen (.h5ad).")
     parser.add_argument("--split", required=True, help="STATE-format split TOML (see `ptrag split`).")
     parser.add_argument("--out", required=True, help="run directory to create.")
-    parser.add_argument("--arm", choices=["st", "vanilla_rag", "ptrag", "memory"], help="model arm (model.arm).")
+    parser.add_argument(
+        "--arm", choices=["st", "vanilla_rag", "ptrag", "memory"], help="model arm (model.arm)."
+    )
     parser.add_argument("--seed", type=int, help="random seed (train.seed).")
     parser.add_argument("--steps", type=int, help="training steps (train.max_steps).")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out.")
@@ -54,7 +56,13 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data, config.data, set_len=config.train.cell_set_len)
     split = Split.read(args.split)
     result = train(
-        config, dataset, split, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
+        config,
+        dataset,
+        split,
+        args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
     )
     print(f"trained {config.model.arm} for {config.train.max_steps} steps → {result.run_dir}")
     return 0

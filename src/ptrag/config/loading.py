@@ -149,10 +149,11 @@ def apply_overrides(config: Config, overrides: typing.Sequence[str]) -> Config:
     for text in overrides:
         (section, key), value = _parse_override(text)
         if section not in data:
-            raise ConfigError(f"Unknown config section {section!r} in {text!r}.{_closest(section, list(data))}")
+            raise ConfigError(
+                f"Unknown config section {section!r} in {text!r}.{_closest(section, list(data))}"
+            )
         data[section][key] = value
     return config_from_dict(data)
-
 
 
 def load_config(source: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:

@@ -53,6 +53,8 @@ class PerturbationDataset:
     columns: ColumnMapping
     source: str = ""
     warnings: list[str] = field(default_factory=list)
+    # Where the expression came from and how it is stored, for `ptrag inspect` and logs.
+    expression_source: str = ""
 
     @property
     def n_cells(self) -> int:

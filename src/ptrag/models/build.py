@@ -129,5 +129,7 @@ def load_weights(model: PerturbationModel, state_dict: Mapping[str, torch.Tensor
         elif target.shape == value.shape:
             target.copy_(value)
         else:
-            raise ValueError(f"parameter {key}: checkpoint shape {tuple(value.shape)} != {tuple(target.shape)}")
+            raise ValueError(
+                f"parameter {key}: checkpoint shape {tuple(value.shape)} != {tuple(target.shape)}"
+            )
     model.load_state_dict(own)

@@ -83,7 +83,9 @@ class STGenerator(nn.Module):
         super().__init__()
         self.output_residual = output_residual
         self.basal_encoder = mlp(n_genes, hidden_dim, hidden_dim, encoder_layers, dropout)
-        self.pert_encoder = PerturbationEncoder(gene_embeddings, hidden_dim, encoder_layers, pert_encoding, dropout)
+        self.pert_encoder = PerturbationEncoder(
+            gene_embeddings, hidden_dim, encoder_layers, pert_encoding, dropout
+        )
         # The extra last row stands for batches unseen in training and stays zero.
         self.batch_embedding = (
             nn.Embedding(n_batches + 1, hidden_dim, padding_idx=n_batches) if use_batch else None

@@ -37,7 +37,9 @@ class ModelOutput:
 
 
 class PerturbationModel(nn.Module):
-    def __init__(self, config: Config, generator: STGenerator, retriever: Retriever | None, n_genes: int) -> None:
+    def __init__(
+        self, config: Config, generator: STGenerator, retriever: Retriever | None, n_genes: int
+    ) -> None:
         super().__init__()
         self.arm = config.model.arm
         self.generator = generator
@@ -78,7 +80,9 @@ class PerturbationModel(nn.Module):
             candidates = self.retriever(pert_index, cell_type_index)
             if self.arm == "memory":
                 query_embedding = self.generator.pert_encoder.gene_embeddings[pert_index]
-                candidates.cosine = F.cosine_similarity(query_embedding[:, None, :], candidates.embedding, dim=-1)
+                candidates.cosine = F.cosine_similarity(
+                    query_embedding[:, None, :], candidates.embedding, dim=-1
+                )
             encoded = self.encode_candidates(candidates)
             output.candidates = candidates
             if self.selector is not None:

@@ -94,7 +94,9 @@ class Retriever(nn.Module):
                 raise ValueError("every response-memory perturbation must be in the training database")
             self.register_buffer("memory_shifts", torch.from_numpy(memory.shifts.copy()))
             self.register_buffer("memory_database_row", torch.from_numpy(memory_rows_vocab))
-            tables = _memory_tables(memory, database, vocabulary, vocabulary_embeddings, self.cell_types, top_k)
+            tables = _memory_tables(
+                memory, database, vocabulary, vocabulary_embeddings, self.cell_types, top_k
+            )
             for name, value in tables.items():
                 self.register_buffer(name, value)
 

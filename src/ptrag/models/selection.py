@@ -48,6 +48,53 @@ class CandidateSelector(nn.Module):
             return F.gumbel_softmax(logits, tau=self.tau, hard=True, dim=-1)[..., KEEP]
         return (logits[..., KEEP] > logits[..., DROP]).to(logits.dtype)
 
+    def _first_layer(self, basal: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """Both MLPs' first Linear applied to LayerNorm([basal; query; candidate]), without the concat.
+
+        LayerNorm followed by a Linear is affine in each of the three parts once the per-pair mean and
+        variance are known, so every part is projected at its own size ((B,S,H), (B,H), (B,K,H)) and
+        only the projected (B,S,K,2H) sum is formed, instead of the (B,S,K,3H) concat, its
+        LayerNorm and a matmul over it. The pair statistics come from per-part statistics by the
+        parallel-variance formula, which stays exact to float rounding (no E[x^2] - mu^2 cancellation).
+        """
+        h = basal.shape[-1]
+        first = (self.scorer[0], self.context[0])
+        weight = torch.cat([layer.weight for layer in first]) * self.norm.weight  # (2H', 3H), gamma folded in
+        bias = torch.cat([layer.bias for layer in first]) + torch.cat([layer.weight for layer in first]) @ self.norm.bias
+        w_basal, w_query, w_cand = weight.split(h, dim=1)
+        projected = (
+            (basal @ w_basal.T)[:, :, None, :]
+            + (query @ w_query.T)[:, None, None, :]
+            + (candidates @ w_cand.T)[:, None, :, :]
+        )
+        var_b, mean_b = torch.var_mean(basal, dim=-1, correction=0)  # (B,S)
+        var_q, mean_q = torch.var_mean(query, dim=-1, correction=0)  # (B,)
+        var_c, mean_c = torch.var_mean(candidates, dim=-1, correction=0)  # (B,K)
+        mean_b, mean_q, mean_c = mean_b[:, :, None], mean_q[:, None, None], mean_c[:, None, :]
+        var_b, var_q, var_c = var_b[:, :, None], var_q[:, None, None], var_c[:, None, :]
+        mean = (mean_b + mean_q + mean_c) / 3  # (B,S,K)
+        variance = (
+            var_b + var_q + var_c + (mean_b - mean) ** 2 + (mean_q - mean) ** 2 + (mean_c - mean) ** 2
+        ) / 3
+        inverse_std = torch.rsqrt(variance + self.norm.eps)
+        centred = projected - mean[..., None] * weight.sum(dim=1)
+        return torch.addcmul(bias, centred, inverse_std[..., None])
+
+    def _score(
+        self, basal: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the context MLP's hidden activations (B,S,K,H') and the keep/drop logits (B,S,K,2)."""
+        pre = self._first_layer(basal, query, candidates)
+        score_hidden, context_hidden = F.gelu(pre).split(self.scorer[0].out_features, dim=-1)
+        logits = self.scorer[3](self.scorer[2](score_hidden))
+        return self.context[2](context_hidden), logits
+
+    def _weighted_context(self, hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """sum_k w_k * context_mlp(r_k): the last (linear) layer moves outside the sum over k."""
+        summed = torch.einsum("bsk,bskh->bsh", weights, hidden)
+        last = self.context[3]
+        return F.linear(summed, last.weight) + weights.sum(dim=2, keepdim=True) * last.bias
+
     def forward(
         self,
         tokens: torch.Tensor,
@@ -57,20 +104,9 @@ class CandidateSelector(nn.Module):
         valid: torch.Tensor,
     ) -> tuple[torch.Tensor, Selection]:
         """tokens/basal (B,S,H), query (B,H), candidates (B,K,H), valid (B,K) → new tokens, selection."""
-        b, s, h = basal.shape
-        k = candidates.shape[1]
-        pair = torch.cat(
-            [
-                basal[:, :, None, :].expand(b, s, k, h),
-                query[:, None, None, :].expand(b, s, k, h),
-                candidates[:, None, :, :].expand(b, s, k, h),
-            ],
-            dim=-1,
-        )
-        r = self.norm(pair)
-        logits = self.scorer(r)
+        hidden, logits = self._score(basal, query, candidates)
         weights = self.select(logits) * valid[:, None, :].to(logits.dtype)
-        context = (weights[..., None] * self.context(r)).sum(dim=2)
+        context = self._weighted_context(hidden, weights)
         if self.combine == "replace_sum":
             # The paper: the token becomes the sum of kept contexts (zero when nothing is kept).
             new_tokens = context

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -9,6 +10,8 @@ import numpy as np
 
 from ptrag.data.dataset import ExpressionMatrix, PerturbationDataset
 from ptrag.errors import DataError, format_list
+
+log = logging.getLogger(__name__)
 
 
 class ReorderedExpression:
@@ -27,11 +30,19 @@ class ReorderedExpression:
         return self.inner.nbytes
 
     def rows(self, index: np.ndarray) -> np.ndarray:
-        return self.inner.rows(index)[:, self.columns]
+        # Fancy indexing on columns returns a non-C-contiguous array; torch would then take other
+        # kernels and the predictions would differ from those on the original order in the last bit.
+        return np.ascontiguousarray(self.inner.rows(index)[:, self.columns])
 
 
-def align_genes(dataset: PerturbationDataset, genes: Sequence[str], what: str = "the checkpoint") -> PerturbationDataset:
-    """Return ``dataset`` with columns in ``genes`` order; fail naming missing and extra genes."""
+def align_genes(
+    dataset: PerturbationDataset, genes: Sequence[str], what: str = "the checkpoint"
+) -> PerturbationDataset:
+    """Return ``dataset`` with columns in ``genes`` order; fail naming missing and extra genes.
+
+    Only the order differing is fixed silently; genes the model does not know are dropped with a
+    warning; genes the model needs but the data lacks are an error.
+    """
     genes = tuple(genes)
     if dataset.genes == genes:
         return dataset
@@ -44,6 +55,13 @@ def align_genes(dataset: PerturbationDataset, genes: Sequence[str], what: str = 
             f"{format_list(missing)}"
             + (f"; it has {len(extra)} genes the model does not know: {format_list(extra)}" if extra else "")
             + ". Predict on data with the same gene list (genes.txt in the run directory)."
+        )
+    if extra:
+        log.warning(
+            "Ignoring %d genes of the data that %s was not trained on: %s",
+            len(extra),
+            what,
+            format_list(extra),
         )
     position = {g: i for i, g in enumerate(dataset.genes)}
     columns = np.array([position[g] for g in genes], dtype=np.int64)

@@ -18,7 +18,13 @@ from ptrag.training.threads import configure_threads
 DEFAULT_CELLS_PER_QUERY = 100
 
 
+def _line_list(lines: np.ndarray, limit: int = 20) -> str:
+    shown = ", ".join(str(int(n)) for n in lines[:limit])
+    return shown + (f", … ({len(lines) - limit} more)" if len(lines) > limit else "")
+
+
 def read_queries(path: str | Path) -> pd.DataFrame:
+    """Read and check a query CSV: columns cell_type, perturbation and optional n_cells (≥ 1)."""
     try:
         queries = pd.read_csv(path)
     except (OSError, ValueError) as exc:
@@ -29,8 +35,25 @@ def read_queries(path: str | Path) -> pd.DataFrame:
             f"Query file {path} needs columns cell_type and perturbation (optional n_cells); "
             f"missing {sorted(missing)}, present {list(queries.columns)}."
         )
+    if queries.empty:
+        raise DataError(f"Query file {path} has a header but no queries; add one row per prediction.")
+    # CSV line numbers (header is line 1) point the user at the exact rows to fix.
+    lines = queries.index.to_numpy() + 2
+    blank = queries[["cell_type", "perturbation"]].isna().any(axis=1).to_numpy()
+    if blank.any():
+        raise DataError(
+            f"Query file {path} has empty cell_type or perturbation on line(s) {_line_list(lines[blank])}."
+        )
     if "n_cells" not in queries:
         queries["n_cells"] = DEFAULT_CELLS_PER_QUERY
+    counts = pd.to_numeric(queries["n_cells"], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(counts) | (counts < 1) | (counts != np.round(counts))
+    if bad.any():
+        raise DataError(
+            f"Query file {path}: n_cells must be a whole number ≥ 1; bad value(s) "
+            f"{format_list(queries['n_cells'][bad])} on line(s) {_line_list(lines[bad])}."
+        )
+    queries["n_cells"] = counts.astype(np.int64)
     return queries
 
 
@@ -42,7 +65,12 @@ def _query_sets(
     batches = dataset.obs[BATCH].astype(str).to_numpy()
     unknown = sorted(set(queries["cell_type"].astype(str)) - set(cell_types[dataset.is_control]))
     if unknown:
-        raise DataError(f"No control cells for the query cell types {format_list(unknown)}.")
+        with_controls = sorted(set(cell_types[dataset.is_control]))
+        raise DataError(
+            f"No control cells for the query cell type(s) {format_list(unknown)}; in-silico prediction "
+            "starts from controls of the same cell type. "
+            f"Cell types with controls: {format_list(with_controls)}."
+        )
     sets: list[CellSet] = []
     for row in queries.itertuples(index=False):
         pool = np.flatnonzero(dataset.is_control & (cell_types == str(row.cell_type)))

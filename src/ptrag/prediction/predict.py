@@ -49,8 +49,12 @@ class TrainedModel:
         checkpoint = path / LAST_CHECKPOINT if path.is_dir() else path
         payload = read_checkpoint(checkpoint)
         info = payload[CHECKPOINT_KEY]
-        state = {k.removeprefix("model."): v for k, v in payload["state_dict"].items() if k.startswith("model.")}
-        return cls(config_from_dict(info["config"]), ModelSpec.from_state(info["spec"]), state, str(checkpoint))
+        state = {
+            k.removeprefix("model."): v for k, v in payload["state_dict"].items() if k.startswith("model.")
+        }
+        return cls(
+            config_from_dict(info["config"]), ModelSpec.from_state(info["spec"]), state, str(checkpoint)
+        )
 
     def model_for(self, spec: ModelSpec) -> torch.nn.Module:
         model = build_model(self.config, spec)
@@ -74,7 +78,9 @@ def _embeddings_for_new(trained: TrainedModel, names: Sequence[str]) -> ModelSpe
     resolved, matrix, _ = resolve_vocabulary(unknown, trained.config)
     dropped = sorted(set(unknown) - set(resolved))
     if dropped:
-        raise DataError(f"No gene embedding for the perturbations {format_list(dropped)}; cannot predict them.")
+        raise DataError(
+            f"No gene embedding for the perturbations {format_list(dropped)}; cannot predict them."
+        )
     return trained.spec.extended(resolved, matrix)
 
 
@@ -91,7 +97,9 @@ def _run_sets(
     chunks = [sets[i : i + sets_per_batch] for i in range(0, len(sets), sets_per_batch)]
     with torch.inference_mode():
         for start, chunk in zip(
-            range(0, len(sets), sets_per_batch), tqdm(chunks, desc="predict", disable=not progress), strict=True
+            range(0, len(sets), sets_per_batch),
+            tqdm(chunks, desc="predict", disable=not progress),
+            strict=True,
         ):
             batch = tensorize(chunk)
             output: ModelOutput = model(
@@ -172,7 +180,12 @@ def predict_sets(
         }
     )
     control_values = dataset.expression.rows(control_cells)
-    uns = {"control_label": label, "split": role, "arm": trained.config.model.arm, "checkpoint": trained.source}
+    uns = {
+        "control_label": label,
+        "split": role,
+        "arm": trained.config.model.arm,
+        "checkpoint": trained.source,
+    }
     pred_obs = pd.concat([pert_rows, control_rows], ignore_index=True)
     pred_obs.index = [f"pred_{i}" for i in range(len(pred_obs))]
     adata_pred = _anndata(np.vstack([*predicted, control_values]), pred_obs, spec.genes, uns)

@@ -12,7 +12,9 @@ from ptrag.data.sets import CellSet
 from ptrag.models import ModelOutput
 
 
-def retrieval_rows(output: ModelOutput, sets: Sequence[CellSet], first_set_id: int, model: torch.nn.Module) -> pd.DataFrame:
+def retrieval_rows(
+    output: ModelOutput, sets: Sequence[CellSet], first_set_id: int, model: torch.nn.Module
+) -> pd.DataFrame:
     """One row per (set, candidate rank).
 
     ``keep_weight`` is the fraction of the set's real cells that kept the candidate (PT-RAG, memory),

@@ -61,7 +61,9 @@ class RetrievalDatabase:
         k_eff = min(k, len(self))
         if k_eff == 0:
             empty = np.zeros((len(queries), k), dtype=np.int64)
-            return Neighbours(empty, np.zeros((len(queries), k), np.float32), np.zeros((len(queries), k), bool))
+            return Neighbours(
+                empty, np.zeros((len(queries), k), np.float32), np.zeros((len(queries), k), bool)
+            )
         top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
         top_scores = np.take_along_axis(scores, top, axis=1)
         order = np.argsort(-top_scores, axis=1, kind="stable")
@@ -87,6 +89,8 @@ class RetrievalDatabase:
     def load(cls, path: str | Path) -> RetrievalDatabase:
         try:
             with np.load(path, allow_pickle=False) as data:
-                return cls(tuple(str(p) for p in data["perturbations"]), data["embeddings"].astype(np.float32))
+                return cls(
+                    tuple(str(p) for p in data["perturbations"]), data["embeddings"].astype(np.float32)
+                )
         except (OSError, KeyError, ValueError) as exc:
             raise CheckpointError(f"Cannot read the retrieval database {path}: {exc}") from exc

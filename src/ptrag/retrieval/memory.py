@@ -41,7 +41,7 @@ class ResponseMemory:
         pert = obs[PERTURBATION].astype(str).to_numpy()
         ctype = obs[CELL_TYPE].astype(str).to_numpy()
         control = dataset.is_control
-        keys = np.char.add(np.char.add(ctype.astype(str), "\x00"), pert.astype(str))
+        keys = np.char.add(np.char.add(ctype.astype(str), "\x1f"), pert.astype(str))
         use = train_mask | control
         uniq, inverse = np.unique(keys[use], return_inverse=True)
         sums = np.zeros((len(uniq), dataset.n_genes), dtype=np.float64)
@@ -56,9 +56,11 @@ class ResponseMemory:
             )
             sums += indicator @ dataset.expression.rows(block).astype(np.float64)
         means = sums / counts[:, None]
-        parts = [key.split("\x00") for key in uniq]
+        parts = [key.split("\x1f") for key in uniq]
         control_mean = {c: means[i] for i, (c, p) in enumerate(parts) if p == dataset.control_label}
-        rows = [(p, c, means[i] - control_mean[c]) for i, (c, p) in enumerate(parts) if p != dataset.control_label]
+        rows = [
+            (p, c, means[i] - control_mean[c]) for i, (c, p) in enumerate(parts) if p != dataset.control_label
+        ]
         if not rows:
             return cls((), (), np.zeros((0, dataset.n_genes), np.float32))
         perts, ctypes, shifts = zip(*rows, strict=True)

@@ -23,7 +23,9 @@ class SetTensorizer:
         # Dataset batch codes → spec batch codes; unknown batches map to the reserved last row.
         spec_batches = {name: i for i, name in enumerate(spec.batches)}
         categories = [str(b) for b in dataset.obs["batch"].cat.categories]
-        self.batch_map = np.array([spec_batches.get(b, len(spec.batches)) for b in categories], dtype=np.int64)
+        self.batch_map = np.array(
+            [spec_batches.get(b, len(spec.batches)) for b in categories], dtype=np.int64
+        )
 
     def __call__(self, sets: Sequence[CellSet]) -> dict[str, torch.Tensor]:
         arrays = collate(list(sets), self.dataset)
@@ -31,7 +33,9 @@ class SetTensorizer:
             "control": torch.from_numpy(arrays["control"]),
             "target": torch.from_numpy(arrays["target"]),
             "batch_codes": torch.from_numpy(self.batch_map[arrays["batch_codes"]]),
-            "pert_index": torch.tensor([self.vocabulary[p] for p in arrays["perturbation"]], dtype=torch.long),
+            "pert_index": torch.tensor(
+                [self.vocabulary[p] for p in arrays["perturbation"]], dtype=torch.long
+            ),
             "cell_type_index": torch.tensor([self.cell_types.get(c, 0) for c in arrays["cell_type"]]),
         }
 
@@ -40,7 +44,13 @@ class TrainingSteps(Dataset):
     """Item t is the batch of step t, drawn from a generator seeded by (seed, rank, t)."""
 
     def __init__(
-        self, sampler: SetSampler, tensorize: SetTensorizer, sets_per_batch: int, seed: int, rank: int, steps: int
+        self,
+        sampler: SetSampler,
+        tensorize: SetTensorizer,
+        sets_per_batch: int,
+        seed: int,
+        rank: int,
+        steps: int,
     ) -> None:
         self.sampler = sampler
         self.tensorize = tensorize

@@ -27,7 +27,9 @@ class PerturbationLightningModule(L.LightningModule):
         self._step_started = 0.0
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
-        return self.model(batch["control"], batch["pert_index"], batch["cell_type_index"], batch["batch_codes"])
+        return self.model(
+            batch["control"], batch["pert_index"], batch["cell_type_index"], batch["batch_codes"]
+        )
 
     def _losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, ModelOutput]:
         output = self(batch)

@@ -33,7 +33,9 @@ class PreparedData:
         return self.groups.get(role, [])
 
 
-def _groups_by_role(dataset: PerturbationDataset, roles: np.ndarray, vocabulary: set[str]) -> dict[str, list[Group]]:
+def _groups_by_role(
+    dataset: PerturbationDataset, roles: np.ndarray, vocabulary: set[str]
+) -> dict[str, list[Group]]:
     frame = dataset.obs[[CELL_TYPE, PERTURBATION]].astype(str).assign(role=roles)
     frame = frame[(frame["role"] != "control") & frame[PERTURBATION].isin(vocabulary)]
     unique = frame.drop_duplicates()
@@ -43,9 +45,7 @@ def _groups_by_role(dataset: PerturbationDataset, roles: np.ndarray, vocabulary:
     }
 
 
-def resolve_vocabulary(
-    names: Sequence[str], config: Config
-) -> tuple[list[str], np.ndarray, str]:
+def resolve_vocabulary(names: Sequence[str], config: Config) -> tuple[list[str], np.ndarray, str]:
     """Embeddings for ``names`` under the configured source and missing-gene policy."""
     embeddings = load_embeddings(config.embedding.source)
     resolution = resolve_genes(embeddings, list(names), policy=config.embedding.missing)

@@ -99,7 +99,7 @@ def build_trainer(config: Config, run_dir: Path, progress: bool = True) -> L.Tra
                 save_top_k=1,
                 monitor=None,
             ),
-            TQDMProgressBar(refresh_rate=10),
+            *([TQDMProgressBar(refresh_rate=10)] if progress else []),
         ],
         enable_progress_bar=progress,
         enable_model_summary=False,
@@ -130,7 +130,9 @@ def train(
         ckpt_path = str(last)
     else:
         if resume is False and (run_dir / LAST_CHECKPOINT).exists() and not overwrite:
-            raise OutputError(f"{run_dir} already holds a trained run. Pass --resume to continue or --overwrite.")
+            raise OutputError(
+                f"{run_dir} already holds a trained run. Pass --resume to continue or --overwrite."
+            )
         prepare_output_dir(run_dir, overwrite=overwrite)
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     prepared = prepare(dataset, split, config)

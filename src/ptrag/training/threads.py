@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -23,10 +24,8 @@ def configure_threads(requested: int = 0) -> int:
     """Set torch's intra-op threads (0 = choose) and a single inter-op thread; return the count used."""
     threads = requested if requested > 0 else default_threads()
     torch.set_num_threads(threads)
-    try:
+    # Only settable before the first parallel region; a second call in one process is harmless.
+    with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(1)
-    except RuntimeError:
-        # Only settable before the first parallel region; a second call in one process is harmless.
-        pass
     log.debug("torch threads: %d", threads)
     return threads

@@ -1,0 +1,112 @@
+"""``ptrag benchmark``: simulate (or take) a screen, run every arm, score references, write the report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ptrag.benchmark.runner import DEFAULT_ARMS, BenchmarkRuns, run_arms
+from ptrag.errors import DataError
+from ptrag.io import atomic_write_text, prepare_output_dir
+
+log = logging.getLogger(__name__)
+
+KEYS = ["cell_type", "perturbation"]
+
+
+def _long_results(runs: BenchmarkRuns) -> pd.DataFrame:
+    """Per (method, cell type, perturbation): arms averaged over seeds, references as scored."""
+    frames = [r.evaluation.results.assign(method=r.arm, seed=r.seed) for r in runs.arms]
+    arms = pd.concat(frames, ignore_index=True)
+    metric_columns = [
+        c for c in arms.columns if c not in {*KEYS, "method", "seed"} and arms[c].dtype.kind == "f"
+    ]
+    averaged = arms.groupby(["method", *KEYS], sort=False)[metric_columns].mean().reset_index()
+    references = [res.results.assign(method=name) for name, res in runs.references.items()]
+    return pd.concat([averaged, *references], ignore_index=True)
+
+
+def _per_seed(runs: BenchmarkRuns) -> list[dict[str, Any]]:
+    rows = []
+    for r in runs.arms:
+        means = r.evaluation.results.mean(numeric_only=True)
+        rows.append(
+            {
+                "arm": r.arm,
+                "seed": r.seed,
+                "train_seconds": round(r.train_seconds, 2),
+                "predict_seconds": round(r.predict_seconds, 2),
+                "final_logged": r.final_metrics,
+                "mean_metrics": {k: float(v) for k, v in means.items()},
+            }
+        )
+    return rows
+
+
+def run_benchmark(
+    out: str | Path,
+    data_dir: str | Path | None = None,
+    preset: str = "replogle-like",
+    arms: Sequence[str] = DEFAULT_ARMS,
+    seeds: int = 1,
+    config_source: str = "cpu-small",
+    overrides: Sequence[str] = (),
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    from ptrag.report.render import write_report
+    from ptrag.report.summary import build_summary
+
+    started = time.perf_counter()
+    out = prepare_output_dir(out, overwrite=overwrite)
+    if "st" not in arms:
+        raise DataError("The benchmark compares every arm against 'st'; include it in --arms.")
+    if data_dir is None:
+        from ptrag.simulation import simulate
+
+        log.info("[benchmark] simulating the %s screen", preset)
+        simulated = simulate(preset, seed=0, out_dir=out / "data", progress=progress)
+        data_path, split_path = simulated.data_path, simulated.split_path
+    else:
+        data_path, split_path = Path(data_dir) / "data.h5ad", Path(data_dir) / "split.toml"
+        for path in (data_path, split_path):
+            if not path.is_file():
+                raise DataError(
+                    f"--data {data_dir} must hold data.h5ad and split.toml; {path.name} is missing."
+                )
+    runs = run_arms(data_path, split_path, out, arms, seeds, config_source, overrides, progress)
+    results = _long_results(runs)
+    results.to_csv(out / "results_all.csv", index=False)
+    kinds = {arm: "arm" for arm in arms} | {name: "reference" for name in runs.references}
+    ptrag_runs = [r for r in runs.arms if r.arm == "ptrag" and r.seed == 0]
+    retrieval = ptrag_runs[0].retrieval if ptrag_runs else None
+    queries = None
+    if retrieval is not None and not retrieval.empty:
+        queries = list(dict.fromkeys(zip(retrieval["cell_type"], retrieval["perturbation"], strict=True)))[:4]
+    info = {
+        "data": runs.dataset_info,
+        "arms": list(arms),
+        "seeds": seeds,
+        "config": runs.config,
+        "per_seed": _per_seed(runs),
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    summary = build_summary(
+        results,
+        kinds,
+        baseline="st",
+        retrieval=retrieval,
+        neighbour_queries=queries,
+        info=info,
+        title=f"ptrag benchmark: {Path(data_path).parent.name} ({', '.join(arms)}; {seeds} seed(s))",
+    )
+    write_report(summary, out)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
+    log.info("[benchmark] done in %.0f s → %s", time.perf_counter() - started, out / "report.html")
+    return summary

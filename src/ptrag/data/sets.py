@@ -1,0 +1,173 @@
+"""Cell sets: S perturbed cells of one (cell type, perturbation) paired with S controls of that type.
+
+Controls come from the batch most of the set's perturbed cells come from when that batch has at
+least S controls of the cell type; otherwise from all controls of the cell type. All lookups go
+through index arrays built once, so sampling a batch of sets is plain numpy work.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ptrag.data.dataset import BATCH, CELL_TYPE, PERTURBATION, PerturbationDataset
+from ptrag.errors import DataError, format_list
+
+
+@dataclass(frozen=True, eq=False)
+class CellSet:
+    """One set: cell indices into the dataset (``target_idx`` perturbed, ``control_idx`` controls).
+
+    ``batch`` is the batch the controls were matched to (the perturbed cells' majority batch).
+    ``n_real`` counts the distinct perturbed cells; it is below S when a small group was padded.
+    """
+
+    cell_type: str
+    perturbation: str
+    batch: str
+    target_idx: np.ndarray
+    control_idx: np.ndarray
+    n_real: int
+
+
+def _split_by_key(keys: np.ndarray, members: np.ndarray) -> dict[int, np.ndarray]:
+    """Map each distinct key to the (sorted) members carrying it."""
+    order = np.argsort(keys[members], kind="stable")
+    sorted_members = members[order]
+    sorted_keys = keys[sorted_members]
+    boundaries = np.flatnonzero(np.diff(sorted_keys)) + 1
+    starts = np.concatenate([[0], boundaries])
+    return {
+        int(sorted_keys[s]): chunk
+        for s, chunk in zip(starts, np.split(sorted_members, boundaries), strict=True)
+        if chunk.size
+    }
+
+
+class SetSampler:
+    """Draw random training sets and fixed evaluation sets for the given (cell type, perturbation) groups."""
+
+    def __init__(
+        self, dataset: PerturbationDataset, groups: Sequence[tuple[str, str]], set_len: int, seed: int
+    ) -> None:
+        if set_len < 1:
+            raise DataError(f"The set size must be at least 1, not {set_len}.")
+        self.set_len, self.seed = int(set_len), int(seed)
+        obs = dataset.obs
+        self._types = [str(c) for c in obs[CELL_TYPE].cat.categories]
+        self._perts = [str(p) for p in obs[PERTURBATION].cat.categories]
+        self._batches = [str(b) for b in obs[BATCH].cat.categories]
+        type_codes = obs[CELL_TYPE].cat.codes.to_numpy().astype(np.int64)
+        pert_codes = obs[PERTURBATION].cat.codes.to_numpy().astype(np.int64)
+        self.batch_codes = obs[BATCH].cat.codes.to_numpy().astype(np.int64)
+        n_batches = max(1, len(self._batches))
+        all_cells = np.arange(len(obs), dtype=np.int64)
+        is_control = pert_codes == self._perts.index(dataset.control_label)
+
+        by_group = _split_by_key(type_codes * max(1, len(self._perts)) + pert_codes, all_cells[~is_control])
+        controls = all_cells[is_control]
+        self._controls_by_type = _split_by_key(type_codes, controls)
+        self._controls_by_type_batch = _split_by_key(type_codes * n_batches + self.batch_codes, controls)
+        self._n_batches = n_batches
+
+        type_index = {t: i for i, t in enumerate(self._types)}
+        pert_index = {p: i for i, p in enumerate(self._perts)}
+        self.groups: list[tuple[str, str]] = [(str(c), str(p)) for c, p in groups]
+        self._group_cells: list[np.ndarray] = []
+        self._group_type: list[int] = []
+        missing = []
+        for cell_type, pert in self.groups:
+            key = type_index.get(cell_type, -1) * max(1, len(self._perts)) + pert_index.get(pert, -1)
+            cells = by_group.get(key) if cell_type in type_index and pert in pert_index else None
+            if cells is None:
+                missing.append(f"{cell_type}/{pert}")
+                continue
+            if type_index[cell_type] not in self._controls_by_type:
+                raise DataError(f"Cell type {cell_type!r} has no control cells to pair with.")
+            self._group_cells.append(cells)
+            self._group_type.append(type_index[cell_type])
+        if missing:
+            raise DataError(f"No perturbed cells for group(s) {format_list(missing)}.")
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def _draw(self, rng: np.random.Generator, pool: np.ndarray) -> np.ndarray:
+        replace = pool.size < self.set_len
+        return pool[rng.choice(pool.size, size=self.set_len, replace=replace)]
+
+    def _controls(
+        self, rng: np.random.Generator, type_code: int, targets: np.ndarray
+    ) -> tuple[np.ndarray, int]:
+        counts = np.bincount(self.batch_codes[targets], minlength=self._n_batches)
+        batch = int(counts.argmax())  # ties go to the lowest batch code, deterministically
+        pool = self._controls_by_type_batch.get(type_code * self._n_batches + batch)
+        if pool is None or pool.size < self.set_len:
+            pool = self._controls_by_type[type_code]
+        return self._draw(rng, pool), batch
+
+    def _make(self, group: int, targets: np.ndarray, rng: np.random.Generator, n_real: int) -> CellSet:
+        controls, batch = self._controls(rng, self._group_type[group], targets)
+        targets = np.array(targets, dtype=np.int64)
+        targets.setflags(write=False)
+        controls.setflags(write=False)
+        cell_type, pert = self.groups[group]
+        return CellSet(cell_type, pert, self._batches[batch], targets, controls, n_real)
+
+    def sample(self, n_sets: int, rng: np.random.Generator) -> list[CellSet]:
+        """``n_sets`` random training sets: uniform over groups, cells without replacement when possible."""
+        if not self.groups:
+            raise DataError("No groups to sample sets from (the split left none for this role).")
+        chosen = rng.integers(0, len(self.groups), size=n_sets)
+        sets = []
+        for group in chosen.tolist():
+            cells = self._group_cells[group]
+            targets = self._draw(rng, cells)
+            sets.append(self._make(group, targets, rng, min(cells.size, self.set_len)))
+        return sets
+
+    def fixed_sets(self, groups: Sequence[tuple[str, str]] | None = None) -> list[CellSet]:
+        """Deterministic sets covering every perturbed cell of each group exactly once.
+
+        Cells are shuffled with a seed derived from (seed, group), cut into chunks of S, and the last
+        chunk is padded by wrapping around to the group's first cells (``n_real`` says how many are new).
+        """
+        wanted = self.groups if groups is None else [(str(c), str(p)) for c, p in groups]
+        position = {g: i for i, g in enumerate(self.groups)}
+        unknown = [f"{c}/{p}" for c, p in wanted if (c, p) not in position]
+        if unknown:
+            raise DataError(f"Group(s) {format_list(unknown)} are not among this sampler's groups.")
+        sets = []
+        for cell_type, pert in wanted:
+            group = position[(cell_type, pert)]
+            label = f"{cell_type}\x00{pert}".encode()
+            rng = np.random.default_rng([self.seed & 0xFFFFFFFF, zlib.crc32(label)])
+            cells = self._group_cells[group][rng.permutation(self._group_cells[group].size)]
+            for start in range(0, cells.size, self.set_len):
+                take = np.arange(start, start + self.set_len) % cells.size
+                n_real = min(self.set_len, cells.size - start)
+                sets.append(self._make(group, cells[take], rng, n_real))
+        return sets
+
+
+def collate(sets: Sequence[CellSet], dataset: PerturbationDataset) -> dict[str, object]:
+    """Stack sets into arrays: ``control``/``target`` [B, S, G] float32, ``batch_codes`` [B, S] int64."""
+    if not sets:
+        raise DataError("Cannot collate an empty list of cell sets.")
+    size = sets[0].target_idx.size
+    if any(s.target_idx.size != size or s.control_idx.size != size for s in sets):
+        raise DataError("All sets in a batch must have the same size.")
+    n_sets, n_genes = len(sets), dataset.n_genes
+    control_idx = np.concatenate([s.control_idx for s in sets])
+    target_idx = np.concatenate([s.target_idx for s in sets])
+    batch_codes = dataset.obs[BATCH].cat.codes.to_numpy().astype(np.int64)
+    return {
+        "control": dataset.expression.rows(control_idx).reshape(n_sets, size, n_genes),
+        "target": dataset.expression.rows(target_idx).reshape(n_sets, size, n_genes),
+        "batch_codes": batch_codes[control_idx].reshape(n_sets, size),
+        "perturbation": [s.perturbation for s in sets],
+        "cell_type": [s.cell_type for s in sets],
+    }

@@ -1,0 +1,311 @@
+"""``evaluate``: every metric per (cell type, perturbation), aggregated over perturbations."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
+
+from ptrag.errors import DataError, format_list
+from ptrag.evaluation.de import overlap_at_n, ranked_de_genes, sort_reference
+from ptrag.evaluation.distributional import (
+    DISTRIBUTIONAL_METRICS,
+    PCAProjection,
+    distributional_metrics,
+    fit_pca,
+)
+from ptrag.evaluation.profile import PROFILE_METRICS, profile_metrics
+
+log = logging.getLogger(__name__)
+
+KNOWN_CONTROL_LABELS: tuple[str, ...] = ("non-targeting", "control", "ctrl", "NT")
+METRICS: tuple[str, ...] = (*DISTRIBUTIONAL_METRICS, *PROFILE_METRICS, "overlap_at_N")
+# Direction of "better" for every metric; sd_ratio is best at 1.
+HIGHER_IS_BETTER: dict[str, bool] = {
+    **{
+        m: False
+        for m in (
+            "w1",
+            "w2",
+            "w2_ot",
+            "mmd",
+            "energy",
+            "energy_unbiased",
+            "mse",
+            "mae",
+            "mse_delta",
+            "mae_delta",
+        )
+    },
+    "pearson_delta": True,
+    "discrimination_score_l1": True,
+    "overlap_at_N": True,
+}
+AGG_STATISTICS: tuple[str, ...] = ("count", "nan_count", "mean", "median", "std", "min", "max")
+
+
+@dataclass
+class EvaluationResult:
+    """Per-condition metrics (``results``) and their aggregate over perturbations (``agg``).
+
+    ``agg`` is indexed by statistic (count, nan_count, mean, median, std, min, max) with one column
+    per metric; NaNs are skipped and counted in ``nan_count``.
+    """
+
+    results: pd.DataFrame
+    agg: pd.DataFrame
+    control_label: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def nan_counts(self) -> dict[str, int]:
+        return {m: int(self.agg.loc["nan_count", m]) for m in self.agg.columns}
+
+
+def aggregate(results: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean, median, std, min, max over rows per metric, skipping and counting NaNs."""
+    names = [m for m in (metrics or METRICS) if m in results.columns]
+    rows: dict[str, dict[str, float]] = {}
+    for name in names:
+        values = pd.to_numeric(results[name], errors="coerce").to_numpy(dtype=np.float64)
+        finite = values[~np.isnan(values)]
+        rows[name] = {
+            "count": float(finite.size),
+            "nan_count": float(values.size - finite.size),
+            "mean": float(finite.mean()) if finite.size else np.nan,
+            "median": float(np.median(finite)) if finite.size else np.nan,
+            "std": float(finite.std(ddof=1)) if finite.size > 1 else np.nan,
+            "min": float(finite.min()) if finite.size else np.nan,
+            "max": float(finite.max()) if finite.size else np.nan,
+        }
+    agg = pd.DataFrame(rows, index=list(AGG_STATISTICS), columns=names)
+    agg.index.name = "statistic"
+    return agg
+
+
+def resolve_control_label(adata_real: Any, adata_pred: Any, pert_col: str, control_label: str | None) -> str:
+    """The control label: given, else ``uns["ptrag"]["control_label"]``, else a known label present."""
+    present = set(adata_real.obs[pert_col].astype(str).unique())
+    if control_label is None:
+        for adata in (adata_real, adata_pred):
+            stored = adata.uns.get("ptrag", {}).get("control_label") if hasattr(adata, "uns") else None
+            if stored is not None:
+                control_label = str(stored)
+                break
+    if control_label is None:
+        found = [label for label in KNOWN_CONTROL_LABELS if label in present]
+        if len(found) != 1:
+            raise DataError(
+                f"Cannot tell the control label in column {pert_col!r} "
+                f"(known labels found: {found or 'none'}). Pass --control-label."
+            )
+        control_label = found[0]
+    if control_label not in present:
+        raise DataError(
+            f"Control label {control_label!r} not found in the real cells' {pert_col!r} column. "
+            f"Labels present: {format_list(sorted(present))}. Pass the right --control-label."
+        )
+    return control_label
+
+
+def validate_pair(
+    adata_pred: Any, adata_real: Any, pert_col: str, celltype_col: str | None, control_label: str
+) -> None:
+    """Raise DataError naming the mismatch when the two files cannot be compared."""
+    pred_genes = list(map(str, adata_pred.var_names))
+    real_genes = list(map(str, adata_real.var_names))
+    if pred_genes != real_genes:
+        missing = [g for g in real_genes if g not in set(pred_genes)]
+        extra = [g for g in pred_genes if g not in set(real_genes)]
+        detail = (
+            f"genes only in real: {format_list(missing)}; genes only in pred: {format_list(extra)}"
+            if missing or extra
+            else "same genes in a different order"
+        )
+        raise DataError(f"adata_pred and adata_real must have identical var_names ({detail}).")
+    for name, adata in (("adata_pred", adata_pred), ("adata_real", adata_real)):
+        for column in (pert_col, celltype_col):
+            if column is not None and column not in adata.obs.columns:
+                raise DataError(
+                    f"{name} has no obs column {column!r}. Columns present: {format_list(adata.obs.columns)}."
+                )
+    pred_conditions = _conditions(adata_pred, pert_col, celltype_col, control_label)
+    real_conditions = _conditions(adata_real, pert_col, celltype_col, control_label)
+    if pred_conditions != real_conditions:
+        only_real = sorted(real_conditions - pred_conditions)
+        only_pred = sorted(pred_conditions - real_conditions)
+        raise DataError(
+            "adata_pred and adata_real hold different (cell type, perturbation) conditions: "
+            f"only in real: {format_list(only_real)}; only in pred: {format_list(only_pred)}."
+        )
+
+
+def _conditions(
+    adata: Any, pert_col: str, celltype_col: str | None, control_label: str
+) -> set[tuple[str, str]]:
+    perts = adata.obs[pert_col].astype(str).to_numpy()
+    types = _cell_types(adata, celltype_col)
+    return set(zip(types, perts, strict=True))
+
+
+def _cell_types(adata: Any, celltype_col: str | None) -> NDArray[np.str_]:
+    if celltype_col is None:
+        return np.full(adata.n_obs, "all", dtype=object)
+    return adata.obs[celltype_col].astype(str).to_numpy()
+
+
+def _dense(x: Any) -> NDArray[np.float32]:
+    # float32 storage halves memory; every block is promoted to float64 where it is reduced.
+    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
+
+
+def _group_rows(labels: NDArray[Any]) -> dict[str, NDArray[np.intp]]:
+    codes, uniques = pd.factorize(pd.Series(labels), sort=True)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    return {str(u): order[bounds[i] : bounds[i + 1]] for i, u in enumerate(uniques)}
+
+
+def evaluate(
+    adata_pred: Any,
+    adata_real: Any,
+    control_label: str | None = None,
+    pert_col: str = "target_gene",
+    celltype_col: str | None = "cell_type",
+    pca: PCAProjection | None = None,
+    n_pcs: int = 50,
+    include_de: bool = True,
+    include_ot: bool = True,
+    progress: bool = True,
+    seed: int = 0,
+) -> EvaluationResult:
+    """Score predicted cells against real cells for every (cell type, perturbation).
+
+    ``pca`` lets several methods share one projection (fit it with :func:`fit_pca_on_real`); by
+    default it is fitted on all real cells here, controls included. The control condition is used
+    only as the reference of deltas and DE, never scored.
+    """
+    from tqdm.auto import tqdm
+
+    if celltype_col is not None and celltype_col not in adata_real.obs.columns:
+        log.warning("No %r column: treating all cells as one cell type", celltype_col)
+        celltype_col = None
+    if pert_col not in adata_real.obs.columns:
+        raise DataError(
+            f"adata_real has no obs column {pert_col!r}. "
+            f"Columns present: {format_list(adata_real.obs.columns)}."
+        )
+    control_label = resolve_control_label(adata_real, adata_pred, pert_col, control_label)
+    validate_pair(adata_pred, adata_real, pert_col, celltype_col, control_label)
+    genes = [str(g) for g in adata_real.var_names]
+    real_x = _dense(adata_real.X)
+    pred_x = _dense(adata_pred.X)
+    for name, matrix in (("adata_pred", pred_x), ("adata_real", real_x)):
+        bad = int(matrix.size - np.count_nonzero(np.isfinite(matrix)))
+        if bad:
+            raise DataError(f"{name}.X holds {bad} NaN or infinite values; metrics need finite expression.")
+    if pca is None:
+        pca = fit_pca(real_x, n_pcs=n_pcs, seed=seed)
+    # Bounds of every value the DE test will see, for its per-gene search offsets.
+    low = float(min(real_x.min(), pred_x.min()))
+    high = float(max(real_x.max(), pred_x.max()))
+
+    real_types = _cell_types(adata_real, celltype_col)
+    pred_types = _cell_types(adata_pred, celltype_col)
+    real_perts = adata_real.obs[pert_col].astype(str).to_numpy()
+    pred_perts = adata_pred.obs[pert_col].astype(str).to_numpy()
+    real_groups = _group_rows(
+        np.char.add(np.char.add(real_types.astype(str), "\x1f"), real_perts.astype(str))
+    )
+    pred_groups = _group_rows(
+        np.char.add(np.char.add(pred_types.astype(str), "\x1f"), pred_perts.astype(str))
+    )
+
+    rows: list[dict[str, Any]] = []
+    unmatched = 0
+    n_conditions = sum(1 for key in real_groups if not key.endswith("\x1f" + control_label))
+    bar = tqdm(total=n_conditions, desc="evaluate", unit="condition", disable=not progress)
+    # Per-condition matrices are small: multithreaded BLAS only adds contention there (measured
+    # 60x slower for 50x2000 products on a busy 2-core machine).
+    with threadpool_limits(limits=1):
+        for cell_type in sorted(set(real_types)):
+            control_key = f"{cell_type}\x1f{control_label}"
+            if control_key not in real_groups or control_key not in pred_groups:
+                raise DataError(
+                    f"Cell type {cell_type!r} has no {control_label!r} control cells in "
+                    f"{'adata_real' if control_key not in real_groups else 'adata_pred'}; "
+                    "deltas and DE need them."
+                )
+            real_ctrl = real_x[real_groups[control_key]].astype(np.float64)
+            pred_ctrl = pred_x[pred_groups[control_key]].astype(np.float64)
+            perts = sorted(k.split("\x1f", 1)[1] for k in real_groups if k.startswith(f"{cell_type}\x1f"))
+            perts = [p for p in perts if p != control_label]
+            if not perts:
+                continue
+            real_means = np.stack(
+                [real_x[real_groups[f"{cell_type}\x1f{p}"]].mean(0, dtype=np.float64) for p in perts]
+            )
+            pred_means = np.stack(
+                [pred_x[pred_groups[f"{cell_type}\x1f{p}"]].mean(0, dtype=np.float64) for p in perts]
+            )
+            profile = profile_metrics(
+                pred_means, real_means, pred_ctrl.mean(0), real_ctrl.mean(0), perts, genes
+            )
+            if include_de:
+                real_reference = sort_reference(real_ctrl, low, high)
+                pred_reference = sort_reference(pred_ctrl, low, high)
+            for i, perturbation in enumerate(perts):
+                real_cells = real_x[real_groups[f"{cell_type}\x1f{perturbation}"]].astype(np.float64)
+                pred_cells = pred_x[pred_groups[f"{cell_type}\x1f{perturbation}"]].astype(np.float64)
+                unmatched += int(len(real_cells) != len(pred_cells))
+                row: dict[str, Any] = {
+                    "cell_type": cell_type,
+                    "perturbation": perturbation,
+                    "n_pred": len(pred_cells),
+                    "n_real": len(real_cells),
+                }
+                row.update(distributional_metrics(pred_cells, real_cells, pca, include_ot=include_ot))
+                row.update({name: float(values[i]) for name, values in profile.items()})
+                if include_de:
+                    row["overlap_at_N"] = overlap_at_n(
+                        ranked_de_genes(real_cells, real_reference),
+                        ranked_de_genes(pred_cells, pred_reference),
+                    )
+                else:
+                    row["overlap_at_N"] = np.nan
+                rows.append(row)
+                bar.update(1)
+    bar.close()
+    if unmatched:
+        log.warning(
+            "%d condition(s) have a different number of predicted and real cells; W1/W2 depend on n, "
+            "so compare methods only at matched n.",
+            unmatched,
+        )
+    results = pd.DataFrame(rows)
+    info = {"n_conditions": len(rows), "n_unmatched": unmatched, "n_pcs": pca.n_components}
+    return EvaluationResult(results=results, agg=aggregate(results), control_label=control_label, info=info)
+
+
+def fit_pca_on_real(adata_real: Any, n_pcs: int = 50, seed: int = 0) -> PCAProjection:
+    """The shared projection: PCA on all real cells of the evaluated set (controls included)."""
+    return fit_pca(_dense(adata_real.X), n_pcs=n_pcs, seed=seed)
+
+
+def write_results(result: EvaluationResult, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``results.csv`` and ``agg_results.csv`` (cell-eval names) atomically."""
+    from ptrag.io import atomic_write_text
+
+    out = Path(out_dir)
+    results_path = out / "results.csv"
+    agg_path = out / "agg_results.csv"
+    atomic_write_text(results_path, result.results.to_csv(index=False))
+    atomic_write_text(agg_path, result.agg.reset_index().to_csv(index=False))
+    return results_path, agg_path

@@ -1,0 +1,380 @@
+"""Bad inputs at the command line: exit status 2, one ``ptrag <cmd>: error: ...`` line, no traceback.
+
+Loader-, config-, io- and checkpoint-level errors have their own unit tests (see docs/reliability.md);
+these check that the same problems reach a user of ``ptrag`` as one clear line, and cover the cases
+that only exist at the command line (gene lists of a checkpoint vs. new data, query files, splits
+that do not fit the data, write failures while predicting).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import anndata as ad
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from ptrag.cli.main import main
+
+TINY_MODEL = (
+    "--steps",
+    "5",
+    "--no-progress",
+    "--set",
+    "model.hidden_dim=16",
+    "--set",
+    "model.n_layers=1",
+    "--set",
+    "train.num_threads=1",
+    "--set",
+    "train.cell_set_len=16",
+    "--set",
+    "train.val_every=1000",
+)
+
+
+@pytest.fixture(scope="module")
+def screen(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ptrag.simulation import simulate
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("cli_bad") / "screen"
+    simulate("tiny", seed=0, out_dir=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_dir(screen: Path) -> Path:
+    run = screen.parent / "run"
+    args = ["train", str(screen / "data.h5ad"), "--split", str(screen / "split.toml"), "--out", str(run)]
+    assert main([*args, "--arm", "ptrag", *TINY_MODEL]) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def variant(screen: Path) -> Callable[..., Path]:
+    """``variant(name, change)``: write a changed copy of the tiny screen and return its path.
+
+    ``change(adata)`` edits the AnnData in place or returns a new one. ``plain=True`` first moves
+    the expression into a dense X (no obsm['X_hvg'], no counts layer), so that genes can be renamed,
+    dropped or reordered with var.
+    """
+
+    def write(name: str, change: Callable[[ad.AnnData], ad.AnnData | None], plain: bool = False) -> Path:
+        adata = ad.read_h5ad(screen / "data.h5ad")
+        if plain:
+            adata.X = np.asarray(adata.obsm.pop("X_hvg"), dtype=np.float32)
+            del adata.layers["counts"]
+        adata = change(adata) or adata
+        path = screen.parent / f"{name}.h5ad"
+        adata.write_h5ad(path)
+        return path
+
+    return write
+
+
+def fails(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """Run ``ptrag argv``; check exit 2, no traceback and exactly one error line; return that line."""
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith(f"ptrag {argv[0]}: error: ")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def train_args(screen: Path, data: Path | None = None, split: Path | None = None, out: str = "r") -> list[str]:
+    return [
+        "train",
+        str(data or screen / "data.h5ad"),
+        "--split",
+        str(split or screen / "split.toml"),
+        "--out",
+        str(screen.parent / out),
+        *TINY_MODEL,
+    ]
+
+
+def predict_args(run: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return ["predict", str(run), "--data", str(data), "--out", str(out), "--no-progress", *extra]
+
+
+# --- configuration and output directories ---------------------------------------------------------
+
+
+def test_train_unknown_set_key_names_the_key_and_the_closest_valid_ones(screen, capsys) -> None:
+    line = fails(capsys, [*train_args(screen, out="typo"), "--set", "train.max_step=5"])
+    assert "Unknown config key 'train.max_step'" in line
+    assert "Did you mean 'max_steps'" in line
+    assert not (screen.parent / "typo").exists()
+
+
+def test_train_refuses_an_existing_run_directory(screen, run_dir, capsys) -> None:
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    before = checkpoint.read_bytes()
+    args = train_args(screen)
+    args[args.index("--out") + 1] = str(run_dir)
+    line = fails(capsys, args)
+    assert str(run_dir) in line and "--resume" in line and "--overwrite" in line
+    assert checkpoint.read_bytes() == before
+
+
+def test_predict_refuses_an_existing_output_directory(screen, run_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "pred"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    line = fails(capsys, predict_args(run_dir, screen / "data.h5ad", out))
+    assert "already exists and is not empty" in line and "--overwrite" in line
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize(
+    ("errno_code", "patched", "expected"),
+    [
+        (errno.ENOSPC, "write_h5ad", "No space left on the device while writing"),
+        (errno.EROFS, "mkstemp", "Read-only file system. Choose a writable --out directory"),
+    ],
+)
+def test_predict_write_failure_is_one_line_and_leaves_no_partial_file(
+    screen, run_dir, tmp_path, capsys, monkeypatch, errno_code, patched, expected
+) -> None:
+    import tempfile
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno_code, os.strerror(errno_code))
+
+    if patched == "write_h5ad":
+        monkeypatch.setattr(ad.AnnData, "write_h5ad", refuse)
+    else:
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    out = tmp_path / "pred"
+    line = fails(capsys, predict_args(run_dir, screen / "data.h5ad", out))
+    assert expected in line and "adata_pred.h5ad" in line
+    assert list(out.iterdir()) == []  # neither the file nor its temporary
+
+
+# --- checkpoints ------------------------------------------------------------------------------------
+
+
+def test_predict_with_a_truncated_checkpoint(screen, run_dir, tmp_path, capsys) -> None:
+    broken = tmp_path / "broken_run"
+    shutil.copytree(run_dir, broken)
+    checkpoint = broken / "checkpoints" / "last.ckpt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:4096])
+    line = fails(capsys, predict_args(broken, screen / "data.h5ad", tmp_path / "pred"))
+    assert str(checkpoint) in line and "corrupted or truncated" in line
+    assert not (tmp_path / "pred").exists()
+
+
+def test_predict_from_a_missing_run_directory(screen, tmp_path, capsys) -> None:
+    line = fails(capsys, predict_args(tmp_path / "no_run", screen / "data.h5ad", tmp_path / "pred"))
+    assert "does not exist" in line and "no_run" in line
+
+
+# --- genes of new data vs. the checkpoint -----------------------------------------------------------
+
+
+def test_predict_names_missing_and_extra_genes(screen, run_dir, variant, tmp_path, capsys) -> None:
+    trained_genes = (run_dir / "genes.txt").read_text().split()
+
+    def rename_two(adata: ad.AnnData) -> None:
+        names = list(adata.var_names)
+        names[0], names[5] = "EXTRA1", "EXTRA2"
+        adata.var_names = names
+
+    path = variant("renamed_genes", rename_two, plain=True)
+    line = fails(capsys, predict_args(run_dir, path, tmp_path / "pred"))
+    assert f"lacks 2 of the {len(trained_genes)} genes" in line
+    assert repr(trained_genes[0]) in line and repr(trained_genes[5]) in line
+    assert "'EXTRA1'" in line and "'EXTRA2'" in line and "genes.txt" in line
+
+
+def test_predict_on_reordered_genes_gives_the_same_predictions(
+    screen, run_dir, variant, tmp_path, capsys
+) -> None:
+    order = np.random.default_rng(1).permutation(len((run_dir / "genes.txt").read_text().split()))
+    path = variant("reordered_genes", lambda adata: adata[:, order].copy(), plain=True)
+    assert main(predict_args(run_dir, screen / "data.h5ad", tmp_path / "original")) == 0
+    assert main(predict_args(run_dir, path, tmp_path / "reordered")) == 0
+    original = ad.read_h5ad(tmp_path / "original" / "adata_pred.h5ad")
+    reordered = ad.read_h5ad(tmp_path / "reordered" / "adata_pred.h5ad")
+    assert list(reordered.var_names) == (run_dir / "genes.txt").read_text().split()
+    np.testing.assert_array_equal(reordered.X, original.X)
+    assert reordered.obs.equals(original.obs)
+
+
+# --- data that cannot be used ---------------------------------------------------------------------
+
+
+def _rename_perturbation_column(adata: ad.AnnData) -> None:
+    adata.obs = adata.obs.rename(columns={"gene": "sgRNA"})
+
+
+def _rename_controls(adata: ad.AnnData) -> None:
+    adata.obs["gene"] = adata.obs["gene"].cat.rename_categories({"non-targeting": "scramble"})
+
+
+def _nan_value(adata: ad.AnnData) -> None:
+    adata.obsm["X_hvg"][17, 3] = np.nan
+
+
+def _duplicate_cell_name(adata: ad.AnnData) -> None:
+    names = list(adata.obs_names)
+    names[9] = names[1]
+    adata.obs_names = names
+
+
+def _drop_rpe1_controls(adata: ad.AnnData) -> ad.AnnData:
+    obs = adata.obs
+    return adata[~((obs["cell_line"] == "rpe1") & (obs["gene"] == "non-targeting")).to_numpy()].copy()
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "expected"),
+    [
+        ("no_pert_column", _rename_perturbation_column, ["No perturbation column", "'sgRNA'"]),
+        ("no_controls", _rename_controls, ["No control cells", "'scramble (321 cells)'", "--control-label"]),
+        ("nan", _nan_value, ["NaN or infinite", "row 17"]),
+        ("dup_cells", _duplicate_cell_name, ["Duplicated cell names", "'cell0001'"]),
+        ("rpe1_no_controls", _drop_rpe1_controls, ["'rpe1' have no control cells"]),
+    ],
+)
+def test_train_rejects_unusable_data(screen, variant, capsys, name, change, expected) -> None:
+    line = fails(capsys, train_args(screen, data=variant(name, change), out=f"run_{name}"))
+    for text in expected:
+        assert text in line
+    assert not (screen.parent / f"run_{name}").exists()
+
+
+def test_unknown_control_label_lists_the_labels_present(screen, capsys) -> None:
+    line = fails(capsys, ["inspect", str(screen / "data.h5ad"), "--control-label", "NT"])
+    assert "'NT'" in line and "'non-targeting (321 cells)'" in line
+
+
+@pytest.mark.parametrize("command", ["inspect", "train"])
+@pytest.mark.parametrize("kind", ["csv", "hdf5"])
+def test_a_file_that_is_not_anndata(screen, tmp_path, capsys, command, kind) -> None:
+    path = tmp_path / "table.h5ad"
+    if kind == "csv":
+        path.write_text("cell,gene\nA,B\n")
+    else:
+        with h5py.File(path, "w") as handle:
+            handle["matrix"] = np.zeros((3, 3))
+    argv = ["inspect", str(path)] if command == "inspect" else train_args(screen, data=path, out="run_csv")
+    line = fails(capsys, argv)
+    assert str(path) in line
+    assert ("not an HDF5 file" if kind == "csv" else "HDF5 but not AnnData") in line
+
+
+def test_raw_counts_are_normalised_and_unlogged_values_are_flagged(screen, variant, capsys) -> None:
+    def counts_in_x(adata: ad.AnnData) -> None:
+        del adata.obsm["X_hvg"]
+        adata.X = adata.layers.pop("counts").astype(np.float32)
+
+    def normalised_not_logged(adata: ad.AnnData) -> None:
+        counts = np.asarray(adata.layers.pop("counts").todense(), dtype=np.float32)
+        del adata.obsm["X_hvg"]
+        adata.X = counts / counts.sum(axis=1, keepdims=True) * 1e4
+
+    assert main(["inspect", str(variant("counts", counts_in_x))]) == 0
+    out = capsys.readouterr().out
+    assert "X holds raw counts (integer values); preprocessed with scanpy: normalize_total, log1p" in out
+    assert main(["inspect", str(variant("not_logged", normalised_not_logged))]) == 0
+    out = capsys.readouterr().out
+    assert "larger than log1p data usually has; check that it is log1p-normalised" in out
+
+
+def test_groups_smaller_than_the_set_size_and_control_only_cell_types_are_warned(
+    screen, variant, capsys
+) -> None:
+    def rpe1_only_controls(adata: ad.AnnData) -> ad.AnnData:
+        obs = adata.obs
+        return adata[~((obs["cell_line"] == "rpe1") & (obs["gene"] != "non-targeting")).to_numpy()].copy()
+
+    assert main(["inspect", str(variant("rpe1_controls_only", rpe1_only_controls)), "--set-len", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "groups have fewer cells than the set size 64" in out and "sampled with replacement" in out
+    assert "'rpe1' have only control cells" in out
+    assert "Cell types:  1 (k562)" in out or "Cell types:  2 (k562, rpe1)" in out
+
+
+# --- perturbations, embeddings and splits ----------------------------------------------------------
+
+
+def test_perturbation_without_an_embedding_fails_and_trains_with_drop(screen, variant, capsys) -> None:
+    def rename(adata: ad.AnnData) -> None:
+        adata.obs["gene"] = adata.obs["gene"].cat.rename_categories({"PSMA4": "NOTAGENE123"})
+
+    path = variant("notagene", rename)
+    line = fails(capsys, train_args(screen, data=path, out="run_notagene"))
+    assert "no embedding" in line and "'NOTAGENE123'" in line and "'drop'" in line
+    run = screen.parent / "run_notagene_drop"
+    argv = train_args(screen, data=path, out=run.name)
+    with pytest.warns(UserWarning, match="NOTAGENE123"):
+        assert main([*argv, "--set", "embedding.missing=drop"]) == 0
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert "NOTAGENE123" not in (run / "perturbations.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ('"CDC23"', '"NOTAPERT1"', "'NOTAPERT1 (k562 test)'"),
+        ("simulated.k562", "simulated.hela", "cell type(s) not in the data: 'hela'"),
+    ],
+)
+def test_split_naming_unknown_perturbations_or_cell_types(screen, tmp_path, capsys, old, new, expected) -> None:
+    text = (screen / "split.toml").read_text()
+    assert old in text
+    split = tmp_path / "split.toml"
+    split.write_text(text.replace(old, new))
+    line = fails(capsys, train_args(screen, split=split, out="run_bad_split"))
+    assert expected in line and "Split 'simulated'" in line
+
+
+def test_predict_split_file_naming_unknown_perturbations(screen, run_dir, tmp_path, capsys) -> None:
+    split = tmp_path / "split.toml"
+    split.write_text((screen / "split.toml").read_text().replace('"CDC23"', '"NOTAPERT1"'))
+    argv = predict_args(run_dir, screen / "data.h5ad", tmp_path / "pred", "--split-file", str(split))
+    assert "'NOTAPERT1 (k562 test)'" in fails(capsys, argv)
+
+
+# --- in-silico query files ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("celltype,gene\nk562,RPL10\n", "needs columns cell_type and perturbation"),
+        ("cell_type,perturbation,n_cells\n", "has a header but no queries"),
+        ("cell_type,perturbation,n_cells\nk562,RPL10,5\nk562,RPL11,0\n", "bad value(s) '0' on line(s) 3"),
+        ("cell_type,perturbation,n_cells\nk562,RPL10,abc\n", "bad value(s) 'abc' on line(s) 2"),
+        ("cell_type,perturbation\nk562,\n", "empty cell_type or perturbation on line(s) 2"),
+        ("cell_type,perturbation\nhela,RPL10\n", "No control cells for the query cell type(s) 'hela'"),
+        ("cell_type,perturbation\nk562,NOTAGENE123\n", "'NOTAGENE123'"),
+    ],
+)
+def test_bad_query_files(screen, run_dir, tmp_path, capsys, body, expected) -> None:
+    queries = tmp_path / "queries.csv"
+    queries.write_text(body)
+    argv = predict_args(run_dir, screen / "data.h5ad", tmp_path / "pred", "--queries", str(queries))
+    assert expected in fails(capsys, argv)
+
+
+# --- evaluation -------------------------------------------------------------------------------------
+
+
+def test_evaluate_a_directory_without_adata_real(screen, run_dir, tmp_path, capsys) -> None:
+    pred_dir = tmp_path / "pred"
+    assert main(predict_args(run_dir, screen / "data.h5ad", pred_dir)) == 0
+    (pred_dir / "adata_real.h5ad").unlink()
+    line = fails(capsys, ["evaluate", str(pred_dir)])
+    assert "adata_real.h5ad not found" in line and "ptrag predict" in line
+    assert not (pred_dir / "eval").exists()

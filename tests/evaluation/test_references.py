@@ -1,0 +1,74 @@
+"""References: n-matched, seeded, and ordered as they must be on a dataset with real effects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from eval_synthetic import CONTROL, make_pair
+
+from ptrag.evaluation import (
+    control_reference,
+    evaluate_references,
+    fit_pca_on_real,
+    mean_training_shifts,
+    noise_floor_pair,
+    train_mean_reference,
+)
+
+
+def _counts(adata):
+    return adata.obs.groupby(["cell_type", "target_gene"], observed=True).size()
+
+
+def test_control_reference_is_n_matched_seeded_and_made_of_controls():
+    _, real = make_pair(n_cells=20, n_controls=40)
+    ref = control_reference(real, CONTROL, seed=7)
+    assert _counts(ref).equals(_counts(real))
+    controls = real[real.obs["target_gene"] == CONTROL]
+    assert set(ref.obs["control_barcode"]) <= set(controls.obs_names)
+    again = control_reference(real, CONTROL, seed=7)
+    np.testing.assert_array_equal(ref.X, again.X)
+    assert ref.uns["ptrag"]["arm"] == "control"
+
+
+def test_train_mean_adds_the_shift_to_the_same_controls():
+    _, real = make_pair(n_genes=10)
+    shift = np.linspace(-1, 1, 10)
+    base = control_reference(real, CONTROL, seed=3)
+    shifted = train_mean_reference(real, {"k562": shift}, CONTROL, seed=3)
+    perturbed = (shifted.obs["target_gene"] != CONTROL).to_numpy()
+    np.testing.assert_allclose(
+        shifted.X[perturbed] - base.X[perturbed], np.tile(shift, (perturbed.sum(), 1)), atol=1e-6
+    )
+    np.testing.assert_array_equal(shifted.X[~perturbed], base.X[~perturbed])
+
+
+def test_mean_training_shifts_is_the_mean_of_per_perturbation_shifts():
+    x = np.array([[0.0, 0.0], [2.0, 0.0], [4.0, 2.0], [4.0, 6.0]])
+    perts = np.array([CONTROL, CONTROL, "A", "B"])
+    shifts = mean_training_shifts(x, perts, np.array(["c"] * 4), CONTROL)
+    # control mean (1, 0); A shift (3, 2); B shift (3, 6); mean (3, 4)
+    np.testing.assert_allclose(shifts["c"], [3.0, 4.0])
+
+
+def test_noise_floor_splits_each_condition_into_disjoint_halves():
+    _, real = make_pair(n_cells=21)
+    half_pred, half_real = noise_floor_pair(real, CONTROL, seed=0)
+    perturbed = half_pred.obs["target_gene"] != CONTROL
+    assert (_counts(half_pred[perturbed]) == 10).all()
+    assert _counts(half_pred).equals(_counts(half_real))
+
+
+def test_noise_floor_beats_control_on_a_shifted_dataset():
+    _, real = make_pair(seed=2, n_cells=40, n_controls=80, n_genes=40)
+    pca = fit_pca_on_real(real)
+    shifts = {"k562": np.zeros(real.n_vars)}
+    scores = evaluate_references(real, CONTROL, shifts=shifts, pca=pca)
+    assert set(scores) == {"control", "train_mean", "noise_floor"}
+    floor = scores["noise_floor"].agg.loc["mean"]
+    control = scores["control"].agg.loc["mean"]
+    for metric in ("energy", "energy_unbiased", "mmd", "mse_delta", "w1"):
+        assert floor[metric] < control[metric], metric
+    assert floor["pearson_delta"] > control["pearson_delta"]
+    # A zero shift turns train_mean into the control reference.
+    assert scores["train_mean"].agg.loc["mean", "energy"] == pytest.approx(control["energy"])

@@ -1,0 +1,204 @@
+"""Run directories, checkpoints, resume after SIGKILL, NaN guards and reproducibility."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from ptrag.errors import CheckpointError, OutputError, TrainingError
+from ptrag.prediction.predict import TrainedModel, predict_sets
+from ptrag.training.checkpoints import read_checkpoint
+from ptrag.training.prepare import prepare
+from ptrag.training.run import train
+
+
+def test_run_directory_holds_everything_needed_to_predict(trained_runs, tiny_data) -> None:
+    dataset, split = tiny_data
+    run = trained_runs["ptrag"]
+    for name in (
+        "config.toml",
+        "genes.txt",
+        "perturbations.json",
+        "retrieval.npz",
+        "embeddings.json",
+        "split.toml",
+        "metrics.csv",
+        "checkpoints/last.ckpt",
+    ):
+        assert (run / name).is_file(), name
+    assert (run / "genes.txt").read_text().split() == list(dataset.genes)
+    payload = read_checkpoint(run / "checkpoints/last.ckpt")
+    assert payload["global_step"] == 120
+    info = payload["ptrag"]
+    assert info["config"]["model"]["arm"] == "ptrag"
+    assert info["spec"]["genes"] == list(dataset.genes)
+    vocabulary = json.loads((run / "perturbations.json").read_text())
+    assert set(vocabulary["database"]) == {p for _, p in split.groups(dataset, "train")}
+
+
+def test_metrics_log_has_losses_selection_rate_and_step_time(trained_runs) -> None:
+    import pandas as pd
+
+    metrics = pd.read_csv(trained_runs["ptrag"] / "metrics.csv")
+    for column in (
+        "train/loss",
+        "val/loss",
+        "train/selection_rate",
+        "train/kept_per_set",
+        "train/step_time_s",
+    ):
+        assert metrics[column].notna().any(), column
+    rate = metrics["train/selection_rate"].dropna()
+    assert ((rate >= 0) & (rate <= 1)).all()
+
+
+def test_database_holds_only_training_perturbations(tiny_data, make_config) -> None:
+    dataset, split = tiny_data
+    prepared = prepare(dataset, split, make_config("ptrag"))
+    held_out = {p for role in ("val", "test") for _, p in split.groups(dataset, role)}
+    train_perts = {p for _, p in split.groups(dataset, "train")}
+    assert set(prepared.spec.database.perturbations) == train_perts
+    # Few-shot: a held-out perturbation may be in the database only as another line's training data.
+    only_held_out = held_out - train_perts
+    assert only_held_out and not only_held_out & set(prepared.spec.database.perturbations)
+
+
+def test_no_validation_or_test_cell_enters_a_stored_statistic(tiny_data, make_config) -> None:
+    from dataclasses import replace
+
+    from ptrag.data.expression import DenseExpression
+
+    dataset, split = tiny_data
+    config = make_config("memory")
+    before = prepare(dataset, split, config).spec
+    roles = split.roles(dataset)
+    values = dataset.expression.rows(np.arange(dataset.n_cells)).copy()
+    values[np.isin(roles, ["val", "test"])] += 100.0  # poison every held-out cell
+    poisoned = replace(dataset, expression=DenseExpression(values))
+    after = prepare(poisoned, split, config).spec
+    np.testing.assert_array_equal(before.memory.shifts, after.memory.shifts)
+    np.testing.assert_array_equal(before.database.embeddings, after.database.embeddings)
+    assert before.database.perturbations == after.database.perturbations
+
+
+def test_existing_run_is_refused_without_resume_or_overwrite(trained_runs, tiny_data, make_config) -> None:
+    dataset, split = tiny_data
+    with pytest.raises(OutputError, match="--resume"):
+        train(make_config("st"), dataset, split, trained_runs["st"], progress=False)
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, tiny_data, make_config) -> None:
+    dataset, split = tiny_data
+    with pytest.raises(CheckpointError, match="does not exist"):
+        train(make_config("st"), dataset, split, tmp_path / "none", resume=True, progress=False)
+
+
+def test_truncated_checkpoint_is_a_clear_error(trained_runs, tmp_path) -> None:
+    data = (trained_runs["st"] / "checkpoints/last.ckpt").read_bytes()
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupted or truncated"):
+        TrainedModel.load(broken)
+    (tmp_path / "foreign.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        TrainedModel.load(tmp_path / "foreign.ckpt")
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path, tiny_data, monkeypatch, make_config
+) -> None:
+    from ptrag.models.losses import SetDistributionLoss
+
+    dataset, split = tiny_data
+    original = SetDistributionLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, predicted, target):
+        calls["n"] += 1
+        loss = original(self, predicted, target)
+        return loss * float("nan") if calls["n"] > 25 else loss
+
+    monkeypatch.setattr(SetDistributionLoss, "forward", poisoned)
+    config = make_config("st", "train.checkpoint_every=10", "train.val_every=1000", "train.max_steps=40")
+    with pytest.raises(TrainingError, match=r"became nan at step 25"):
+        train(config, dataset, split, tmp_path / "run", progress=False)
+    kept = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert kept["global_step"] == 20
+    for value in kept["state_dict"].values():
+        assert torch.isfinite(value.float()).all()
+
+
+def test_same_seed_gives_identical_predictions_and_another_seed_does_not(
+    tmp_path, tiny_data, make_config
+) -> None:
+    dataset, split = tiny_data
+    groups = split.groups(dataset, "test")[:4]
+    outputs = []
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        config = make_config("ptrag", "train.max_steps=15", f"train.seed={seed}", "train.val_every=1000")
+        train(config, dataset, split, tmp_path / name, progress=False)
+        prediction = predict_sets(TrainedModel.load(tmp_path / name), dataset, groups, progress=False)
+        outputs.append(prediction.adata_pred.X)
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert not np.array_equal(outputs[0], outputs[2])
+
+
+def test_sigkill_mid_run_then_resume_reaches_the_final_step(tmp_path, tiny_screen, ptrag_cli) -> None:
+    run = tmp_path / "run"
+    args = [
+        "train",
+        str(tiny_screen / "data.h5ad"),
+        "--split",
+        str(tiny_screen / "split.toml"),
+        "--out",
+        str(run),
+        "--arm",
+        "ptrag",
+        "--no-progress",
+        "--set",
+        "train.max_steps=400",
+        "--set",
+        "train.checkpoint_every=20",
+        "--set",
+        "train.val_every=1000",
+        "--set",
+        "model.hidden_dim=16",
+        "--set",
+        "model.n_layers=1",
+        "--set",
+        "train.num_threads=1",
+        "--set",
+        "train.cell_set_len=16",
+    ]
+    process = subprocess.Popen(ptrag_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if checkpoint.exists() and read_checkpoint(checkpoint)["global_step"] >= 40:
+            break
+        time.sleep(0.5)
+    assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    interrupted = read_checkpoint(checkpoint)["global_step"]  # still a complete, readable checkpoint
+    assert 40 <= interrupted < 400
+    finished = subprocess.run(ptrag_cli(*args, "--resume"), capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    assert read_checkpoint(checkpoint)["global_step"] == 400
+
+
+def test_training_and_prediction_do_not_modify_the_input_file(
+    tiny_screen, tiny_screen_digest, trained_runs
+) -> None:
+    import hashlib
+
+    # trained_runs has trained every arm from this file by now.
+    assert trained_runs
+    assert hashlib.sha256((tiny_screen / "data.h5ad").read_bytes()).hexdigest() == tiny_screen_digest
