@@ -90,14 +90,18 @@ def measure(arm: str, steps: int, warmup: int, device: torch.device, preset: str
         "steps": steps,
         "s_per_step": median,
         "cells_per_s": cells / median,
-        "peak_memory_gib": (torch.cuda.max_memory_allocated(device) / 2**30) if device.type == "cuda" else None,
+        "peak_memory_gib": (torch.cuda.max_memory_allocated(device) / 2**30)
+        if device.type == "cuda"
+        else None,
         "parameters": sum(p.numel() for p in module.parameters()),
         "final_loss": float(distribution),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--arms", default="st,vanilla_rag,ptrag,memory")
@@ -112,10 +116,16 @@ def main() -> None:
     print(f"{'arm':<12}{'s/step':>10}{'cells/s':>12}{'peak GiB':>10}{'params':>10}")
     for r in rows:
         peak = f"{r['peak_memory_gib']:.2f}" if r["peak_memory_gib"] is not None else "-"
-        print(f"{r['arm']:<12}{r['s_per_step']:>10.4f}{r['cells_per_s']:>12.0f}{peak:>10}{r['parameters']:>10}")
+        print(
+            f"{r['arm']:<12}{r['s_per_step']:>10.4f}{r['cells_per_s']:>12.0f}{peak:>10}{r['parameters']:>10}"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": name, "torch": torch.__version__, "preset": args.preset, "rows": rows}, indent=1))
+    out.write_text(
+        json.dumps(
+            {"device": name, "torch": torch.__version__, "preset": args.preset, "rows": rows}, indent=1
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -90,7 +90,9 @@ def fails(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     return errors[0]
 
 
-def train_args(screen: Path, data: Path | None = None, split: Path | None = None, out: str = "r") -> list[str]:
+def train_args(
+    screen: Path, data: Path | None = None, split: Path | None = None, out: str = "r"
+) -> list[str]:
     return [
         "train",
         str(data or screen / "data.h5ad"),
@@ -135,12 +137,21 @@ def test_predict_refuses_an_existing_output_directory(screen, run_dir, tmp_path,
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+def test_predict_out_that_is_a_file(screen, run_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "pred"
+    out.write_text("mine")
+    line = fails(capsys, predict_args(run_dir, screen / "data.h5ad", out))
+    assert f"Output path {out} exists and is not a directory" in line
+    assert out.read_text() == "mine"
+
+
 @pytest.mark.parametrize(
     ("errno_code", "patched", "expected"),
     [
         (errno.ENOSPC, "write_h5ad", "No space left on the device while writing"),
         (errno.EROFS, "mkstemp", "Read-only file system. Choose a writable --out directory"),
     ],
+    ids=["disk_full", "read_only"],
 )
 def test_predict_write_failure_is_one_line_and_leaves_no_partial_file(
     screen, run_dir, tmp_path, capsys, monkeypatch, errno_code, patched, expected
@@ -245,6 +256,7 @@ def _drop_rpe1_controls(adata: ad.AnnData) -> ad.AnnData:
         ("dup_cells", _duplicate_cell_name, ["Duplicated cell names", "'cell0001'"]),
         ("rpe1_no_controls", _drop_rpe1_controls, ["'rpe1' have no control cells"]),
     ],
+    ids=["no_pert_column", "no_controls", "nan", "dup_cells", "rpe1_no_controls"],
 )
 def test_train_rejects_unusable_data(screen, variant, capsys, name, change, expected) -> None:
     line = fails(capsys, train_args(screen, data=variant(name, change), out=f"run_{name}"))
@@ -302,7 +314,7 @@ def test_groups_smaller_than_the_set_size_and_control_only_cell_types_are_warned
     out = capsys.readouterr().out
     assert "groups have fewer cells than the set size 64" in out and "sampled with replacement" in out
     assert "'rpe1' have only control cells" in out
-    assert "Cell types:  1 (k562)" in out or "Cell types:  2 (k562, rpe1)" in out
+    assert "34 of 34 (cell type, perturbation) groups" in out  # only k562's groups remain
 
 
 # --- perturbations, embeddings and splits ----------------------------------------------------------
@@ -329,8 +341,11 @@ def test_perturbation_without_an_embedding_fails_and_trains_with_drop(screen, va
         ('"CDC23"', '"NOTAPERT1"', "'NOTAPERT1 (k562 test)'"),
         ("simulated.k562", "simulated.hela", "cell type(s) not in the data: 'hela'"),
     ],
+    ids=["perturbation", "cell_type"],
 )
-def test_split_naming_unknown_perturbations_or_cell_types(screen, tmp_path, capsys, old, new, expected) -> None:
+def test_split_naming_unknown_perturbations_or_cell_types(
+    screen, tmp_path, capsys, old, new, expected
+) -> None:
     text = (screen / "split.toml").read_text()
     assert old in text
     split = tmp_path / "split.toml"
@@ -359,6 +374,15 @@ def test_predict_split_file_naming_unknown_perturbations(screen, run_dir, tmp_pa
         ("cell_type,perturbation\nk562,\n", "empty cell_type or perturbation on line(s) 2"),
         ("cell_type,perturbation\nhela,RPL10\n", "No control cells for the query cell type(s) 'hela'"),
         ("cell_type,perturbation\nk562,NOTAGENE123\n", "'NOTAGENE123'"),
+    ],
+    ids=[
+        "wrong_columns",
+        "no_rows",
+        "zero_cells",
+        "non_numeric_cells",
+        "empty_field",
+        "no_controls",
+        "no_embedding",
     ],
 )
 def test_bad_query_files(screen, run_dir, tmp_path, capsys, body, expected) -> None:

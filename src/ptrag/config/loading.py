@@ -77,11 +77,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         raise ConfigError(f"{where} must be true or false, got {value!r}.")
     if hint in (int, float, str):
         if isinstance(value, bool) and hint is not str:
-            raise ConfigError(f"{where} must be a {hint.__name__}, got {value!r}.")
+            raise ConfigError(f"{where} must be a number, not a boolean; got {value!r}.")
         try:
             coerced = hint(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{where} must be a {hint.__name__}, got {value!r}.") from None
+            kind = {"int": "an integer", "float": "a number", "str": "a string"}[hint.__name__]
+            raise ConfigError(f"{where} must be {kind}, got {value!r}.") from None
         if hint is int and isinstance(value, float) and value != int(value):
             raise ConfigError(f"{where} must be an integer, got {value!r}.")
         return coerced

@@ -85,6 +85,8 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
+    # True asks torch for deterministic kernels (slower on GPU); CPU runs are reproducible either way.
+    deterministic: bool = False
     tensorboard: bool = False
     wandb: bool = False
 

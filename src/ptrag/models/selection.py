@@ -48,7 +48,9 @@ class CandidateSelector(nn.Module):
             return F.gumbel_softmax(logits, tau=self.tau, hard=True, dim=-1)[..., KEEP]
         return (logits[..., KEEP] > logits[..., DROP]).to(logits.dtype)
 
-    def _first_layer(self, basal: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    def _first_layer(
+        self, basal: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor
+    ) -> torch.Tensor:
         """Both MLPs' first Linear applied to LayerNorm([basal; query; candidate]), without the concat.
 
         LayerNorm followed by a Linear is affine in each of the three parts once the per-pair mean and
@@ -59,8 +61,9 @@ class CandidateSelector(nn.Module):
         """
         h = basal.shape[-1]
         first = (self.scorer[0], self.context[0])
-        weight = torch.cat([layer.weight for layer in first]) * self.norm.weight  # (2H', 3H), gamma folded in
-        bias = torch.cat([layer.bias for layer in first]) + torch.cat([layer.weight for layer in first]) @ self.norm.bias
+        stacked = torch.cat([layer.weight for layer in first])  # (2H', 3H): both MLPs in one matmul
+        weight = stacked * self.norm.weight  # LayerNorm's gain folded into the columns
+        bias = torch.cat([layer.bias for layer in first]) + stacked @ self.norm.bias
         w_basal, w_query, w_cand = weight.split(h, dim=1)
         projected = (
             (basal @ w_basal.T)[:, :, None, :]
@@ -77,21 +80,28 @@ class CandidateSelector(nn.Module):
             var_b + var_q + var_c + (mean_b - mean) ** 2 + (mean_q - mean) ** 2 + (mean_c - mean) ** 2
         ) / 3
         inverse_std = torch.rsqrt(variance + self.norm.eps)
-        centred = projected - mean[..., None] * weight.sum(dim=1)
+        # In place: the (B,S,K,2H') sum is not needed by autograd, so no second tensor of that size.
+        centred = projected.addcmul_(mean[..., None], weight.sum(dim=1), value=-1)
         return torch.addcmul(bias, centred, inverse_std[..., None])
 
     def _score(
         self, basal: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the context MLP's hidden activations (B,S,K,H') and the keep/drop logits (B,S,K,2)."""
-        pre = self._first_layer(basal, query, candidates)
-        score_hidden, context_hidden = F.gelu(pre).split(self.scorer[0].out_features, dim=-1)
-        logits = self.scorer[3](self.scorer[2](score_hidden))
-        return self.context[2](context_hidden), logits
+        """Return both MLPs' hidden activations (B,S,K,2H': scorer half, then context half) and the
+        keep/drop logits (B,S,K,2).
+
+        The halves stay in one tensor: slicing them out would copy (B,S,K,H') twice. The scorer's last
+        Linear reads the first half through a zero-padded weight; the Dropout layers have p = 0.
+        """
+        hidden = F.gelu(self._first_layer(basal, query, candidates))
+        last = self.scorer[3]
+        padded = F.pad(last.weight, (0, hidden.shape[-1] - last.in_features))
+        logits = F.linear(self.scorer[2](hidden), padded, last.bias)
+        return self.context[2](hidden), logits
 
     def _weighted_context(self, hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """sum_k w_k * context_mlp(r_k): the last (linear) layer moves outside the sum over k."""
-        summed = torch.einsum("bsk,bskh->bsh", weights, hidden)
+        summed = torch.einsum("bsk,bskh->bsh", weights, hidden)[..., self.scorer[0].out_features :]
         last = self.context[3]
         return F.linear(summed, last.weight) + weights.sum(dim=2, keepdim=True) * last.bias
 

@@ -129,7 +129,7 @@ def _anndata(
     values: np.ndarray, obs: pd.DataFrame, genes: Sequence[str], uns: dict[str, object]
 ) -> ad.AnnData:
     obs = obs.astype({c: "category" for c in obs.columns})
-    adata = ad.AnnData(X=values.astype(np.float32), obs=obs)
+    adata = ad.AnnData(X=values.astype(np.float32, copy=False), obs=obs)
     adata.var_names = pd.Index(list(genes))
     adata.uns["ptrag"] = uns
     return adata

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,22 +9,15 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ptrag.errors import CheckpointError
+from ptrag.io import atomic_path
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write to a temporary file beside the target, then rename: a crash leaves the old checkpoint."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -93,7 +94,7 @@ def build_trainer(config: Config, run_dir: Path, progress: bool = True) -> L.Tra
         callbacks=[
             ModelCheckpoint(
                 dirpath=run_dir / "checkpoints",
-                filename="step{step}",
+                filename="{step}",
                 every_n_train_steps=t.checkpoint_every,
                 save_last=True,
                 save_top_k=1,
@@ -104,7 +105,7 @@ def build_trainer(config: Config, run_dir: Path, progress: bool = True) -> L.Tra
         enable_progress_bar=progress,
         enable_model_summary=False,
         use_distributed_sampler=False,
-        deterministic=False,
+        deterministic=t.deterministic,
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),
     )
@@ -128,17 +129,18 @@ def train(
         if not last.is_file():
             raise CheckpointError(f"Cannot resume: {last} does not exist. Start the run without --resume.")
         ckpt_path = str(last)
-    else:
-        if resume is False and (run_dir / LAST_CHECKPOINT).exists() and not overwrite:
-            raise OutputError(
-                f"{run_dir} already holds a trained run. Pass --resume to continue or --overwrite."
-            )
-        prepare_output_dir(run_dir, overwrite=overwrite)
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     prepared = prepare(dataset, split, config)
     module = PerturbationLightningModule(config, prepared.spec)
     trainer = build_trainer(config, run_dir, progress)
     if trainer.is_global_zero and not resume:
+        # Rank 0 alone checks and creates the run directory: under DDP the other ranks start after
+        # it has written the run files (or beside it under srun) and must neither refuse nor delete them.
+        if (run_dir / LAST_CHECKPOINT).exists() and not overwrite:
+            raise OutputError(
+                f"{run_dir} already holds a trained run. Pass --resume to continue or --overwrite."
+            )
+        prepare_output_dir(run_dir, overwrite=overwrite)
         _write_run_files(run_dir, config, prepared)
     tensorize = SetTensorizer(dataset, prepared.spec)
     t = config.train
@@ -163,9 +165,29 @@ def train(
         )
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
     trainer.save_checkpoint(run_dir / LAST_CHECKPOINT)
+    # One line per rank, so a distributed run shows that every rank trained on the same database.
+    log.info(
+        "rank %d of %d: %d optimizer steps, retrieval database digest %s",
+        trainer.global_rank,
+        trainer.world_size,
+        trainer.global_step,
+        retrieval_digest(module),
+    )
     if trainer.is_global_zero:
         _collect_metrics(run_dir)
     return TrainedRun(run_dir, module, prepared)
+
+
+def retrieval_digest(module: PerturbationLightningModule) -> str:
+    """SHA-256 over the retriever's buffers (neighbour tables, database, memory); "none" for ST."""
+    retriever = module.model.retriever
+    if retriever is None:
+        return "none"
+    digest = hashlib.sha256()
+    for name, buffer in sorted(retriever.named_buffers()):
+        digest.update(name.encode())
+        digest.update(buffer.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _collect_metrics(run_dir: Path) -> None:
