@@ -198,7 +198,7 @@ def retrieval_breakdown(module: Any, batch: dict[str, Any], repeats: int) -> dic
     ours, _ = model.selector(*inputs, candidates.valid)
     torch.manual_seed(0)
     theirs, _ = concat_selector(model.selector, *inputs, candidates.valid)
-    scale = float(theirs.abs().max())
+    scale = float(theirs.detach().abs().max())
 
     def encode_step() -> None:
         model.encode_candidates(model.retriever(pert, cell_type)).sum().backward()
@@ -208,7 +208,7 @@ def retrieval_breakdown(module: Any, batch: dict[str, Any], repeats: int) -> dic
         "candidate_encoding_fwd_bwd_s": median_time(encode_step, repeats),
         "selector_fwd_bwd_s": median_time(selector_step, repeats),
         "selector_concat_fwd_bwd_s": median_time(concat_step, max(3, repeats // 2)),
-        "selector_max_rel_diff_vs_concat": float((ours - theirs).abs().max()) / max(scale, 1e-12),
+        "selector_max_rel_diff_vs_concat": float((ours - theirs).detach().abs().max()) / max(scale, 1e-12),
     }
 
 

@@ -129,17 +129,16 @@ def train(
         if not last.is_file():
             raise CheckpointError(f"Cannot resume: {last} does not exist. Start the run without --resume.")
         ckpt_path = str(last)
+    elif (run_dir / LAST_CHECKPOINT).exists() and not overwrite:
+        # Checked before any work; safe on every DDP rank since last.ckpt appears only after training.
+        raise OutputError(f"{run_dir} already holds a trained run. Pass --resume to continue or --overwrite.")
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     prepared = prepare(dataset, split, config)
     module = PerturbationLightningModule(config, prepared.spec)
     trainer = build_trainer(config, run_dir, progress)
     if trainer.is_global_zero and not resume:
-        # Rank 0 alone checks and creates the run directory: under DDP the other ranks start after
-        # it has written the run files (or beside it under srun) and must neither refuse nor delete them.
-        if (run_dir / LAST_CHECKPOINT).exists() and not overwrite:
-            raise OutputError(
-                f"{run_dir} already holds a trained run. Pass --resume to continue or --overwrite."
-            )
+        # Rank 0 alone creates the run directory: under DDP the other ranks start after it has
+        # written the run files (or beside it under srun) and must neither refuse nor delete them.
         prepare_output_dir(run_dir, overwrite=overwrite)
         _write_run_files(run_dir, config, prepared)
     tensorize = SetTensorizer(dataset, prepared.spec)
