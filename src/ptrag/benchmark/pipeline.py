@@ -97,6 +97,7 @@ def run_benchmark(
         "per_seed": _per_seed(runs),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
+    source = f"simulated {preset}" if data_dir is None else str(data_dir)
     summary = build_summary(
         results,
         kinds,
@@ -104,7 +105,7 @@ def run_benchmark(
         retrieval=retrieval,
         neighbour_queries=queries,
         info=info,
-        title=f"ptrag benchmark: {Path(data_path).parent.name} ({', '.join(arms)}; {seeds} seed(s))",
+        title=f"ptrag benchmark: {source} ({', '.join(arms)}; {seeds} seed(s))",
     )
     write_report(summary, out)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
