@@ -49,6 +49,28 @@ def _per_seed(runs: BenchmarkRuns) -> list[dict[str, Any]]:
     return rows
 
 
+VERDICT_METRICS = ("energy", "mmd", "w1", "w2", "pearson_delta")
+
+
+def verdict(summary: dict[str, Any], baseline: str = "st") -> list[str]:
+    """Plain sentences: each arm against the baseline on the headline metrics (paired Wilcoxon)."""
+    lines = []
+    for row in summary.get("paired_tests", []):
+        if row["metric"] not in VERDICT_METRICS or row["n_pairs"] == 0:
+            continue
+        better = row["wins"] > row["losses"]
+        p_value = row["p_value"]  # None (JSON null) when every difference is zero
+        significant = p_value is not None and p_value < 0.05
+        word = ("better than" if better else "worse than") if significant else "not distinguishable from"
+        lines.append(
+            f"{row['arm']} is {word} {baseline} on {row['metric']}: median difference "
+            f"{row['median_difference']:+.4g} (arm − {baseline}), better on {row['wins']} and worse on "
+            f"{row['losses']} of {row['n_pairs']} perturbations, Wilcoxon p = "
+            + (f"{p_value:.2g}." if p_value is not None else "n/a (no differences).")
+        )
+    return lines
+
+
 def run_benchmark(
     out: str | Path,
     data_dir: str | Path | None = None,
@@ -107,6 +129,7 @@ def run_benchmark(
         info=info,
         title=f"ptrag benchmark: {source} ({', '.join(arms)}; {seeds} seed(s))",
     )
+    summary["verdict"] = verdict(summary)
     write_report(summary, out)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     log.info("[benchmark] done in %.0f s → %s", time.perf_counter() - started, out / "report.html")

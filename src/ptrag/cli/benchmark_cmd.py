@@ -50,5 +50,6 @@ def run(args: argparse.Namespace) -> int:
     for method, entry in summary["methods"].items():
         cells = [fmt(entry["metrics"].get(m, {}).get("mean")) for m in shown]
         print(f"{method:<14}" + "".join(f"{c:>15}" for c in cells))
+    print("\n".join(summary["verdict"]))
     print(f"report: {args.out}/report.html")
     return 0

@@ -105,11 +105,19 @@ def _tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
     return tables
 
 
+def _split_info(info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Short facts go in a list at the top; nested run details at the end, as JSON."""
+    simple = {k: v for k, v in info.items() if not isinstance(v, dict | list)}
+    return simple, {k: v for k, v in info.items() if k not in simple}
+
+
 def render_markdown(summary: dict[str, Any], figure_files: dict[str, str]) -> str:
     lines = [f"# {summary['title']}", ""]
-    for key, value in summary.get("info", {}).items():
-        lines.append(f"- **{key}**: {value}")
-    if summary.get("info"):
+    if summary.get("verdict"):
+        lines += ["## Verdict", "", *[f"- {line}" for line in summary["verdict"]], ""]
+    simple, nested = _split_info(summary.get("info", {}))
+    lines += [f"- **{key}**: {value}" for key, value in simple.items()]
+    if simple:
         lines.append("")
     for title, header, rows, note in _tables(summary):
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -119,6 +127,8 @@ def render_markdown(summary: dict[str, Any], figure_files: dict[str, str]) -> st
         lines.append("")
     for name, path in figure_files.items():
         lines += [f"![{FIGURE_CAPTIONS.get(name, name)}]({path})", ""]
+    for key, value in nested.items():
+        lines += [f"## {key}", "", "```json", json.dumps(value, indent=1, default=str), "```", ""]
     return "\n".join(lines)
 
 
@@ -133,10 +143,14 @@ def render_html(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
         "th{background:#f0f0f0}td:first-child{text-align:left}img{max-width:100%}</style>",
         f"</head><body><h1>{esc(summary['title'])}</h1>",
     ]
-    if summary.get("info"):
+    if summary.get("verdict"):
         parts.append(
-            "<ul>"
-            + "".join(f"<li><b>{esc(str(k))}</b>: {esc(str(v))}</li>" for k, v in summary["info"].items())
+            "<h2>Verdict</h2><ul>" + "".join(f"<li>{esc(v)}</li>" for v in summary["verdict"]) + "</ul>"
+        )
+    simple, nested = _split_info(summary.get("info", {}))
+    if simple:
+        parts.append(
+            "<ul>" + "".join(f"<li><b>{esc(str(k))}</b>: {esc(str(v))}</li>" for k, v in simple.items())
         )
         parts.append("</ul>")
     for title, header, rows, note in _tables(summary):
@@ -152,6 +166,9 @@ def render_html(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
         caption = esc(FIGURE_CAPTIONS.get(name, name))
         parts.append(f"<figure><img alt='{caption}' src='data:image/png;base64,{encoded}'>")
         parts.append(f"<figcaption>{caption}</figcaption></figure>")
+    for key, value in nested.items():
+        body = esc(json.dumps(value, indent=1, default=str))
+        parts.append(f"<details><summary>{esc(key)}</summary><pre>{body}</pre></details>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
