@@ -11,7 +11,7 @@ from ptrag.data.dataset import BATCH, CELL_TYPE, PerturbationDataset
 from ptrag.data.sets import CellSet
 from ptrag.errors import DataError, format_list
 from ptrag.prediction.genes import align_genes
-from ptrag.prediction.predict import Prediction, TrainedModel, _anndata, _embeddings_for_new, _run_sets
+from ptrag.prediction.predict import Prediction, TrainedModel, run_sets, spec_covering, to_anndata
 from ptrag.training.batches import SetTensorizer
 from ptrag.training.threads import configure_threads
 
@@ -92,10 +92,10 @@ def predict_queries(
     """Predict ``n_cells`` cells for each (cell type, perturbation) query from control cells."""
     configure_threads(trained.config.train.num_threads)
     dataset = align_genes(dataset, trained.spec.genes)
-    spec = _embeddings_for_new(trained, queries["perturbation"].astype(str).tolist())
+    spec = spec_covering(trained, queries["perturbation"].astype(str).tolist())
     model = trained.model_for(spec)
     sets = _query_sets(dataset, queries, trained.config.train.cell_set_len, seed)
-    predicted, record = _run_sets(model, sets, SetTensorizer(dataset, spec), spec, 64, progress=True)
+    predicted, record = run_sets(model, sets, SetTensorizer(dataset, spec), 64, progress=True)
     names = dataset.obs.index.to_numpy()
     batches = dataset.obs[BATCH].astype(str).to_numpy()
     obs = pd.DataFrame(
@@ -108,4 +108,4 @@ def predict_queries(
     )
     obs.index = [f"pred_{i}" for i in range(len(obs))]
     uns = {"control_label": dataset.control_label, "split": "in_silico", "arm": trained.config.model.arm}
-    return Prediction(_anndata(np.vstack(predicted), obs, spec.genes, uns), None, record)
+    return Prediction(to_anndata(np.vstack(predicted), obs, spec.genes, uns), None, record)

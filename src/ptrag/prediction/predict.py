@@ -69,7 +69,8 @@ class Prediction:
     retrieval: pd.DataFrame
 
 
-def _embeddings_for_new(trained: TrainedModel, names: Sequence[str]) -> ModelSpec:
+def spec_covering(trained: TrainedModel, names: Sequence[str]) -> ModelSpec:
+    """The trained spec, extended with embeddings for perturbations it has never seen."""
     unknown = sorted(set(names) - set(trained.spec.vocabulary))
     if not unknown:
         return trained.spec
@@ -84,14 +85,14 @@ def _embeddings_for_new(trained: TrainedModel, names: Sequence[str]) -> ModelSpe
     return trained.spec.extended(resolved, matrix)
 
 
-def _run_sets(
+def run_sets(
     model: torch.nn.Module,
     sets: Sequence[CellSet],
     tensorize: SetTensorizer,
-    spec: ModelSpec,
     sets_per_batch: int,
     progress: bool,
 ) -> tuple[list[np.ndarray], pd.DataFrame]:
+    """Predicted cells of each set (its ``n_real`` rows) and the retrieval record of all sets."""
     predicted: list[np.ndarray] = []
     records: list[pd.DataFrame] = []
     chunks = [sets[i : i + sets_per_batch] for i in range(0, len(sets), sets_per_batch)]
@@ -125,7 +126,7 @@ def _control_cells(dataset: PerturbationDataset, cell_types: Sequence[str], seed
     return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
 
 
-def _anndata(
+def to_anndata(
     values: np.ndarray, obs: pd.DataFrame, genes: Sequence[str], uns: dict[str, object]
 ) -> ad.AnnData:
     obs = obs.astype({c: "category" for c in obs.columns})
@@ -150,13 +151,13 @@ def predict_sets(
     if not groups:
         raise PtragError(f"No {role} perturbations to predict.")
     dataset = align_genes(dataset, trained.spec.genes)
-    spec = _embeddings_for_new(trained, [p for _, p in groups])
+    spec = spec_covering(trained, [p for _, p in groups])
     model = trained.model_for(spec)
     tensorize = SetTensorizer(dataset, spec)
     sampler = SetSampler(dataset, groups, trained.config.train.cell_set_len, seed)
     sets = sampler.fixed_sets()
     batch_size = max(trained.config.train.sets_per_batch, 64)
-    predicted, record = _run_sets(model, sets, tensorize, spec, batch_size, progress)
+    predicted, record = run_sets(model, sets, tensorize, batch_size, progress)
 
     control_cells = _control_cells(dataset, [c for c, _ in groups], seed)
     label = dataset.control_label
@@ -188,7 +189,7 @@ def predict_sets(
     }
     pred_obs = pd.concat([pert_rows, control_rows], ignore_index=True)
     pred_obs.index = [f"pred_{i}" for i in range(len(pred_obs))]
-    adata_pred = _anndata(np.vstack([*predicted, control_values]), pred_obs, spec.genes, uns)
+    adata_pred = to_anndata(np.vstack([*predicted, control_values]), pred_obs, spec.genes, uns)
     adata_real = None
     if with_real:
         real_idx = np.concatenate([s.target_idx[: s.n_real] for s in sets])
@@ -197,5 +198,5 @@ def predict_sets(
         real_obs = pd.concat([real_obs, control_rows.drop(columns="control_barcode")], ignore_index=True)
         real_obs.index = np.concatenate([obs_cells[real_idx], obs_cells[control_cells]]).astype(str)
         real_values = np.vstack([dataset.expression.rows(real_idx), control_values])
-        adata_real = _anndata(real_values, real_obs, spec.genes, {**uns, "arm": "real"})
+        adata_real = to_anndata(real_values, real_obs, spec.genes, {**uns, "arm": "real"})
     return Prediction(adata_pred, adata_real, record)
