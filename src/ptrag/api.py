@@ -21,6 +21,7 @@ from ptrag.config import Config, load_config
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.splits import Split
 from ptrag.errors import CheckpointError, OutputError
+from ptrag.io import h5ad_strings
 
 DataLike = str | Path | ad.AnnData | PerturbationDataset
 SplitLike = str | Path | Split
@@ -46,7 +47,8 @@ class Model:
             # One loader validates every input; an in-memory AnnData goes through a temporary file.
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "data.h5ad"
-                data.write_h5ad(path)
+                with h5ad_strings():
+                    data.write_h5ad(path)
                 return load_dataset(path, self.config.data, set_len=self.config.train.cell_set_len)
         return load_dataset(data, self.config.data, set_len=self.config.train.cell_set_len)
 

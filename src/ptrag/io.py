@@ -72,6 +72,22 @@ def atomic_save(path: str | Path, writer: Callable[[Path], None]) -> None:
         writer(tmp)
 
 
+@contextlib.contextmanager
+def h5ad_strings() -> Iterator[None]:
+    """Let anndata write pandas' string arrays (pandas ≥ 3 makes every str column and index one).
+
+    anndata refuses them by default for compatibility with anndata < 0.11 readers; ptrag's own
+    readers, and anndata ≥ 0.11, read them fine.
+    """
+    import anndata as ad
+
+    if hasattr(ad.settings, "allow_write_nullable_strings"):
+        with ad.settings.override(allow_write_nullable_strings=True):
+            yield
+    else:
+        yield
+
+
 def prepare_output_dir(path: str | Path, overwrite: bool = False) -> Path:
     """Create an output directory; refuse a non-empty existing one unless ``overwrite``."""
     out = Path(path)

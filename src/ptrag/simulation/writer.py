@@ -17,6 +17,8 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata.io import sparse_dataset, write_elem
 
+from ptrag.io import h5ad_strings
+
 
 class ChunkedH5adWriter:
     """Append cells (X, counts, X_hvg) to an .h5ad whose obs/var are known up front."""
@@ -38,9 +40,10 @@ class ChunkedH5adWriter:
         self.file = h5py.File(self.path, "w")
         self.file.attrs["encoding-type"] = "anndata"
         self.file.attrs["encoding-version"] = "0.1.0"
-        write_elem(self.file, "obs", obs)
-        write_elem(self.file, "var", var)
-        write_elem(self.file, "uns", dict(uns))
+        with h5ad_strings():
+            write_elem(self.file, "obs", obs)
+            write_elem(self.file, "var", var)
+            write_elem(self.file, "uns", dict(uns))
         write_elem(self.file, "obsm", {})
         write_elem(self.file, "varm", {})
         write_elem(self.file, "obsp", {})
