@@ -14,8 +14,8 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         help=help_text,
         description=help_text
         + " The run directory receives the Lightning checkpoint (with config, gene list and vocabulary),"
-        " config.toml, genes.txt, perturbations.json, retrieval.npz, embeddings.json and metrics.csv.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        " config.toml, genes.txt, perturbations.json, retrieval.npz, embeddings.json and metrics.csv."
+        " Options left out keep the value of --config (default preset: cpu-small).",
     )
     parser.add_argument("data", help="the screen (.h5ad).")
     parser.add_argument("--split", required=True, help="STATE-format split TOML (see `ptrag split`).")
