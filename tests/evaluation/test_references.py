@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from eval_synthetic import CONTROL, make_pair
 
@@ -44,9 +45,23 @@ def test_train_mean_adds_the_shift_to_the_same_controls():
 
 
 def test_mean_training_shifts_is_the_mean_of_per_perturbation_shifts():
-    x = np.array([[0.0, 0.0], [2.0, 0.0], [4.0, 2.0], [4.0, 6.0]])
-    perts = np.array([CONTROL, CONTROL, "A", "B"])
-    shifts = mean_training_shifts(x, perts, np.array(["c"] * 4), CONTROL)
+    from ptrag.data.dataset import ColumnMapping, PerturbationDataset
+    from ptrag.data.expression import DenseExpression
+
+    x = np.array([[0.0, 0.0], [2.0, 0.0], [4.0, 2.0], [4.0, 6.0], [90.0, 90.0]], dtype=np.float32)
+    obs = pd.DataFrame(
+        {
+            "perturbation": pd.Categorical([CONTROL, CONTROL, "A", "B", "HELDOUT"]),
+            "cell_type": pd.Categorical(["c"] * 5),
+            "batch": pd.Categorical(["0"] * 5),
+        },
+        index=[f"cell{i}" for i in range(5)],
+    )
+    dataset = PerturbationDataset(
+        DenseExpression(x), ("g0", "g1"), obs, ColumnMapping("gene", "cell_line", None, CONTROL)
+    )
+    # The held-out cell (last) is outside the training mask and must not move the reference.
+    shifts = mean_training_shifts(dataset, np.array([False, False, True, True, False]))
     # control mean (1, 0); A shift (3, 2); B shift (3, 6); mean (3, 4)
     np.testing.assert_allclose(shifts["c"], [3.0, 4.0])
 

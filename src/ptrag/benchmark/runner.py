@@ -8,17 +8,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ptrag.config import load_config
-from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.loading import load_dataset
 from ptrag.data.splits import Split
-from ptrag.evaluation import EvaluationResult, evaluate, evaluate_references, fit_pca_on_real
+from ptrag.evaluation import (
+    EvaluationResult,
+    evaluate,
+    evaluate_references,
+    fit_pca_on_real,
+    mean_training_shifts,
+)
 from ptrag.prediction.predict import Prediction, TrainedModel, predict_sets
 from ptrag.prediction.write import write_prediction
-from ptrag.retrieval import ResponseMemory
 from ptrag.training.run import train
 
 log = logging.getLogger(__name__)
@@ -43,13 +46,6 @@ class BenchmarkRuns:
     references: dict[str, EvaluationResult]
     dataset_info: dict[str, object]
     config: dict[str, object]
-
-
-def training_shifts(dataset: PerturbationDataset, split: Split) -> dict[str, np.ndarray]:
-    """Per cell type, the mean over training perturbations of (perturbed mean − control mean)."""
-    memory = ResponseMemory.from_training_cells(dataset, split.roles(dataset) == "train")
-    cell_types = np.array(memory.cell_types)
-    return {c: memory.shifts[cell_types == c].mean(axis=0) for c in np.unique(cell_types)}
 
 
 def _last_logged(run_dir: Path) -> dict[str, float]:
@@ -119,7 +115,7 @@ def run_arms(
     references = evaluate_references(
         real.adata_real,
         dataset.control_label,
-        shifts=training_shifts(dataset, split),
+        shifts=mean_training_shifts(dataset, split.roles(dataset) == "train"),
         pca=pca,
         seed=0,
     )

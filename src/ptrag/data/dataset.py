@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -71,6 +72,11 @@ class PerturbationDataset:
     @property
     def is_control(self) -> np.ndarray:
         return (self.obs[PERTURBATION] == self.control_label).to_numpy()
+
+    @cached_property
+    def batch_codes(self) -> np.ndarray:
+        """int64 batch code of every cell (computed once: collate reads it for every training step)."""
+        return self.obs[BATCH].cat.codes.to_numpy().astype(np.int64)
 
     @property
     def cell_types(self) -> list[str]:

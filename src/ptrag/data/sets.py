@@ -62,7 +62,7 @@ class SetSampler:
         self._batches = [str(b) for b in obs[BATCH].cat.categories]
         type_codes = obs[CELL_TYPE].cat.codes.to_numpy().astype(np.int64)
         pert_codes = obs[PERTURBATION].cat.codes.to_numpy().astype(np.int64)
-        self.batch_codes = obs[BATCH].cat.codes.to_numpy().astype(np.int64)
+        self.batch_codes = dataset.batch_codes
         n_batches = max(1, len(self._batches))
         all_cells = np.arange(len(obs), dtype=np.int64)
         is_control = pert_codes == self._perts.index(dataset.control_label)
@@ -163,11 +163,10 @@ def collate(sets: Sequence[CellSet], dataset: PerturbationDataset) -> dict[str, 
     n_sets, n_genes = len(sets), dataset.n_genes
     control_idx = np.concatenate([s.control_idx for s in sets])
     target_idx = np.concatenate([s.target_idx for s in sets])
-    batch_codes = dataset.obs[BATCH].cat.codes.to_numpy().astype(np.int64)
     return {
         "control": dataset.expression.rows(control_idx).reshape(n_sets, size, n_genes),
         "target": dataset.expression.rows(target_idx).reshape(n_sets, size, n_genes),
-        "batch_codes": batch_codes[control_idx].reshape(n_sets, size),
+        "batch_codes": dataset.batch_codes[control_idx].reshape(n_sets, size),
         "perturbation": [s.perturbation for s in sets],
         "cell_type": [s.cell_type for s in sets],
     }

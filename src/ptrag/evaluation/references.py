@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ptrag.data.dataset import PerturbationDataset
 from ptrag.errors import DataError
 
 REFERENCES: tuple[str, ...] = ("control", "train_mean", "noise_floor")
@@ -124,33 +125,19 @@ def train_mean_reference(
 
 
 def mean_training_shifts(
-    expression: NDArray[np.floating],
-    perturbations: NDArray[Any],
-    cell_types: NDArray[Any],
-    control_label: str,
-) -> dict[str, NDArray[np.float64]]:
+    dataset: PerturbationDataset, train_mask: NDArray[np.bool_]
+) -> dict[str, NDArray[np.float32]]:
     """Per cell type: mean over training perturbations of (perturbed mean − control mean).
 
-    Pass training cells only (training perturbations and the controls), so that no held-out cell
-    enters the reference.
+    ``train_mask`` marks the training cells; control cells always count as controls, and no held-out
+    cell enters the reference. The per-(perturbation, cell type) shifts are the response memory's rows,
+    computed in chunks, so the expression matrix is never densified.
     """
-    x = np.asarray(expression, dtype=np.float64)
-    perts = np.asarray(perturbations).astype(str)
-    types = np.asarray(cell_types).astype(str)
-    shifts: dict[str, NDArray[np.float64]] = {}
-    for cell_type in np.unique(types):
-        in_type = types == cell_type
-        control = in_type & (perts == control_label)
-        if not control.any():
-            raise DataError(f"Cell type {cell_type!r} has no {control_label!r} training cells.")
-        control_mean = x[control].mean(axis=0)
-        means = [
-            x[in_type & (perts == p)].mean(axis=0) for p in np.unique(perts[in_type]) if p != control_label
-        ]
-        shifts[str(cell_type)] = (
-            np.mean(means, axis=0) - control_mean if means else np.zeros(x.shape[1], dtype=np.float64)
-        )
-    return shifts
+    from ptrag.retrieval import ResponseMemory
+
+    memory = ResponseMemory.from_training_cells(dataset, train_mask)
+    cell_types = np.array(memory.cell_types)
+    return {str(c): memory.shifts[cell_types == c].mean(axis=0) for c in np.unique(cell_types)}
 
 
 def noise_floor_pair(
