@@ -32,6 +32,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ptrag.benchmark.pipeline import run_benchmark
+    from ptrag.evaluation.metric_registry import metrics_where
     from ptrag.report.render import fmt
 
     summary = run_benchmark(
@@ -45,11 +46,12 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
-    shown = ("energy", "mmd", "w1", "w2", "pearson_delta", "sd_ratio")
-    print(f"{'method':<14}" + "".join(f"{m:>15}" for m in shown))
+    shown = metrics_where("headline")
+    widths = [max(len(m), 8) + 2 for m in shown]
+    print(f"{'method':<14}" + "".join(f"{m:>{w}}" for m, w in zip(shown, widths, strict=True)))
     for method, entry in summary["methods"].items():
         cells = [fmt(entry["metrics"].get(m, {}).get("mean")) for m in shown]
-        print(f"{method:<14}" + "".join(f"{c:>15}" for c in cells))
+        print(f"{method:<14}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
     print("\n".join(summary["verdict"]))
     print(f"report: {args.out}/report.html")
     return 0

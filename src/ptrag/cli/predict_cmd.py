@@ -62,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     out = write_prediction(prediction, args.out, overwrite=True)
+    if queries is None:  # the simple references' shifts, for `ptrag evaluate` to score beside the model
+        from ptrag.evaluation import write_reference_shifts
+
+        write_reference_shifts(out, dataset, split, prediction.adata_real, trained.config.embedding.source)
     n_pred = int((prediction.adata_pred.obs["target_gene"] != dataset.control_label).sum())
     print(f"predicted {n_pred} cells → {out}")
     return 0
