@@ -24,6 +24,10 @@ SMALL = [
 ]
 
 
+SPLITS = {"fewshot": "split.toml", "unseen": "split_unseen.toml"}
+SIMPLE_REFERENCES = ["control", "train_mean", "perturb_shift", "knn_shift", "linear"]
+
+
 @pytest.fixture(scope="module")
 def benchmark_out(tmp_path_factory):
     from ptrag.simulation import simulate
@@ -37,68 +41,143 @@ def benchmark_out(tmp_path_factory):
     return root, out, summary
 
 
-def test_writes_report_files_and_every_arm_and_reference(benchmark_out) -> None:
-    _, out, summary = benchmark_out
+def _test_groups(root, split_name):
+    dataset = load_dataset(root / "screen" / "data.h5ad")
+    return Split.read(root / "screen" / SPLITS[split_name]).groups(dataset, "test")
+
+
+def test_one_section_per_split_with_every_arm_and_reference(benchmark_out) -> None:
+    root, out, summary = benchmark_out
     for name in ("summary.json", "report.md", "report.html", "results_all.csv"):
         assert (out / name).is_file(), name
-    assert list(summary["methods"]) == [
-        "st",
-        "ptrag",
-        "control",
-        "train_mean",
-        "perturb_shift",
-        "knn_shift",
-        "linear",
-        "noise_floor",
-    ]
-    html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 3
-    on_disk = json.loads((out / "summary.json").read_text())
-    assert on_disk["methods"]["ptrag"]["metrics"]["energy_gene"]["mean"] == pytest.approx(
-        summary["methods"]["ptrag"]["metrics"]["energy_gene"]["mean"]
-    )
+    assert list(summary["splits"]) == ["fewshot", "unseen"]
+    assert [summary["splits"][s]["label"] for s in SPLITS] == ["few-shot", "unseen"]
     results = pd.read_csv(out / "results_all.csv")
-    for name in ("perturb_shift", "knn_shift", "linear"):
-        rows = results[results["method"] == name]
-        assert len(rows) == summary["info"]["data"]["n_test_groups"], name
-        mean = summary["methods"][name]["metrics"]["energy_pca"]["mean"]
-        assert mean == pytest.approx(rows["energy_pca"].mean())
-        assert summary["methods"][name]["note"] in (out / "report.md").read_text()
+    assert results.columns[0] == "split" and set(results["split"]) == set(SPLITS)
+    on_disk = json.loads((out / "summary.json").read_text())
+    for split_name, section in summary["splits"].items():
+        assert list(section["methods"]) == ["st", "ptrag", *SIMPLE_REFERENCES, "noise_floor"]
+        n_test = len(_test_groups(root, split_name))
+        assert section["info"]["n_test_groups"] == n_test
+        rows = results[results["split"] == split_name]
+        for name in ("st", "perturb_shift", "knn_shift", "linear"):
+            scored = rows[rows["method"] == name]
+            assert len(scored) == n_test, (split_name, name)
+            mean = section["methods"][name]["metrics"]["energy_pca"]["mean"]
+            assert mean == pytest.approx(scored["energy_pca"].mean())
+        assert on_disk["splits"][split_name]["methods"]["ptrag"]["metrics"]["energy_gene"][
+            "mean"
+        ] == pytest.approx(section["methods"]["ptrag"]["metrics"]["energy_gene"]["mean"])
+    # References are computed per split: their training sets differ, so their scores do too.
+    linear = [summary["splits"][s]["methods"]["linear"]["metrics"]["pearson_delta"]["mean"] for s in SPLITS]
+    assert linear[0] != linear[1]
+
+
+def test_unseen_split_holds_test_perturbations_out_of_training_everywhere(benchmark_out) -> None:
+    root, out, _ = benchmark_out
+    dataset = load_dataset(root / "screen" / "data.h5ad")
+    split = Split.read(out / "runs" / "unseen" / "st-seed0" / "split.toml")
+    assert split == Split.read(root / "screen" / "split_unseen.toml")
+    test = {p for _, p in split.groups(dataset, "test")}
+    trained = {p for _, p in split.groups(dataset, "train")}
+    assert test and not test & trained
+    fewshot = Split.read(out / "runs" / "fewshot" / "st-seed0" / "split.toml")
+    fewshot_test = {p for _, p in fewshot.groups(dataset, "test")}
+    assert fewshot_test & {p for _, p in fewshot.groups(dataset, "train")}  # few-shot: seen elsewhere
 
 
 def test_arms_share_split_steps_and_seeds(benchmark_out) -> None:
     _, out, summary = benchmark_out
-    runs = summary["info"]["per_seed"]
-    assert sorted((r["arm"], r["seed"]) for r in runs) == [("ptrag", 0), ("ptrag", 1), ("st", 0), ("st", 1)]
-    for arm in ("st", "ptrag"):
-        for seed in (0, 1):
-            config = (out / "runs" / f"{arm}-seed{seed}" / "config.toml").read_text()
-            assert "max_steps = 20" in config and f"seed = {seed}" in config
-            assert (out / "runs" / f"{arm}-seed{seed}" / "split.toml").read_text() == (
-                out / "runs" / f"st-seed{seed}" / "split.toml"
-            ).read_text()
+    for split_name in SPLITS:
+        runs = summary["info"]["runs"][split_name]["per_seed"]
+        assert sorted((r["arm"], r["seed"]) for r in runs) == [
+            ("ptrag", 0),
+            ("ptrag", 1),
+            ("st", 0),
+            ("st", 1),
+        ]
+        for arm in ("st", "ptrag"):
+            for seed in (0, 1):
+                run_dir = out / "runs" / split_name / f"{arm}-seed{seed}"
+                config = (run_dir / "config.toml").read_text()
+                assert "max_steps = 20" in config and f"seed = {seed}" in config
+                assert (run_dir / "split.toml").read_text() == (
+                    out / "runs" / split_name / f"st-seed{seed}" / "split.toml"
+                ).read_text()
+        # Seeds are averaged per perturbation: the arm's mean is the mean of its per-seed means.
+        for arm in ("st", "ptrag"):
+            per_seed = [r["mean_metrics"]["w1"] for r in runs if r["arm"] == arm]
+            mean = summary["splits"][split_name]["methods"][arm]["metrics"]["w1"]["mean"]
+            assert mean == pytest.approx(sum(per_seed) / len(per_seed))
 
 
-def test_paired_tests_cover_every_test_perturbation(benchmark_out) -> None:
-    root, _, summary = benchmark_out
-    dataset = load_dataset(root / "screen" / "data.h5ad")
-    n_test = len(Split.read(root / "screen" / "split.toml").groups(dataset, "test"))
-    tests = pd.DataFrame(summary["paired_tests"])
-    energy = tests[(tests["arm"] == "ptrag") & (tests["metric"] == "energy_gene")].iloc[0]
-    assert energy["n_pairs"] == n_test
-    assert energy["wins"] + energy["losses"] + energy["ties"] == n_test
-    assert 0.0 <= energy["p_value"] <= 1.0
+def test_paired_comparisons_against_st_and_every_simple_reference(benchmark_out) -> None:
+    from scipy.stats import wilcoxon
+
+    root, out, summary = benchmark_out
+    results = pd.read_csv(out / "results_all.csv")
+    for split_name, section in summary["splits"].items():
+        n_test = len(_test_groups(root, split_name))
+        tests = pd.DataFrame(section["paired_tests"])
+        compared = set(zip(tests["arm"], tests["baseline"], strict=True))
+        assert compared == {("ptrag", "st")} | {(a, r) for a in ("st", "ptrag") for r in SIMPLE_REFERENCES}
+        rows = results[results["split"] == split_name].set_index(["cell_type", "perturbation"])
+        for metric_name, sign in (("energy_gene", -1.0), ("pearson_delta", 1.0)):  # lower / higher is better
+            table = tests[(tests["metric"] == metric_name)].set_index(["arm", "baseline"])
+            assert (table["n_pairs"] == n_test).all()
+            assert ((table["wins"] + table["losses"] + table["ties"]) == n_test).all()
+            values = {m: rows[rows["method"] == m][metric_name] for m in ("st", "ptrag", "control", "linear")}
+            st_gain = sign * (values["st"] - values["control"].loc[values["st"].index]).mean()
+            for arm, comparator in (("ptrag", "st"), ("ptrag", "linear"), ("st", "control")):
+                a, b = values[arm], values[comparator].loc[values[arm].index]
+                row = table.loc[(arm, comparator)]
+                assert row["p_value"] == pytest.approx(wilcoxon(a, b).pvalue, rel=1e-9)
+                gain = sign * (a - b).mean()
+                assert row["mean_improvement"] == pytest.approx(gain)
+                if st_gain > 0:  # effect in units of ST's gain over control; undefined when ST loses
+                    assert row["relative_to_baseline_gain"] == pytest.approx(gain / st_gain)
+                else:
+                    assert pd.isna(row["relative_to_baseline_gain"])
+            assert section["baseline_gain"][metric_name] == pytest.approx(st_gain)
+        for metric_name, best in section["best_reference"].items():
+            means = {r: section["methods"][r]["metrics"][metric_name]["mean"] for r in SIMPLE_REFERENCES}
+            if metric_name in ("energy_gene", "w1"):
+                assert best["name"] == min(means, key=means.get)
+            if metric_name == "pearson_delta":
+                assert best["name"] == max(means, key=means.get)
+        arms = [h["arm"] for h in summary["headline"] if h["split"] == split_name]
+        assert arms == ["st", "ptrag"]
+        sentence = next(
+            h["sentence"] for h in summary["headline"] if h["split"] == split_name and h["arm"] == "ptrag"
+        )
+        assert sentence.startswith("ptrag is ") and " ST on " in sentence
+        assert section["best_reference"]["pearson_delta"]["name"] in sentence
+    assert summary["warnings"] and "not enough" in summary["warnings"][0]  # 2 seeds < 3
 
 
-def test_reference_ordering_is_sane(benchmark_out) -> None:
-    _, _, summary = benchmark_out
-    methods = summary["methods"]
-    # The split-half noise floor agrees with itself far better than unchanged controls do.
-    assert (
-        methods["noise_floor"]["metrics"]["pearson_delta"]["mean"]
-        > methods["control"]["metrics"]["pearson_delta"]["mean"]
-    )
-    assert summary["selection"], "PT-RAG's selection statistics per cell line are missing"
+def test_retrieval_at_work_and_report_structure(benchmark_out, capsys) -> None:
+    from ptrag.cli.benchmark_cmd import print_summary
+
+    _, out, summary = benchmark_out
+    for section in summary["splits"].values():
+        assert list(section["retrieval"]) == ["ptrag"]  # st has no selector
+        entry = section["retrieval"]["ptrag"]
+        assert set(entry["training"]) == {"seed0", "seed1"} and entry["training"]["seed0"]["step"]
+        assert 0.0 <= entry["kept_fraction"] <= 1.0
+        assert entry["collapsed"] == (entry["kept_fraction"] < 0.01)
+        assert set(entry["prediction"]) == set(summary["info"]["data"]["cell_types"])
+        assert entry["examples"] and {"candidate", "cosine"} <= set(entry["examples"][0])
+    page = (out / "report.html").read_text()
+    body = page[page.index("<body>") + len("<body>") :].lstrip()
+    assert body.startswith("<div class='headline'>")
+    assert page.index("Few-shot split") < page.index("Unseen split") < page.index("Run details")
+    assert page.count("Retrieval at work") == 2
+    assert page.count("data:image/png;base64,") == 4  # metrics and selection, per split
+    capsys.readouterr()
+    print_summary(summary)
+    printed = capsys.readouterr().out
+    assert "== few-shot split" in printed and "== unseen split" in printed
+    assert printed.count("- ptrag is ") == 2
 
 
 def test_predict_writes_the_benchmarks_reference_shifts_and_evaluate_scores_them(benchmark_out, capsys):
@@ -109,12 +188,12 @@ def test_predict_writes_the_benchmarks_reference_shifts_and_evaluate_scores_them
 
     root, out, summary = benchmark_out
     pred_dir = root / "predicted"
-    run_dir, data = out / "runs" / "st-seed0", root / "screen" / "data.h5ad"
+    run_dir, data = out / "runs" / "fewshot" / "st-seed0", root / "screen" / "data.h5ad"
     assert main(["predict", str(run_dir), "--data", str(data), "--out", str(pred_dir), "--no-progress"]) == 0
     written = ReferenceShifts.load(pred_dir / REFERENCE_FILE)
-    benchmark = ReferenceShifts.load(out / "predictions" / "st-seed0" / REFERENCE_FILE)
+    benchmark = ReferenceShifts.load(out / "predictions" / "fewshot" / "st-seed0" / REFERENCE_FILE)
     assert written.conditions == benchmark.conditions
-    assert len(written.conditions) == summary["info"]["data"]["n_test_groups"]
+    assert len(written.conditions) == summary["splits"]["fewshot"]["info"]["n_test_groups"]
     for name in ("train_mean", "perturb_shift", "knn_shift", "linear"):
         np.testing.assert_array_equal(written.shifts[name], benchmark.shifts[name])
     assert set(written.details["source"]) >= {"other_cell_types", "neighbours", "ridge"}
@@ -123,4 +202,5 @@ def test_predict_writes_the_benchmarks_reference_shifts_and_evaluate_scores_them
     comparison = pd.read_csv(pred_dir / "eval" / "comparison.csv").set_index("method")
     # Same real cells, same PCA seed, same control draws: the benchmark's reference scores exactly.
     for name in ("control", "perturb_shift", "linear"):
-        assert comparison.loc[name, "w1"] == pytest.approx(summary["methods"][name]["metrics"]["w1"]["mean"])
+        expected = summary["splits"]["fewshot"]["methods"][name]["metrics"]["w1"]["mean"]
+        assert comparison.loc[name, "w1"] == pytest.approx(expected)

@@ -1,38 +1,48 @@
-"""Report renderer: three files, every table number in summary.json, Wilcoxon as scipy computes it."""
+"""The report: headline first, one section per split, tables that fit, numbers that match scipy."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import wilcoxon
 
-from ptrag.evaluation import METRIC_REGISTRY, REFERENCE_REGISTRY
-from ptrag.report import build_summary, fmt, write_report
+from ptrag.evaluation import REFERENCE_REGISTRY
+from ptrag.report import MAX_TABLE_COLUMNS, SplitResults, build_summary, fmt, write_report
+from ptrag.report.document import Table
+from ptrag.report.headline import seed_warnings
 
-ARMS = ("st", "vanilla_rag", "ptrag")
-REFERENCES = ("control", "perturb_shift", "noise_floor")
+ARMS = ("st", "ptrag", "memory")
+REFERENCES = ("control", "train_mean", "perturb_shift", "linear", "noise_floor")
+SIMPLE = REFERENCES[:-1]
+# Offsets on a shared per-perturbation difficulty (lower w1 is better): ptrag clearly beats st,
+# memory is st plus noise, control is far worse (st's gain over control is about 0.3).
+OFFSETS = {
+    "st": 0.0,
+    "ptrag": -0.06,
+    "memory": 0.0,
+    "control": 0.3,
+    "train_mean": 0.2,
+    "perturb_shift": 0.1,
+    "linear": 0.05,
+    "noise_floor": 0.15,
+}
+N = 30
 
 
-def _results(n: int = 30, seed: int = 0) -> pd.DataFrame:
+def _results(seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    st_w1 = rng.gamma(3.0, 0.1, n)
-    offsets = {
-        "st": 0.0,
-        "vanilla_rag": 0.05,
-        "ptrag": -0.03,
-        "control": 0.3,
-        "perturb_shift": 0.1,
-        "noise_floor": -0.2,
-    }
+    difficulty = rng.gamma(3.0, 0.1, N)
     rows = []
-    for method, offset in offsets.items():
-        noise = rng.normal(0, 0.02, n)
-        for i in range(n):
-            w1 = st_w1[i] + offset + noise[i]
+    for method, offset in OFFSETS.items():
+        noise = rng.normal(0, 0.02, N)
+        for i in range(N):
+            w1 = difficulty[i] + offset + noise[i]
             rows.append(
                 {
                     "method": method,
@@ -41,71 +51,177 @@ def _results(n: int = 30, seed: int = 0) -> pd.DataFrame:
                     "w1": w1,
                     "w2": 1.3 * w1,
                     "energy_gene": 2 * w1,
-                    "pearson_delta": 1 - w1 if i or method != "vanilla_rag" else np.nan,
+                    # The split-half MMD is unbiased: it scatters around 0, here below it.
+                    "mmd_gene": -0.01 + noise[i] / 10 if method == "noise_floor" else w1 / 10,
+                    "pearson_delta": 1 - w1 if i or method != "memory" else np.nan,
                     "sd_ratio": 0.9,
+                    "mse": w1 / 3,
                 }
             )
     return pd.DataFrame(rows)
 
 
-def _retrieval(seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
+def _retrieval(collapsed: bool) -> pd.DataFrame:
     rows = []
-    for cell_type in ("k562", "rpe1"):
-        for i in range(6):
-            for k in range(4):
-                weight = float(rng.random())
-                rows.append(
-                    {
-                        "cell_type": cell_type,
-                        "perturbation": f"GENE{i}",
-                        "candidate": f"CAND{k}",
-                        "cosine": 0.9 - 0.1 * k,
-                        "keep_weight": weight,
-                        "kept": weight > 0.5,
-                    }
-                )
-    return pd.DataFrame(rows)
+    for set_id in range(8):
+        cell_type, perturbation = ("k562", "rpe1")[set_id % 2], f"GENE{set_id}"
+        for rank in range(4):
+            own = rank == 0  # the query perturbation measured in the other cell type
+            other = "rpe1" if cell_type == "k562" else "k562"
+            keep = own and not collapsed
+            rows.append(
+                {
+                    "set_id": set_id,
+                    "cell_type": cell_type,
+                    "perturbation": perturbation,
+                    "rank": rank,
+                    "candidate": f"{perturbation}@{other}" if own else f"CAND{rank}@{cell_type}",
+                    "cosine": 1.0 if own else 0.8 - 0.1 * rank,
+                    "keep_probability": 0.9 if keep else 0.01 * rank,
+                    "keep_weight": 1.0 if keep else 0.0,
+                    "kept": keep,
+                    "evidence_cells": 40 + rank,  # an optional column: shown as it comes
+                }
+            )
+    return pd.DataFrame(rows).assign(seed=0)
 
 
-@pytest.fixture
-def summary() -> dict:
+def _training() -> pd.DataFrame:
+    steps = np.arange(0, 3000, 10)
+    return pd.DataFrame({"step": steps, "train/selection_rate": 0.5 * np.exp(-steps / 500), "seed": 0})
+
+
+def _summary(n_seeds: int = 1) -> dict:
     kinds = {**{a: "arm" for a in ARMS}, **{r: "reference" for r in REFERENCES}}
-    return build_summary(_results(), kinds, retrieval=_retrieval(), n_boot=300, info={"seeds": 1})
-
-
-def test_renderer_writes_three_files_with_embedded_figures(tmp_path, summary):
-    paths = write_report(summary, tmp_path)
-    assert {p.name for p in paths.values()} == {"summary.json", "report.md", "report.html"}
-    page = paths["html"].read_text()
-    assert page.count("data:image/png;base64,") == 3  # bars, scatter, selection
-    assert "src='figures/" not in page  # self-contained: nothing linked from disk
-    markdown = paths["markdown"].read_text()
-    for name in ("metric_bars", "scatter_w1_w2", "selection"):
-        assert f"figures/{name}.png" in markdown
-        assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
-    assert "split-half" in markdown  # the noise floor is labelled as such
-    for reference in REFERENCES:  # every reference's note comes from the reference registry
-        assert REFERENCE_REGISTRY[reference].note in markdown
-
-
-def test_metric_directions_come_from_the_registry(summary):
-    assert summary["metrics"] == ["w1", "w2", "energy_gene", "sd_ratio", "pearson_delta"]  # registry order
-    info = summary["metric_info"]
-    assert info["sd_ratio"]["direction"] == "closer to 1"
-    assert info["pearson_delta"]["direction"] == "higher"
-    assert info["energy_gene"] == {
-        "family": "gene_distribution",
-        "direction": "lower",
-        "description": METRIC_REGISTRY["energy_gene"].description,
+    splits = {
+        name: SplitResults(
+            _results(seed),
+            kinds,
+            label=label,
+            description=f"{label} description.",
+            retrieval={"ptrag": _retrieval(collapsed=False), "memory": _retrieval(collapsed=True)},
+            training={"ptrag": _training(), "memory": _training()},
+            info={"n_test_groups": N},
+        )
+        for seed, (name, label) in enumerate((("fewshot", "few-shot"), ("unseen", "unseen")))
     }
-    # sd_ratio: every method has 0.9, so every pair is a tie, never a win for the higher value.
-    sd = next(t for t in summary["paired_tests"] if t["metric"] == "sd_ratio" and t["arm"] == "ptrag")
-    assert (sd["wins"], sd["losses"], sd["ties"]) == (0, 0, 30)
+    return build_summary(splits, n_seeds=n_seeds, n_boot=300, title="test benchmark")
 
 
-def test_every_table_number_is_in_summary_json(tmp_path, summary):
-    paths = write_report(summary, tmp_path)
+@pytest.fixture(scope="module")
+def summary() -> dict:
+    return _summary()
+
+
+@pytest.fixture(scope="module")
+def written(summary, tmp_path_factory) -> dict:
+    """The report files, written once: name → path."""
+    return write_report(summary, tmp_path_factory.mktemp("report"))
+
+
+class _Page(HTMLParser):
+    """The body's top-level tags in order, and the cell count of every table row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth, self.top, self.row_widths, self.in_body = 0, [], [], False
+        self.current_row = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "body":
+            self.in_body = True
+            return
+        if self.in_body and self.depth == 0:
+            self.top.append((tag, dict(attrs).get("class")))
+        if tag == "tr":
+            self.current_row = 0
+        if tag in ("td", "th"):
+            self.current_row += 1
+        if tag not in ("br", "img", "meta"):
+            self.depth += self.in_body
+
+    def handle_endtag(self, tag):
+        if tag == "tr":
+            self.row_widths.append(self.current_row)
+        if self.in_body and tag not in ("body", "html"):
+            self.depth -= 1
+
+
+def test_report_structure_headline_first_tables_fit_images_embedded(written, summary):
+    paths = written
+    page = paths["html"].read_text()
+    parsed = _Page()
+    parsed.feed(page)
+    assert parsed.top[0] == ("div", "headline")  # the headline box is the first thing on the page
+    headline = page[: page.index("</div>")]
+    for entry in summary["headline"]:
+        assert re.sub(r"<b>(.*?)</b>", r"\1", headline).count(html.escape(entry["sentence"])) == 1
+    assert "Few-shot split (30 test perturbations)" in headline and "Unseen split" in headline
+    assert page.index("<h2>Few-shot split</h2>") < page.index("<h2>Unseen split</h2>")
+    assert page.count("<h3>Paired comparisons</h3>") == 2 and page.count("<h3>Retrieval at work</h3>") == 2
+    assert parsed.row_widths and max(parsed.row_widths) <= MAX_TABLE_COLUMNS
+    figures = sorted(p.name for p in (paths["html"].parent / "figures").iterdir())
+    assert figures == [
+        "metrics_fewshot.png",
+        "metrics_unseen.png",
+        "selection_fewshot.png",
+        "selection_unseen.png",
+    ]
+    assert page.count("data:image/png;base64,") == 4 and "src='figures/" not in page
+    markdown = paths["markdown"].read_text()
+    assert markdown.startswith("# test benchmark\n") and markdown.index("**Few-shot split") < markdown.index(
+        "## "
+    )
+    for name in figures:
+        assert f"figures/{name}" in markdown
+
+
+def test_headline_sentences_effect_sizes_and_seed_warning(summary):
+    results = _results(0)
+    mean = results.groupby("method")["w1"].mean()
+    sentences = {h["arm"]: h["sentence"] for h in summary["headline"] if h["split"] == "fewshot"}
+    assert list(sentences) == list(ARMS)
+    # ptrag improves on st by this share of st's own gain over control (w1: lower is better).
+    share = (mean["st"] - mean["ptrag"]) / (mean["control"] - mean["st"])
+    assert sentences["ptrag"].startswith(
+        f"ptrag is better than ST on w1 (adds {100 * share:.0f}% of ST's gain"
+    )
+    assert sentences["memory"].startswith("memory is no different from ST on w1")
+    assert "better than the best simple reference on w1 (linear, ahead by" in sentences["ptrag"]
+    assert sentences["st"].startswith("ST is ") and " ST on " not in sentences["st"]
+    assert summary["headline_metrics"] == ["w1", "energy_gene", "pearson_delta"]  # one per family
+    assert "p < 0.05" in json.dumps(summary) or summary["significance"] == 0.05
+    assert "one seed is not enough" in summary["warnings"][0]
+    assert seed_warnings(3) == [] and len(seed_warnings(2)) == 1
+
+
+def test_comparisons_against_st_and_every_simple_reference_match_scipy(summary):
+    results = _results(0).set_index(["cell_type", "perturbation"])
+    section = summary["splits"]["fewshot"]
+    tests = {(t["arm"], t["baseline"], t["metric"]): t for t in section["paired_tests"]}
+    assert {(a, b) for a, b, _ in tests} == {("ptrag", "st"), ("memory", "st")} | {
+        (arm, ref) for arm in ARMS for ref in SIMPLE
+    }
+    by = {m: results[results["method"] == m] for m in OFFSETS}
+    for arm, other in (("ptrag", "st"), ("memory", "linear"), ("st", "perturb_shift")):
+        test = tests[(arm, other, "w1")]
+        assert test["p_value"] == pytest.approx(wilcoxon(by[arm]["w1"], by[other]["w1"]).pvalue, rel=1e-12)
+        gain = (by[other]["w1"] - by[arm]["w1"]).mean()
+        st_gain = (by["control"]["w1"] - by["st"]["w1"]).mean()
+        assert test["mean_improvement"] == pytest.approx(gain)
+        assert test["relative_to_baseline_gain"] == pytest.approx(gain / st_gain)
+    assert tests[("ptrag", "st", "w1")]["outcome"] == "better"
+    assert tests[("memory", "st", "pearson_delta")]["n_pairs"] == N - 1  # its NaN pair is dropped
+    assert tests[("st", "control", "pearson_delta")]["outcome"] == "better"
+    # Best simple reference by mean; the noise floor (best MMD here) is a yardstick, never chosen.
+    assert section["best_reference"]["w1"]["name"] == "linear"
+    assert section["best_reference"]["mmd_gene"]["name"] == "linear"
+    assert section["best_reference"]["pearson_delta"]["name"] == "linear"
+    assert section["best_reference"]["sd_ratio"]["name"] in SIMPLE  # all tie at 0.9
+
+
+def test_every_table_number_is_in_summary_json(written):
+    paths = written
     stored = json.loads(paths["summary"].read_text())
 
     def numbers(node):
@@ -121,58 +237,64 @@ def test_every_table_number_is_in_summary_json(tmp_path, summary):
     known = {fmt(v) for v in numbers(stored)}
     table_lines = [line for line in paths["markdown"].read_text().splitlines() if line.startswith("| ")]
     cells = [cell.strip() for line in table_lines for cell in line.strip("|").split("|")]
-    shown = []
-    for token in (t for cell in cells for t in re.split(r"[\s\[\](),]+", cell) if t):
-        if re.fullmatch(r"-?\d+(\.\d+)?(e[-+]\d+)?", token):  # skips names, "n/a", "NaN"
-            shown.append(token)
-    assert len(shown) > 50
-    missing = [t for t in shown if t not in known]
-    assert not missing
-    # And the aggregate numbers are the real means of the per-perturbation table.
-    results = _results()
-    for method in ARMS + REFERENCES:
+    shown = [
+        token
+        for cell in cells
+        for token in re.split(r"[\s\[\](),]+", cell)
+        if re.fullmatch(r"-?\d+(\.\d+)?(e[-+]\d+)?", token)  # skips names, "n/a", percentages
+    ]
+    assert len(shown) > 200
+    assert [t for t in shown if t not in known] == []
+    results = _results(1)
+    for method in OFFSETS:
         w1 = results[results.method == method]["w1"]
-        assert stored["methods"][method]["metrics"]["w1"]["mean"] == pytest.approx(w1.mean())
-        low, high = (stored["methods"][method]["metrics"]["w1"][k] for k in ("ci_low", "ci_high"))
-        assert low < w1.mean() < high
-    assert stored["methods"]["vanilla_rag"]["metrics"]["pearson_delta"]["nan_count"] == 1
+        stats = stored["splits"]["unseen"]["methods"][method]["metrics"]["w1"]
+        assert stats["mean"] == pytest.approx(w1.mean())
+        assert stats["ci_low"] < w1.mean() < stats["ci_high"]
 
 
-def test_wilcoxon_in_summary_matches_scipy(summary):
-    results = _results()
-    tests = {(t["arm"], t["metric"]): t for t in summary["paired_tests"]}
-    st = results[results.method == "st"].set_index("perturbation")
-    for arm in ("vanilla_rag", "ptrag"):
-        other = results[results.method == arm].set_index("perturbation")
-        expected = wilcoxon(other["w1"], st.loc[other.index, "w1"])
-        assert tests[(arm, "w1")]["p_value"] == pytest.approx(expected.pvalue, rel=1e-12)
-        assert tests[(arm, "w1")]["n_pairs"] == 30
-    assert tests[("vanilla_rag", "pearson_delta")]["n_pairs"] == 29  # the NaN pair is dropped
-    assert tests[("ptrag", "w1")]["wins"] > tests[("ptrag", "w1")]["losses"]
-    assert not any(t["arm"] in REFERENCES for t in summary["paired_tests"])
+def test_retrieval_at_work(written, summary):
+    retrieval = summary["splits"]["fewshot"]["retrieval"]
+    assert list(retrieval) == ["ptrag", "memory"]  # st has no selector
+    ptrag, memory = retrieval["ptrag"], retrieval["memory"]
+    assert ptrag["kept_fraction"] == pytest.approx(0.25) and not ptrag["collapsed"]
+    assert memory["kept_fraction"] == 0.0 and memory["collapsed"]
+    assert ptrag["prediction"]["k562"] == {
+        "n_sets": 4,
+        "n_candidates": 16,
+        "selection_rate": 0.25,
+        "kept_fraction": 0.25,
+        "kept_per_set": 1.0,
+    }
+    assert ptrag["same_perturbation"] == {
+        "n_same": 8,
+        "kept_fraction_same": 1.0,
+        "n_other": 24,
+        "kept_fraction_other": 0.0,
+    }
+    assert ptrag["examples_kept"] and all(
+        e["candidate"].startswith(e["perturbation"]) for e in ptrag["examples"]
+    )
+    assert ptrag["extra_columns"] == ["evidence_cells"] and ptrag["examples"][0]["evidence_cells"] == 40
+    curve = ptrag["training"]["seed0"]
+    assert len(curve["step"]) == 200 and curve["step"][0] == 0 and curve["step"][-1] == 2990
+    assert curve["selection_rate"][0] == pytest.approx(0.5)
+    assert ptrag["training_final_rate"] == pytest.approx(0.5 * np.exp(-2990 / 500))
+    markdown = written["markdown"].read_text()
+    assert "memory: nothing kept; the likeliest candidates" in markdown
+    assert markdown.count("Selection has collapsed") == 2  # memory, in each split
+    assert "| query | candidate | cosine | keep probability | keep weight | evidence_cells |" in markdown
 
 
-def test_selection_stats_and_neighbours(summary):
-    retrieval = _retrieval()
-    k562 = retrieval[retrieval.cell_type == "k562"]
-    per_set = k562.groupby("perturbation")
-    stats = summary["selection"]["k562"]
-    assert stats["n_sets"] == 6
-    assert stats["selection_rate_mean"] == pytest.approx(per_set["keep_weight"].mean().mean())
-    assert stats["kept_count"] == per_set["kept"].sum().astype(int).tolist()
-    assert len(summary["neighbours"]) == 3
-    first = summary["neighbours"][0]
-    cosines = [c["cosine"] for c in first["candidates"]]
-    assert cosines == sorted(cosines, reverse=True) and len(cosines) == 4
+def test_noise_floor_row_is_explained(written, summary):
+    notes = " ".join(summary["splits"]["fewshot"]["noise_floor_notes"])
+    assert REFERENCE_REGISTRY["noise_floor"].note in notes
+    assert "Its mmd_gene (" in notes and "unbiased" in notes  # negative MMD explained
+    assert "worse than an arm on w1, w2, energy_gene" in notes and "not a lower bound" in notes
+    page = written["html"].read_text()
+    assert page.count("scatters around 0") >= 2  # under each split's headline table
 
 
-def test_several_sets_per_query_are_counted_as_sets():
-    retrieval = _retrieval()
-    second = retrieval.copy()
-    retrieval["set_id"], second["set_id"] = 0, 1
-    second["kept"] = False
-    stats = build_summary(_results(), {"st": "arm"}, retrieval=pd.concat([retrieval, second]), n_boot=50)[
-        "selection"
-    ]["rpe1"]
-    assert stats["n_sets"] == 12
-    assert sorted(stats["kept_count"])[:6] == [0] * 6
+def test_tables_never_exceed_the_column_limit():
+    with pytest.raises(ValueError, match="columns"):
+        Table("too wide", [f"c{i}" for i in range(MAX_TABLE_COLUMNS + 1)], [])

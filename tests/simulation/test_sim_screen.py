@@ -117,6 +117,29 @@ def test_split_is_fewshot_per_line(tiny_screen: SimulationResult, adata: ad.AnnD
     assert seen_in_other_line_train > 0
 
 
+def test_unseen_split_holds_perturbations_out_of_every_line(tiny_screen: SimulationResult) -> None:
+    from ptrag.data.loading import load_dataset
+    from ptrag.data.splits import generate_unseen
+
+    split = Split.read(tiny_screen.unseen_split_path)
+    dataset = load_dataset(tiny_screen.data_path)
+    split.validate(dataset)
+    preset = get_preset("tiny")
+    perts = dataset.perturbations()
+    test = {p for lists in split.fewshot.values() for p in lists["test"]}
+    val = {p for lists in split.fewshot.values() for p in lists["val"]}
+    assert len(test) == round(0.25 * len(perts)) and len(val) == round(0.15 * len(perts))
+    assert not test & val
+    for line in preset.cell_lines:  # a held-out perturbation trains in no line
+        assert not (test | val) & {p for c, p in split.groups(dataset, "train") if c == line}
+        assert set(split.fewshot[line]["test"]) == test & set(dataset.perturbations(line))
+    # The same lists as `ptrag split --mode unseen` on the written file with the simulation's seed.
+    expected = generate_unseen(dataset, preset.val_fraction, preset.test_fraction, 0, name="simulated")
+    assert split.fewshot == expected.fewshot
+    roles = pd.read_csv(tiny_screen.conditions_path).set_index(["cell_line", "perturbation"])["split_unseen"]
+    assert {p for (_, p), role in roles.items() if role == "test"} == test
+
+
 def test_truth_layout(tiny_screen: SimulationResult, adata: ad.AnnData) -> None:
     truth = pd.read_parquet(tiny_screen.truth_path)
     assert list(truth.columns[:2]) == ["cell_line", "perturbation"]
@@ -135,7 +158,7 @@ def test_truth_layout(tiny_screen: SimulationResult, adata: ad.AnnData) -> None:
 
 
 def test_same_seed_same_files(tiny_screen: SimulationResult, tiny_screen_again: Path) -> None:
-    for name in ("split.toml", "perturbations.csv"):
+    for name in ("split.toml", "split_unseen.toml", "perturbations.csv"):
         assert (tiny_screen.out_dir / name).read_text() == (tiny_screen_again / name).read_text()
     pd.testing.assert_frame_equal(
         pd.read_parquet(tiny_screen.truth_path), pd.read_parquet(tiny_screen_again / "truth.parquet")

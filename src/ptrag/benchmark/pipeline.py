@@ -1,8 +1,8 @@
-"""``ptrag benchmark``: simulate (or take) a screen, run every arm, score references, write the report."""
+"""``ptrag benchmark``: simulate (or take) a screen, run every arm on each of its splits, score the
+references per split, compare every arm with ST and with every simple reference, write the report."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -11,17 +11,19 @@ from typing import Any
 
 import pandas as pd
 
-from ptrag.benchmark.runner import DEFAULT_ARMS, BenchmarkRuns, run_arms
+from ptrag.benchmark.runner import DEFAULT_ARMS, BenchmarkRuns, load_benchmark_dataset, run_arms
+from ptrag.benchmark.splits import resolve_splits
 from ptrag.errors import DataError
-from ptrag.evaluation.metric_registry import metrics_where
-from ptrag.io import atomic_write_text, prepare_output_dir
+from ptrag.io import prepare_output_dir
+from ptrag.report.summary import SplitResults
 
 log = logging.getLogger(__name__)
 
 KEYS = ["cell_type", "perturbation"]
+BASELINE = "st"
 
 
-def _long_results(runs: BenchmarkRuns) -> pd.DataFrame:
+def long_results(runs: BenchmarkRuns) -> pd.DataFrame:
     """Per (method, cell type, perturbation): arms averaged over seeds, references as scored."""
     frames = [r.evaluation.results.assign(method=r.arm, seed=r.seed) for r in runs.arms]
     arms = pd.concat(frames, ignore_index=True)
@@ -31,6 +33,20 @@ def _long_results(runs: BenchmarkRuns) -> pd.DataFrame:
     averaged = arms.groupby(["method", *KEYS], sort=False)[metric_columns].mean().reset_index()
     references = [res.results.assign(method=name) for name, res in runs.references.items()]
     return pd.concat([averaged, *references], ignore_index=True)
+
+
+def _per_arm(runs: BenchmarkRuns, table: str) -> dict[str, pd.DataFrame]:
+    """arm → its retrieval records or training logs over every seed (with a ``seed`` column)."""
+    out: dict[str, pd.DataFrame] = {}
+    for arm in dict.fromkeys(r.arm for r in runs.arms):
+        frames = [
+            getattr(r, table).assign(seed=r.seed)
+            for r in runs.arms
+            if r.arm == arm and not getattr(r, table).empty
+        ]
+        if frames:
+            out[arm] = pd.concat(frames, ignore_index=True)
+    return out
 
 
 def _per_seed(runs: BenchmarkRuns) -> list[dict[str, Any]]:
@@ -50,26 +66,6 @@ def _per_seed(runs: BenchmarkRuns) -> list[dict[str, Any]]:
     return rows
 
 
-def verdict(summary: dict[str, Any], baseline: str = "st") -> list[str]:
-    """Plain sentences: each arm against the baseline on the verdict metrics (paired Wilcoxon)."""
-    verdict_metrics = metrics_where("verdict")
-    lines = []
-    for row in summary.get("paired_tests", []):
-        if row["metric"] not in verdict_metrics or row["n_pairs"] == 0:
-            continue
-        better = row["wins"] > row["losses"]
-        p_value = row["p_value"]  # None (JSON null) when every difference is zero
-        significant = p_value is not None and p_value < 0.05
-        word = ("better than" if better else "worse than") if significant else "not distinguishable from"
-        lines.append(
-            f"{row['arm']} is {word} {baseline} on {row['metric']}: median difference "
-            f"{row['median_difference']:+.4g} (arm − {baseline}), better on {row['wins']} and worse on "
-            f"{row['losses']} of {row['n_pairs']} perturbations, Wilcoxon p = "
-            + (f"{p_value:.2g}." if p_value is not None else "n/a (no differences).")
-        )
-    return lines
-
-
 def run_benchmark(
     out: str | Path,
     data_dir: str | Path | None = None,
@@ -80,56 +76,72 @@ def run_benchmark(
     overrides: Sequence[str] = (),
     overwrite: bool = False,
     progress: bool = True,
+    splits: Sequence[str] | None = None,
 ) -> dict[str, Any]:
+    """Run the benchmark into ``out``; ``splits`` (default: every split the data offers) by name."""
     from ptrag.report.render import write_report
     from ptrag.report.summary import build_summary
 
     started = time.perf_counter()
+    if BASELINE not in arms:
+        raise DataError(f"The benchmark compares every arm against {BASELINE!r}; include it in --arms.")
+    simulated = data_dir is None
+    if data_dir is not None:
+        chosen = resolve_splits(data_dir, splits)  # fail on a bad --data before touching --out
     out = prepare_output_dir(out, overwrite=overwrite)
-    if "st" not in arms:
-        raise DataError("The benchmark compares every arm against 'st'; include it in --arms.")
     if data_dir is None:
         from ptrag.simulation import simulate
 
         log.info("[benchmark] simulating the %s screen", preset)
-        simulated = simulate(preset, seed=0, out_dir=out / "data", progress=progress)
-        data_path, split_path = simulated.data_path, simulated.split_path
-    else:
-        data_path, split_path = Path(data_dir) / "data.h5ad", Path(data_dir) / "split.toml"
-        for path in (data_path, split_path):
-            if not path.is_file():
-                raise DataError(
-                    f"--data {data_dir} must hold data.h5ad and split.toml; {path.name} is missing."
-                )
-    runs = run_arms(data_path, split_path, out, arms, seeds, config_source, overrides, progress)
-    results = _long_results(runs)
-    results.to_csv(out / "results_all.csv", index=False)
-    kinds = {arm: "arm" for arm in arms} | {name: "reference" for name in runs.references}
-    ptrag_runs = [r for r in runs.arms if r.arm == "ptrag" and r.seed == 0]
-    retrieval = ptrag_runs[0].retrieval if ptrag_runs else None
-    queries = None
-    if retrieval is not None and not retrieval.empty:
-        queries = list(dict.fromkeys(zip(retrieval["cell_type"], retrieval["perturbation"], strict=True)))[:4]
+        data_dir = simulate(preset, seed=0, out_dir=out / "data", progress=progress).out_dir
+        chosen = resolve_splits(data_dir, splits)
+    data_path = Path(data_dir) / "data.h5ad"
+    dataset = load_benchmark_dataset(data_path, config_source, overrides)
+    sections: dict[str, SplitResults] = {}
+    results: list[pd.DataFrame] = []
+    per_split_info: dict[str, Any] = {}
+    config: dict[str, object] = {}
+    for split, split_path in chosen:
+        runs = run_arms(dataset, split_path, out, split.name, arms, seeds, config_source, overrides, progress)
+        config = runs.config
+        table = long_results(runs)
+        results.append(table.assign(split=split.name))
+        sections[split.name] = SplitResults(
+            table,
+            {arm: "arm" for arm in arms} | {name: "reference" for name in runs.references},
+            label=split.label,
+            description=split.description,
+            retrieval=_per_arm(runs, "retrieval"),
+            training=_per_arm(runs, "training_log"),
+            info=runs.split_info,
+        )
+        per_split_info[split.name] = {"per_seed": _per_seed(runs)}
+    combined = pd.concat(results, ignore_index=True)
+    combined[["split", *[c for c in combined.columns if c != "split"]]].to_csv(
+        out / "results_all.csv", index=False
+    )
     info = {
-        "data": runs.dataset_info,
+        "data": {
+            "path": str(data_path),
+            "n_cells": dataset.n_cells,
+            "n_genes": dataset.n_genes,
+            "cell_types": dataset.cell_types,
+        },
         "arms": list(arms),
         "seeds": seeds,
-        "config": runs.config,
-        "per_seed": _per_seed(runs),
+        "splits": [split.name for split, _ in chosen],
+        "config": config,
+        "runs": per_split_info,
         "total_seconds": round(time.perf_counter() - started, 1),
     }
-    source = f"simulated {preset}" if data_dir is None else str(data_dir)
+    source = f"simulated {preset}" if simulated else str(data_dir)
     summary = build_summary(
-        results,
-        kinds,
-        baseline="st",
-        retrieval=retrieval,
-        neighbour_queries=queries,
+        sections,
+        baseline=BASELINE,
+        n_seeds=seeds,
         info=info,
-        title=f"ptrag benchmark: {source} ({', '.join(arms)}; {seeds} seed(s))",
+        title=f"ptrag benchmark: {source} ({', '.join(arms)}; {seeds} seed{'s' if seeds != 1 else ''})",
     )
-    summary["verdict"] = verdict(summary)
     write_report(summary, out)
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     log.info("[benchmark] done in %.0f s → %s", time.perf_counter() - started, out / "report.html")
     return summary

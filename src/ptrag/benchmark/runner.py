@@ -1,4 +1,8 @@
-"""Train, predict and evaluate every arm with the same split, steps and seeds; collect the results."""
+"""Train, predict and evaluate every arm with the same split, steps and seeds; collect the results.
+
+One call per split: runs go to ``OUT/runs/<split>/<arm>-seed<k>``, predictions (with the split's
+reference shifts) to ``OUT/predictions/<split>/<arm>-seed<k>``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ptrag.config import load_config
+from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.loading import load_dataset
 from ptrag.data.splits import Split
 from ptrag.evaluation import (
@@ -40,21 +45,23 @@ class ArmRun:
     evaluation: EvaluationResult
     retrieval: pd.DataFrame
     final_metrics: dict[str, float] = field(default_factory=dict)
+    training_log: pd.DataFrame = field(default_factory=pd.DataFrame)  # the run's metrics.csv
 
 
 @dataclass
 class BenchmarkRuns:
     arms: list[ArmRun]
     references: dict[str, EvaluationResult]
-    dataset_info: dict[str, object]
+    split_info: dict[str, object]
     config: dict[str, object]
 
 
-def _last_logged(run_dir: Path) -> dict[str, float]:
+def _training_log(run_dir: Path) -> pd.DataFrame:
     path = run_dir / "metrics.csv"
-    if not path.exists():
-        return {}
-    frame = pd.read_csv(path)
+    return pd.read_csv(path) if path.exists() else pd.DataFrame()
+
+
+def _last_logged(frame: pd.DataFrame) -> dict[str, float]:
     out = {}
     for column in (
         "train/loss",
@@ -70,10 +77,19 @@ def _last_logged(run_dir: Path) -> dict[str, float]:
     return out
 
 
+def load_benchmark_dataset(
+    data_path: Path, config_source: str = "cpu-small", overrides: Sequence[str] = ()
+) -> PerturbationDataset:
+    """The screen, loaded once for every split and arm, as the arms' config reads it."""
+    base = load_config(config_source, overrides)
+    return load_dataset(data_path, base.data, set_len=base.train.cell_set_len)
+
+
 def run_arms(
-    data_path: Path,
+    dataset: PerturbationDataset,
     split_path: Path,
     out: Path,
+    split_name: str = "fewshot",
     arms: Sequence[str] = DEFAULT_ARMS,
     seeds: int = 1,
     config_source: str = "cpu-small",
@@ -81,18 +97,19 @@ def run_arms(
     progress: bool = True,
 ) -> BenchmarkRuns:
     base = load_config(config_source, overrides)
-    dataset = load_dataset(data_path, base.data, set_len=base.train.cell_set_len)
     split = Split.read(split_path)
     split.validate(dataset)
     test_groups = split.groups(dataset, "test")
+    runs_dir, predictions_dir = out / "runs" / split_name, out / "predictions" / split_name
     runs: list[ArmRun] = []
     real: Prediction | None = None
     pca = None
     for seed in range(seeds):
         for arm in arms:
             config = load_config(config_source, [*overrides, f"model.arm={arm}", f"train.seed={seed}"])
-            run_dir = out / "runs" / f"{arm}-seed{seed}"
-            log.info("[benchmark] training %s (seed %d, %d steps)", arm, seed, config.train.max_steps)
+            run_dir = runs_dir / f"{arm}-seed{seed}"
+            steps = config.train.max_steps
+            log.info("[benchmark] %s split: training %s (seed %d, %d steps)", split_name, arm, seed, steps)
             started = time.perf_counter()
             train(config, dataset, split, run_dir, overwrite=True, progress=progress)
             trained_s = time.perf_counter() - started
@@ -101,29 +118,30 @@ def run_arms(
                 TrainedModel.load(run_dir), dataset, test_groups, seed=seed, progress=False
             )
             predict_s = time.perf_counter() - started
-            write_prediction(prediction, out / "predictions" / f"{arm}-seed{seed}", overwrite=True)
+            write_prediction(prediction, predictions_dir / f"{arm}-seed{seed}", overwrite=True)
             if real is None:
                 real = prediction
                 pca = fit_pca_on_real(prediction.adata_real, seed=0)
-            log.info("[benchmark] evaluating %s (seed %d)", arm, seed)
+            log.info("[benchmark] %s split: evaluating %s (seed %d)", split_name, arm, seed)
             result = evaluate(
                 prediction.adata_pred, prediction.adata_real, pca=pca, progress=False, seed=seed
             )
+            training_log = _training_log(run_dir)
             runs.append(
-                ArmRun(arm, seed, trained_s, predict_s, result, prediction.retrieval, _last_logged(run_dir))
+                ArmRun(
+                    arm, seed, trained_s, predict_s, result, prediction.retrieval, _last_logged(training_log),
+                    training_log,
+                )
             )
     assert real is not None and real.adata_real is not None
-    log.info("[benchmark] evaluating references (%s)", ", ".join(REFERENCES))
+    log.info("[benchmark] %s split: evaluating references (%s)", split_name, ", ".join(REFERENCES))
     shifts = reference_shifts_for_split(dataset, split, real.adata_real, base.embedding.source)
     for run in runs:  # every prediction directory carries its references, as `ptrag predict` writes them
-        shifts.save(out / "predictions" / f"{run.arm}-seed{run.seed}" / REFERENCE_FILE)
+        shifts.save(predictions_dir / f"{run.arm}-seed{run.seed}" / REFERENCE_FILE)
     references = evaluate_references(real.adata_real, dataset.control_label, shifts=shifts, pca=pca, seed=0)
     info = {
-        "path": str(data_path),
-        "split": str(split_path),
-        "n_cells": dataset.n_cells,
-        "n_genes": dataset.n_genes,
-        "cell_types": dataset.cell_types,
+        "split_file": str(split_path),
+        "n_train_groups": len(split.groups(dataset, "train")),
         "n_test_groups": len(test_groups),
         "n_test_cells": int((real.adata_real.obs["target_gene"] != dataset.control_label).sum()),
     }

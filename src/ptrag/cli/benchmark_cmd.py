@@ -1,4 +1,4 @@
-"""``ptrag benchmark``: every arm on the same split, steps and seeds, with references and a report."""
+"""``ptrag benchmark``: every arm on the same splits, steps and seeds, with references and a report."""
 
 from __future__ import annotations
 
@@ -13,15 +13,24 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         name,
         help=help_text,
         description=help_text
-        + " Writes summary.json, report.md, report.html (figures embedded), results_all.csv, and each"
-        " arm's run directory and predictions. Without --data it simulates the --preset screen first.",
+        + " Runs every arm on each split the data offers (few-shot split.toml, unseen split_unseen.toml)"
+        " and writes one section per split to summary.json, report.md, report.html (figures embedded) and"
+        " results_all.csv, plus each arm's run directory and predictions. Without --data it simulates the"
+        " --preset screen first (both splits).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "--data", help="directory with data.h5ad and split.toml (default: simulate --preset)."
+        "--data",
+        help="directory with data.h5ad and split.toml, optionally split_unseen.toml "
+        "(default: simulate --preset).",
     )
     parser.add_argument("--preset", default="replogle-like", help="simulation preset used without --data.")
     parser.add_argument("--arms", default="st,vanilla_rag,ptrag,memory", help="comma-separated arms.")
+    parser.add_argument(
+        "--splits",
+        default=None,
+        help="comma-separated splits to run: fewshot, unseen (default: every split the data offers).",
+    )
     parser.add_argument("--seeds", type=int, default=1, help="seeds per arm (3 for headline claims).")
     parser.add_argument("--out", required=True, help="output directory.")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory.")
@@ -30,10 +39,28 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser.set_defaults(func=run)
 
 
+def print_summary(summary: dict[str, Any]) -> None:
+    """Per split: the headline metrics of every method, then one sentence per arm."""
+    from ptrag.evaluation.metric_registry import metrics_where
+    from ptrag.report.document import fmt
+
+    shown = [m for m in metrics_where("headline") if m in summary["metrics"]]
+    widths = [max(len(m), 8) + 2 for m in shown]
+    for name, section in summary["splits"].items():
+        n_test = section["info"].get("n_test_groups", "?")
+        print(f"\n== {section['label'] or name} split ({n_test} test perturbations) ==")
+        print(f"{'method':<14}" + "".join(f"{m:>{w}}" for m, w in zip(shown, widths, strict=True)))
+        for method, entry in section["methods"].items():
+            cells = [fmt(entry["metrics"].get(m, {}).get("mean")) for m in shown]
+            print(f"{method:<14}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
+        print("\n".join(f"- {h['sentence']}" for h in summary["headline"] if h["split"] == name))
+    for warning in summary["warnings"]:
+        print(f"\nWarning: {warning}")
+
+
 def run(args: argparse.Namespace) -> int:
     from ptrag.benchmark.pipeline import run_benchmark
-    from ptrag.evaluation.metric_registry import metrics_where
-    from ptrag.report.render import fmt
+    from ptrag.benchmark.splits import parse_splits
 
     summary = run_benchmark(
         args.out,
@@ -45,13 +72,8 @@ def run(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        splits=parse_splits(args.splits),
     )
-    shown = metrics_where("headline")
-    widths = [max(len(m), 8) + 2 for m in shown]
-    print(f"{'method':<14}" + "".join(f"{m:>{w}}" for m, w in zip(shown, widths, strict=True)))
-    for method, entry in summary["methods"].items():
-        cells = [fmt(entry["metrics"].get(m, {}).get("mean")) for m in shown]
-        print(f"{method:<14}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
-    print("\n".join(summary["verdict"]))
+    print_summary(summary)
     print(f"report: {args.out}/report.html")
     return 0

@@ -10,8 +10,10 @@ PRESET_NAMES = ("tiny", "replogle-like", "scale-1m")
 DESCRIPTION = """\
 Write a simulated CRISPRi Perturb-seq screen grounded in real gene biology (genes, complexes and GO
 membership from the bundled gene table): DIR/data.h5ad (Replogle-Nadig schema), DIR/split.toml
-(few-shot per cell line), DIR/truth.parquet (true mean log1p shift of every cell line x perturbation)
-and DIR/perturbations.csv (the generative parameters of each condition). See docs/simulation.md.
+(few-shot per cell line), DIR/split_unseen.toml (a share of perturbations held out of every cell
+line, as `ptrag split --mode unseen` makes it), DIR/truth.parquet (true mean log1p shift of every
+cell line x perturbation) and DIR/perturbations.csv (the generative parameters of each condition).
+See docs/simulation.md.
 """
 
 
@@ -51,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"Wrote {result.n_cells} cells x {result.n_genes} genes, {result.n_conditions} "
         f"(cell line, perturbation) conditions to {result.out_dir} in {result.seconds:.1f} s:\n"
-        f"  {result.data_path.name}, {result.split_path.name}, {result.truth_path.name}, "
-        f"{result.conditions_path.name}"
+        f"  {result.data_path.name}, {result.split_path.name}, {result.unseen_split_path.name}, "
+        f"{result.truth_path.name}, {result.conditions_path.name}"
     )
     if args.report:
         print(format_report(write_realism_report(result.out_dir)))

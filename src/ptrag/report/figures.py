@@ -1,9 +1,13 @@
-"""The report's figures, drawn from the summary dict alone and returned as PNG bytes."""
+"""The report's figures, drawn from the summary dict alone and returned as PNG bytes.
+
+Per split: a dot plot of each headline metric (mean and 95% bootstrap CI per method, on an axis
+zoomed to the data; arms in colour, references in grey, the noise floor hollow), and the selection
+rate of every arm with a selector, over training steps and at prediction.
+"""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
@@ -15,14 +19,16 @@ import numpy as np
 
 from ptrag.evaluation.metric_registry import metric as metric_spec
 from ptrag.evaluation.metric_registry import metrics_where
+from ptrag.report.comparisons import NOISE_FLOOR
+from ptrag.report.retrieval import COLLAPSED_BELOW
 
-ARM_COLOUR = "#3b6ea8"
-REFERENCE_COLOUR = "#b0b0b0"
+REFERENCE_COLOUR = "#9a9a9a"
+ARM_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
 def _png(figure: Any) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
     return buffer.getvalue()
 
@@ -31,89 +37,98 @@ def _value(x: Any) -> float:
     return float("nan") if x is None else float(x)
 
 
-def metric_bars(summary: dict[str, Any], metrics: Sequence[str] | None = None) -> bytes | None:
-    """Mean per method with its 95% bootstrap CI, one panel per metric; references in grey."""
-    shown = [m for m in (metrics or metrics_where("plotted")) if m in summary["metrics"]]
-    names = list(summary["methods"])
+def arm_colours(section: dict[str, Any]) -> dict[str, str]:
+    arms = [n for n, m in section["methods"].items() if m["kind"] == "arm"]
+    return {arm: ARM_PALETTE[i % len(ARM_PALETTE)] for i, arm in enumerate(arms)}
+
+
+def metric_dots(section: dict[str, Any], label: str, baseline: str) -> bytes | None:
+    """One panel per headline metric: each method's mean (dot) and 95% CI (line), zoomed axis."""
+    methods = section["methods"]
+    shown = [m for m in metrics_where("headline") if any(m in e["metrics"] for e in methods.values())]
+    names = list(methods)
     if not shown or not names:
         return None
+    colours = arm_colours(section)
     columns = min(4, len(shown))
     rows = int(np.ceil(len(shown) / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.9 * rows), squeeze=False)
-    for axis, metric_name in zip(axes.flat, shown, strict=False):
-        stats = [summary["methods"][n]["metrics"][metric_name] for n in names]
-        means = np.array([_value(s["mean"]) for s in stats])
-        low = np.array([_value(s["ci_low"]) for s in stats])
-        high = np.array([_value(s["ci_high"]) for s in stats])
-        error = np.vstack([np.nan_to_num(means - low), np.nan_to_num(high - means)])
-        colours = [ARM_COLOUR if summary["methods"][n]["kind"] == "arm" else REFERENCE_COLOUR for n in names]
-        axis.bar(range(len(names)), np.nan_to_num(means), yerr=error, color=colours, capsize=3)
-        axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-        spec = metric_spec(metric_name)
-        if spec.best_at is not None:
-            axis.axhline(spec.best_at, color="black", lw=0.8, ls="--")
-        axis.set_title(f"{metric_name} ({spec.direction} is better)", fontsize=9)
+    height = 0.8 + 0.24 * len(names)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.1 * columns, height * rows), squeeze=False)
+    positions = np.arange(len(names))[::-1]
+    for index, (axis, name) in enumerate(zip(axes.flat, shown, strict=False)):
+        stats = [methods[method]["metrics"].get(name) or {} for method in names]
+        means = np.array([_value(s.get("mean")) for s in stats])
+        lows = np.array([_value(s.get("ci_low")) for s in stats])
+        highs = np.array([_value(s.get("ci_high")) for s in stats])
+        edge = [colours.get(method, REFERENCE_COLOUR) for method in names]
+        face = ["white" if method == NOISE_FLOOR else c for method, c in zip(names, edge, strict=True)]
+        axis.hlines(positions, lows, highs, colors=edge, lw=2)
+        axis.scatter(means, positions, s=30, c=face, edgecolors=edge, linewidths=1.2, zorder=3)
+        base = methods.get(baseline, {}).get("metrics", {}).get(name)
+        if base is not None and base["mean"] is not None:
+            axis.axvline(base["mean"], color=colours.get(baseline, "black"), lw=0.8, ls="--")
+        axis.set_yticks(positions, names if index % columns == 0 else [], fontsize=8)
+        axis.set_ylim(-0.6, len(names) - 0.4)
+        axis.tick_params(axis="x", labelsize=7)
+        axis.grid(axis="x", color="#e5e5e5", lw=0.6)
+        axis.set_title(f"{name} ({metric_spec(name).direction} is better)", fontsize=8.5)
     for axis in list(axes.flat)[len(shown) :]:
         axis.axis("off")
-    figure.suptitle("Mean over perturbations, 95% bootstrap CI (grey: references)", fontsize=10)
+    figure.suptitle(
+        f"{label}: mean over test perturbations and 95% CI (colour: arms; grey: references; "
+        f"hollow: {NOISE_FLOOR}; dashed: {baseline})",
+        fontsize=9,
+    )
     figure.tight_layout()
     return _png(figure)
 
 
-def paired_scatter(
-    summary: dict[str, Any], arm: str = "ptrag", baseline: str = "st", metrics: Sequence[str] = ("w1", "w2")
-) -> bytes | None:
-    """Per-perturbation scatter of ``arm`` (y) against ``baseline`` (x); below the diagonal = arm better."""
-    records = summary["per_perturbation"]
-    shown = [m for m in metrics if m in summary["metrics"]]
-    by_key: dict[str, dict[tuple[str, str], dict[str, Any]]] = {arm: {}, baseline: {}}
-    for record in records:
-        if record["method"] in by_key:
-            by_key[record["method"]][(record["cell_type"], record["perturbation"])] = record
-    shared = sorted(set(by_key[arm]) & set(by_key[baseline]))
-    if not shared or not shown:
+def selection_curves(section: dict[str, Any], label: str) -> bytes | None:
+    """Training selection rate over steps per arm and seed; the kept fraction at prediction at right."""
+    retrieval = section.get("retrieval") or {}
+    if not retrieval:
         return None
-    figure, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 4.0), squeeze=False)
-    for axis, metric in zip(axes.flat, shown, strict=True):
-        x = np.array([_value(by_key[baseline][k][metric]) for k in shared])
-        y = np.array([_value(by_key[arm][k][metric]) for k in shared])
-        keep = ~(np.isnan(x) | np.isnan(y))
-        x, y = x[keep], y[keep]
-        axis.scatter(x, y, s=12, alpha=0.6, color=ARM_COLOUR)
-        if x.size:
-            low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
-            axis.plot([low, high], [low, high], color="black", lw=0.8)
-        wins = int((y < x).sum())
-        axis.set_xlabel(f"{baseline} {metric}")
-        axis.set_ylabel(f"{arm} {metric}")
-        axis.set_title(f"{metric}: {arm} lower on {wins}/{x.size}", fontsize=9)
+    colours = arm_colours(section)
+    figure, axis = plt.subplots(figsize=(7.0, 2.8))
+    last_step = 1
+    for arm, entry in retrieval.items():
+        for k, curve in enumerate(entry["training"].values()):
+            axis.plot(
+                curve["step"],
+                curve["selection_rate"],
+                color=colours.get(arm),
+                lw=1.2,
+                alpha=0.85,
+                label=f"{arm} (training)" if k == 0 else None,
+            )
+            last_step = max([last_step, *curve["step"]])
+    for arm, entry in retrieval.items():
+        if entry.get("kept_fraction") is not None:
+            axis.plot(
+                last_step * 1.04,
+                entry["kept_fraction"],
+                marker="D",
+                color=colours.get(arm),
+                linestyle="none",
+                markersize=7,
+                label=f"{arm} (kept at prediction)",
+            )
+    axis.axhline(COLLAPSED_BELOW, color="#bb0000", lw=0.8, ls=":", label=f"{COLLAPSED_BELOW:.0%}: collapsed")
+    axis.set_ylim(-0.03, 1.03)
+    axis.set_xlabel("training step", fontsize=8)
+    axis.set_ylabel("share of candidates kept", fontsize=8)
+    axis.tick_params(labelsize=7)
+    axis.set_title(f"{label}: selection rate in training (lines) and at prediction (diamonds)", fontsize=9)
+    axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     figure.tight_layout()
     return _png(figure)
 
 
-def selection_distributions(summary: dict[str, Any]) -> bytes | None:
-    """Per cell line: distribution of per-set selection rate and of kept-candidate count."""
-    selection = summary.get("selection") or {}
-    if not selection:
-        return None
-    lines = sorted(selection)
-    figure, (rate_axis, kept_axis) = plt.subplots(1, 2, figsize=(9.0, 3.6))
-    rate_axis.boxplot([selection[c]["selection_rate"] for c in lines])
-    rate_axis.set_xticks(range(1, len(lines) + 1), lines)
-    rate_axis.set_title("selection rate per set (mean keep weight)", fontsize=9)
-    rate_axis.set_ylim(-0.05, 1.05)
-    kept_axis.boxplot([selection[c]["kept_count"] for c in lines])
-    kept_axis.set_xticks(range(1, len(lines) + 1), lines)
-    kept_axis.set_title("kept candidates per set", fontsize=9)
-    figure.tight_layout()
-    return _png(figure)
-
-
-def all_figures(summary: dict[str, Any], scatter_arm: str = "ptrag") -> dict[str, bytes]:
-    """name → PNG bytes for every figure the summary has data for."""
-    drawn = {
-        "metric_bars": metric_bars(summary),
-        "scatter_w1_w2": paired_scatter(summary, arm=scatter_arm, baseline=summary.get("baseline", "st")),
-        "selection": selection_distributions(summary),
-    }
+def all_figures(summary: dict[str, Any]) -> dict[str, bytes]:
+    """name → PNG bytes for every figure the summary has data for (names ``<kind>_<split>``)."""
+    drawn: dict[str, bytes | None] = {}
+    for split, section in summary["splits"].items():
+        label = section.get("label") or split
+        drawn[f"metrics_{split}"] = metric_dots(section, label, summary["baseline"])
+        drawn[f"selection_{split}"] = selection_curves(section, label)
     return {name: png for name, png in drawn.items() if png is not None}

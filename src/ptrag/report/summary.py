@@ -1,63 +1,92 @@
 """The benchmark summary: one JSON-ready dict holding every number the report shows.
 
-Schema (``schema_version`` 2)::
+Schema (``schema_version`` 3)::
 
     {
-      "schema_version": 2,
+      "schema_version": 3,
       "title": str,
-      "baseline": "st",                       # arm every other arm is tested against
-      "metrics": [metric, ...],               # metrics shown, in order
-      "metric_info": {metric: {"family", "direction", "description"}},  # from the metric registry;
-                                              # direction: "lower", "higher" or "closer to 1"
-      "methods": {                            # arms and references, in display order
-        name: {
-          "kind": "arm" | "reference",
-          "note": str,                        # the reference registry's note (e.g. the noise
-                                              # floor's split-half caveat); "" for arms
-          "metrics": {metric: {"mean", "median", "std", "ci_low", "ci_high", "n", "nan_count"}}
+      "baseline": "st",                       # the arm every other arm is compared with
+      "n_seeds": int,
+      "significance": 0.05,                   # Wilcoxon p threshold of "better"/"worse"
+      "metrics": [metric, ...],               # metrics shown, registry order
+      "headline_metrics": [metric, ...],      # metrics of the headline sentences: the first
+                                              # `verdict` metric (registry) of each family
+      "metric_info": {metric: {"family", "direction", "description"}},
+      "warnings": [str],                      # e.g. fewer than 3 seeds
+      "headline": [{"split", "arm", "sentence"}],
+      "splits": {                             # one section per split, in run order
+        split: {
+          "label": str, "description": str,   # e.g. "few-shot", what is held out
+          "info": {...},                      # split file, test groups and cells
+          "methods": {name: {"kind": "arm" | "reference", "note": str,
+                             "metrics": {metric: {"mean", "median", "std", "ci_low", "ci_high",
+                                                  "n", "nan_count"}}}},
+          "per_perturbation": [{"method", "cell_type", "perturbation", metric: value, ...}],
+          "baseline_gain": {metric: float | null},   # baseline's mean gain over control (effect unit)
+          "best_reference": {metric: {"name", "mean"}},  # best simple reference by mean
+          "paired_tests": [{"arm", "baseline", "comparator_kind", "metric", "n_pairs",
+                            "median_difference", "mean_difference", "wins", "losses", "ties",
+                            "statistic", "p_value", "mean_improvement",
+                            "relative_to_baseline_gain", "outcome"}],
+          "noise_floor_notes": [str],
+          "retrieval": {arm: {                # arms with a selector only
+              "training": {"seed<k>": {"step": [int], "selection_rate": [float]}},
+              "training_final_rate": float | null,
+              "prediction": {cell_type: {"n_sets", "n_candidates", "selection_rate",
+                                         "kept_fraction", "kept_per_set"}},
+              "selection_rate": float, "kept_fraction": float, "collapsed": bool,
+              "same_perturbation": {"n_same", "kept_fraction_same", "n_other",
+                                    "kept_fraction_other"} | null,
+              "examples": [{"cell_type", "perturbation", "candidate", "cosine",
+                            "keep_probability", "keep_weight", <extra columns>}],
+              "examples_kept": bool, "extra_columns": [str]}}
         }
       },
-      "per_perturbation": [{"method", "cell_type", "perturbation", metric: value, ...}],
-      "paired_tests": [{"arm", "baseline", "metric", "n_pairs", "median_difference",
-                        "mean_difference", "wins", "losses", "ties", "statistic", "p_value"}],
-      "selection": {                          # from retrieval records; {} when none were given
-        cell_type: {"n_sets", "selection_rate_mean", "selection_rate_median", "kept_mean",
-                    "kept_median", "selection_rate": [per set], "kept_count": [per set]}
-      },
-      "neighbours": [{"cell_type", "perturbation",
-                      "candidates": [{"candidate", "cosine", "keep_weight", "kept"}]}],
-      "info": {...}                           # free-form run facts (data, steps, seeds, timings)
+      "info": {...}                           # free-form run facts (data, config, timings)
     }
 
-CIs are percentile bootstrap 95% intervals of the mean over perturbations
-(:func:`ptrag.evaluation.bootstrap_ci`). NaN is written as ``null``. A retrieval set is one
-(cell type, perturbation[, ``set_id``]) group of candidate rows; its selection rate is the mean
-``keep_weight`` over its candidates and its kept count the number of rows with ``kept`` true.
+``paired_tests``: differences are arm − comparator (``baseline`` names the comparator: the baseline
+arm or a simple reference); ``mean_improvement`` is positive when the arm is better;
+``relative_to_baseline_gain`` divides it by ``baseline_gain`` (null when that gain is not
+positive). CIs are percentile bootstrap 95% intervals of the mean over test perturbations. NaN is
+written as ``null``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ptrag.evaluation.metric_registry import METRICS, metric
+from ptrag.evaluation.metric_registry import METRICS, metric, metrics_where
 from ptrag.evaluation.references import REFERENCE_REGISTRY
-from ptrag.evaluation.stats import bootstrap_ci, paired_tests
+from ptrag.evaluation.stats import bootstrap_ci
+from ptrag.report.comparisons import SIGNIFICANCE, baseline_gain, best_references, paired_comparisons
+from ptrag.report.headline import arm_sentence, noise_floor_notes, seed_warnings
+from ptrag.report.retrieval import retrieval_section
 
-SCHEMA_VERSION = 2
-RETRIEVAL_COLUMNS: tuple[str, ...] = (
-    "cell_type",
-    "perturbation",
-    "candidate",
-    "cosine",
-    "keep_weight",
-    "kept",
-)
-SET_COLUMNS: tuple[str, ...] = ("set_id", "set")  # optional: several sets per query
+SCHEMA_VERSION = 3
+
+
+@dataclass
+class SplitResults:
+    """What one split contributes: scores, and per arm its retrieval records and training logs.
+
+    ``results`` is long: column ``method``, ``cell_type``, ``perturbation`` and one per metric, arms
+    already averaged over seeds. ``kinds`` maps each method to "arm" or "reference" in display order.
+    """
+
+    results: pd.DataFrame
+    kinds: Mapping[str, str]
+    label: str = ""
+    description: str = ""
+    retrieval: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    training: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    info: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _clean(value: Any) -> Any:
@@ -101,119 +130,84 @@ def _metric_summary(values: pd.Series, n_boot: int, seed: int) -> dict[str, Any]
     }
 
 
-def selection_stats(retrieval: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Per cell type: per-set selection rates and kept counts, with their mean and median."""
-    missing = [c for c in RETRIEVAL_COLUMNS if c not in retrieval.columns]
-    if missing:
-        raise ValueError(f"retrieval records lack columns {missing}; expected {list(RETRIEVAL_COLUMNS)}")
-    keys = ["cell_type", "perturbation", *[c for c in SET_COLUMNS if c in retrieval.columns][:1]]
-    per_set = retrieval.groupby(keys, observed=True, sort=True).agg(
-        selection_rate=("keep_weight", "mean"), kept_count=("kept", "sum")
-    )
-    out: dict[str, dict[str, Any]] = {}
-    for cell_type, group in per_set.groupby(level="cell_type", observed=True):
-        rates = group["selection_rate"].to_numpy(dtype=np.float64)
-        kept = group["kept_count"].to_numpy(dtype=np.float64)
-        out[str(cell_type)] = {
-            "n_sets": len(group),
-            "selection_rate_mean": float(rates.mean()),
-            "selection_rate_median": float(np.median(rates)),
-            "kept_mean": float(kept.mean()),
-            "kept_median": float(np.median(kept)),
-            "selection_rate": rates.tolist(),
-            "kept_count": kept.astype(int).tolist(),
+def sentence_metrics(shown: Sequence[str]) -> list[str]:
+    """The headline sentences' metrics: the first ``verdict`` metric of each family, registry order."""
+    first: dict[str, str] = {}
+    for name in metrics_where("verdict"):
+        if name in shown:
+            first.setdefault(metric(name).family, name)
+    return list(first.values())
+
+
+def split_section(
+    split: SplitResults, baseline: str, shown: Sequence[str], n_boot: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """One split's entry of ``summary["splits"]`` (before JSON cleaning)."""
+    results = split.results
+    methods = {
+        name: {
+            "kind": kind,
+            "note": _note(name) if kind == "reference" else "",
+            "metrics": {
+                m: _metric_summary(results.loc[results["method"] == name, m], n_boot, seed) for m in shown
+            },
         }
-    return out
-
-
-def neighbour_examples(
-    retrieval: pd.DataFrame, perturbations: Sequence[tuple[str, str]] | None = None, n_examples: int = 3
-) -> list[dict[str, Any]]:
-    """Retrieved candidates (by cosine, descending) of a few (cell type, perturbation) queries.
-
-    Without an explicit list, takes the ``n_examples`` queries with the most kept candidates, so
-    that the table shows selection doing something. With several sets per query, the first is shown.
-    """
-    if perturbations is None:
-        kept = retrieval.groupby(["cell_type", "perturbation"], observed=True)["kept"].sum()
-        ranked = kept.reset_index().sort_values(
-            ["kept", "cell_type", "perturbation"], ascending=[False, True, True]
-        )
-        perturbations = list(ranked[["cell_type", "perturbation"]].itertuples(index=False, name=None))[
-            :n_examples
-        ]
-    examples = []
-    for cell_type, perturbation in perturbations:
-        rows = retrieval[(retrieval["cell_type"] == cell_type) & (retrieval["perturbation"] == perturbation)]
-        set_column = next((c for c in SET_COLUMNS if c in rows.columns), None)
-        if set_column is not None and len(rows):
-            rows = rows[rows[set_column] == rows[set_column].iloc[0]]
-        rows = rows.sort_values("cosine", ascending=False)
-        examples.append(
-            {
-                "cell_type": str(cell_type),
-                "perturbation": str(perturbation),
-                "candidates": [
-                    {
-                        "candidate": str(r.candidate),
-                        "cosine": float(r.cosine),
-                        "keep_weight": float(r.keep_weight),
-                        "kept": bool(r.kept),
-                    }
-                    for r in rows.itertuples(index=False)
-                ],
-            }
-        )
-    return examples
+        for name, kind in split.kinds.items()
+    }
+    arms = [name for name, kind in split.kinds.items() if kind == "arm"]
+    has_baseline = baseline in set(results["method"])
+    clean_methods = _clean(methods)
+    return {
+        "label": split.label,
+        "description": split.description,
+        "info": dict(split.info),
+        "methods": methods,
+        "per_perturbation": results[["method", "cell_type", "perturbation", *shown]].to_dict(
+            orient="records"
+        ),
+        "baseline_gain": baseline_gain(results, baseline, shown),
+        "best_reference": best_references(clean_methods, split.kinds, shown),
+        "paired_tests": paired_comparisons(results, split.kinds, baseline, shown) if has_baseline else [],
+        "noise_floor_notes": noise_floor_notes(clean_methods, shown),
+        "retrieval": retrieval_section(split.retrieval, split.training, arms),
+    }
 
 
 def build_summary(
-    results: pd.DataFrame,
-    kinds: Mapping[str, str],
+    splits: Mapping[str, SplitResults],
     baseline: str = "st",
-    retrieval: pd.DataFrame | None = None,
-    neighbour_queries: Sequence[tuple[str, str]] | None = None,
+    n_seeds: int = 1,
     metrics: Sequence[str] | None = None,
     title: str = "ptrag benchmark",
     info: Mapping[str, Any] | None = None,
     n_boot: int = 2000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Assemble the summary from a long results table (column ``method`` + per-perturbation metrics).
-
-    ``kinds`` maps each method to "arm" or "reference" and fixes the display order.
-    """
-    shown = [m for m in (metrics or METRICS) if m in results.columns]
-    methods: dict[str, Any] = {}
-    for name, kind in kinds.items():
-        rows = results[results["method"] == name]
-        methods[name] = {
-            "kind": kind,
-            "note": _note(name) if kind == "reference" else "",
-            "metrics": {m: _metric_summary(rows[m], n_boot, seed) for m in shown},
-        }
-    arms = results[results["method"].isin([m for m, k in kinds.items() if k == "arm"])]
-    tests = (
-        paired_tests(arms, baseline=baseline, metrics=shown, arm_col="method")
-        if baseline in set(arms["method"])
-        else pd.DataFrame()
-    )
-    columns = ["method", "cell_type", "perturbation", *shown]
+    """Assemble the summary (schema above) from each split's results, keyed by split name."""
+    present = set().union(*(set(s.results.columns) for s in splits.values())) if splits else set()
+    shown = [m for m in (metrics or METRICS) if m in present]
+    headline_metrics = sentence_metrics(shown)
+    sections = {name: _clean(split_section(s, baseline, shown, n_boot, seed)) for name, s in splits.items()}
+    headline = []
+    for name, section in sections.items():
+        arms = [m for m, entry in section["methods"].items() if entry["kind"] == "arm"]
+        for arm in arms:
+            sentence = arm_sentence(
+                arm, section["paired_tests"], section["best_reference"], baseline, headline_metrics
+            )
+            headline.append({"split": name, "arm": arm, "sentence": sentence})
     summary = {
         "schema_version": SCHEMA_VERSION,
         "title": title,
         "baseline": baseline,
+        "n_seeds": int(n_seeds),
+        "significance": SIGNIFICANCE,
         "metrics": shown,
+        "headline_metrics": headline_metrics,
         "metric_info": {m: _metric_info(m) for m in shown},
-        "methods": methods,
-        "per_perturbation": results[columns].to_dict(orient="records"),
-        "paired_tests": tests.to_dict(orient="records"),
-        "selection": selection_stats(retrieval) if retrieval is not None and len(retrieval) else {},
-        "neighbours": (
-            neighbour_examples(retrieval, neighbour_queries)
-            if retrieval is not None and len(retrieval)
-            else []
-        ),
+        "warnings": seed_warnings(n_seeds),
+        "headline": headline,
+        "splits": sections,
         "info": dict(info or {}),
     }
     return _clean(summary)

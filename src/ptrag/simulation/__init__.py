@@ -1,7 +1,8 @@
 """Simulated CRISPRi Perturb-seq screens grounded in real gene biology: ptrag's offline benchmark.
 
 ``simulate(preset, seed, out_dir)`` writes ``data.h5ad`` (Replogle-Nadig schema), ``split.toml``
-(few-shot per cell line), ``truth.parquet`` (true mean log1p shift per cell line x perturbation) and
+(few-shot per cell line), ``split_unseen.toml`` (perturbations held out of every line),
+``truth.parquet`` (true mean log1p shift per cell line x perturbation) and
 ``perturbations.csv``; ``realism_report(out_dir)`` measures how realistic the result is.
 
 Generative structure (details in docs/simulation.md and the module docstrings):

@@ -1,4 +1,5 @@
-"""``simulate()``: write a simulated screen (data.h5ad, split.toml, truth.parquet, perturbations.csv)."""
+"""``simulate()``: write a simulated screen (data.h5ad, split.toml, split_unseen.toml, truth.parquet,
+perturbations.csv)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from ptrag.simulation.expectation import true_shifts
 from ptrag.simulation.genes import select_genes
 from ptrag.simulation.model import ScreenModel, build_model
 from ptrag.simulation.presets import SimulationPreset, get_preset
-from ptrag.simulation.splitfile import fewshot_split
+from ptrag.simulation.splitfile import fewshot_split, unseen_split
 from ptrag.simulation.writer import ChunkedH5adWriter
 
 SIMULATOR_VERSION = "1"
 DATA_FILE = "data.h5ad"
 SPLIT_FILE = "split.toml"
+UNSEEN_SPLIT_FILE = "split_unseen.toml"
 TRUTH_FILE = "truth.parquet"
 CONDITIONS_FILE = "perturbations.csv"
 REALISM_FILE = "realism.json"
@@ -36,6 +38,7 @@ class SimulationResult:
     out_dir: Path
     data_path: Path
     split_path: Path
+    unseen_split_path: Path
     truth_path: Path
     conditions_path: Path
     preset: SimulationPreset
@@ -133,17 +136,20 @@ def simulate(
         selection.line_targets, spec, split_rng, dataset_name="simulated", data_file=DATA_FILE
     )
     split.write(out / SPLIT_FILE)
+    unseen = unseen_split(selection.line_targets, spec, seed, dataset_name="simulated", data_file=DATA_FILE)
+    unseen.write(out / UNSEEN_SPLIT_FILE)
     conditions = model.conditions.copy()
     conditions["target_measured"] = conditions["target_measured_index"] >= 0
-    conditions["split"] = [
-        split.role(c, p) for c, p in zip(conditions["cell_line"], conditions["perturbation"], strict=True)
-    ]
+    keys = list(zip(conditions["cell_line"], conditions["perturbation"], strict=True))
+    conditions["split"] = [split.role(c, p) for c, p in keys]
+    conditions["split_unseen"] = [unseen.role(c, p) for c, p in keys]
     atomic_save(out / CONDITIONS_FILE, lambda tmp: conditions.to_csv(tmp, index=False))
 
     return SimulationResult(
         out_dir=out,
         data_path=out / DATA_FILE,
         split_path=out / SPLIT_FILE,
+        unseen_split_path=out / UNSEEN_SPLIT_FILE,
         truth_path=out / TRUTH_FILE,
         conditions_path=out / CONDITIONS_FILE,
         preset=spec,

@@ -1,0 +1,136 @@
+"""Paired comparisons of every arm against the baseline arm and against every simple reference.
+
+Pairs are (cell type, perturbation) test groups; an arm's value is its mean over seeds (the caller
+averages), a reference's is its single score. For every (arm, comparator, metric) the row holds
+scipy's two-sided Wilcoxon signed-rank test (:func:`ptrag.evaluation.stats.paired_tests`), wins and
+losses in the metric's direction, and an effect size on one scale for every comparison: the mean
+per-group improvement of the arm over the comparator (positive = the arm is better) divided by the
+baseline's own mean improvement over unchanged control cells ("ST's gain over control").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ptrag.evaluation.metric_registry import Metric, metric
+from ptrag.evaluation.references import REFERENCE_REGISTRY
+from ptrag.evaluation.stats import paired_tests
+
+KEYS = ["cell_type", "perturbation"]
+SIGNIFICANCE = 0.05  # two-sided Wilcoxon p below this: "better" or "worse"; else "no different"
+CONTROL = "control"  # the reference whose gap to the baseline is the effect-size unit
+NOISE_FLOOR = "noise_floor"  # real cells scored against real cells: a yardstick, not a predictor
+for _name in (CONTROL, NOISE_FLOOR):
+    assert _name in REFERENCE_REGISTRY, f"reference {_name!r} left the registry; update ptrag.report"
+
+
+def simple_references(kinds: Mapping[str, str]) -> list[str]:
+    """The references that predict from training data or controls (every one but the noise floor)."""
+    return [name for name, kind in kinds.items() if kind == "reference" and name != NOISE_FLOOR]
+
+
+def improvement(spec: Metric, value: Any, other: Any) -> Any:
+    """How much ``value`` beats ``other`` in the metric's direction (positive = better), elementwise."""
+    value, other = np.asarray(value, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    if spec.best_at is not None:
+        return np.abs(other - spec.best_at) - np.abs(value - spec.best_at)
+    return value - other if spec.higher_is_better else other - value
+
+
+def wide(results: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """Columns (metric, method), one row per test group: every pair lines up by index."""
+    names = [m for m in metrics if m in results.columns]
+    return results.groupby(["method", *KEYS], sort=False)[names].mean().unstack("method")
+
+
+def mean_improvement(table: pd.DataFrame, method: str, comparator: str, name: str) -> float:
+    """Mean over test groups (NaN pairs dropped) of ``method``'s improvement over ``comparator``;
+    ``table`` is :func:`wide`'s."""
+    if (name, method) not in table.columns or (name, comparator) not in table.columns:
+        return float("nan")
+    gain = improvement(metric(name), table[(name, method)].to_numpy(), table[(name, comparator)].to_numpy())
+    gain = gain[~np.isnan(gain)]
+    return float(gain.mean()) if gain.size else float("nan")
+
+
+def outcome(p_value: float | None, wins: int, losses: int, mean_gain: float) -> str:
+    """ "better", "worse" or "no different" (two-sided Wilcoxon at :data:`SIGNIFICANCE`)."""
+    if p_value is None or not np.isfinite(p_value) or p_value >= SIGNIFICANCE:
+        return "no different"
+    if wins != losses:
+        return "better" if wins > losses else "worse"
+    return "better" if mean_gain > 0 else "worse"
+
+
+def baseline_gain(results: pd.DataFrame, baseline: str, metrics: Sequence[str]) -> dict[str, float | None]:
+    """Per metric: the baseline's mean improvement over unchanged control cells (the effect unit)."""
+    if baseline not in set(results["method"]) or CONTROL not in set(results["method"]):
+        return {name: None for name in metrics}
+    table = wide(results, metrics)
+    return {name: mean_improvement(table, baseline, CONTROL, name) for name in metrics}
+
+
+def relative(gain: float, unit: float | None) -> float | None:
+    """``gain`` in units of the baseline's gain over control; None when that gain is not positive."""
+    if unit is None or not np.isfinite(unit) or unit <= 0 or not np.isfinite(gain):
+        return None
+    return float(gain / unit)
+
+
+def paired_comparisons(
+    results: pd.DataFrame, kinds: Mapping[str, str], baseline: str, metrics: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Every arm against ``baseline`` and against every simple reference, per metric.
+
+    Rows: the columns of :func:`ptrag.evaluation.stats.paired_tests` (``baseline`` names the
+    comparator) plus ``comparator_kind`` ("arm" or "reference"), ``mean_improvement`` (arm over
+    comparator, positive = arm better), ``relative_to_baseline_gain`` and ``outcome``.
+    """
+    present = set(results["method"])
+    arms = [name for name, kind in kinds.items() if kind == "arm" and name in present]
+    comparators = [c for c in [baseline, *simple_references(kinds)] if c in present]
+    unit = baseline_gain(results, baseline, metrics)
+    table = wide(results, metrics)
+    rows: list[dict[str, Any]] = []
+    for comparator in comparators:
+        compared = [a for a in arms if a != comparator]
+        if not compared:
+            continue
+        pairs = results[results["method"].isin([*compared, comparator])]
+        tests = paired_tests(pairs, baseline=comparator, metrics=metrics, arm_col="method")
+        for row in tests.to_dict(orient="records"):
+            gain = mean_improvement(table, row["arm"], comparator, row["metric"])
+            p_value = None if pd.isna(row["p_value"]) else float(row["p_value"])
+            row.update(
+                comparator_kind=kinds.get(comparator, "arm"),
+                mean_improvement=gain,
+                relative_to_baseline_gain=relative(gain, unit.get(row["metric"])),
+                outcome=outcome(p_value, int(row["wins"]), int(row["losses"]), gain),
+            )
+            rows.append(row)
+    return rows
+
+
+def best_references(
+    methods: Mapping[str, Mapping[str, Any]], kinds: Mapping[str, str], metrics: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Per metric, the simple reference with the best mean over test groups: {"name", "mean"}."""
+    best: dict[str, dict[str, Any]] = {}
+    for name in metrics:
+        spec = metric(name)
+        scored = [
+            (reference, methods[reference]["metrics"][name]["mean"])
+            for reference in simple_references(kinds)
+            if reference in methods and methods[reference]["metrics"].get(name, {}).get("mean") is not None
+        ]
+        scored = [(r, float(m)) for r, m in scored if np.isfinite(m)]
+        if not scored:
+            continue
+        # The best is the one every other loses to: largest improvement over the first.
+        reference, mean = max(scored, key=lambda item: float(improvement(spec, item[1], scored[0][1])))
+        best[name] = {"name": reference, "mean": mean}
+    return best

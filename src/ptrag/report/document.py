@@ -1,0 +1,276 @@
+"""The report as a list of blocks (headline, headings, text, tables, figures), built from the summary.
+
+Markdown and HTML render the same blocks (:mod:`ptrag.report.render`). Every number in a table is
+read from the summary and formatted by :func:`fmt`. No table has more than
+:data:`MAX_TABLE_COLUMNS` columns, so tables fit the page; long tables are folded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ptrag.evaluation.metric_registry import FAMILIES, metrics_where
+from ptrag.report.headline import display, method_note
+from ptrag.report.retrieval import COLLAPSED_BELOW
+
+MAX_TABLE_COLUMNS = 8
+
+
+@dataclass(frozen=True)
+class Headline:
+    title: str
+    # (split heading, one (subject, rest of sentence) pair per arm): the subject is shown in bold
+    splits: list[tuple[str, list[tuple[str, str]]]]
+    warnings: list[str]
+    note: str
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+    warning: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]  # a "\n" in a cell is a line break
+    note: str = ""
+    folded: bool = False  # shown collapsed in HTML
+
+    def __post_init__(self) -> None:
+        if len(self.header) > MAX_TABLE_COLUMNS:
+            raise ValueError(
+                f"table {self.title!r} has {len(self.header)} columns; at most {MAX_TABLE_COLUMNS}"
+            )
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class Details:
+    title: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+Block = Headline | Heading | Text | Table | Figure | Details
+
+
+def fmt(value: Any) -> str:
+    """The one number format of the report (4 significant digits; NaN/None as 'n/a')."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    return f"{float(value):.4g}"
+
+
+def _percent(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.3g}%"
+
+
+def _chunks(names: list[str], size: int) -> list[list[str]]:
+    return [names[i : i + size] for i in range(0, len(names), size)] or [[]]
+
+
+def _metric_table(section: dict[str, Any], metrics: list[str], title: str, note: str, folded: bool) -> Table:
+    rows = []
+    for name, method in section["methods"].items():
+        cells = [name]
+        for m in metrics:
+            s = method["metrics"][m]
+            text = f"{fmt(s['mean'])}\n[{fmt(s['ci_low'])}, {fmt(s['ci_high'])}]"
+            cells.append(text + (f" ({s['nan_count']} NaN)" if s["nan_count"] else ""))
+        rows.append(cells)
+    return Table(title, ["method", *metrics], rows, note, folded)
+
+
+def _test_rows(tests: list[dict[str, Any]], with_comparator: bool) -> list[list[str]]:
+    rows = []
+    for t in tests:
+        cells = [t["arm"], t["metric"]] + ([t["baseline"]] if with_comparator else [])
+        cells += [fmt(t["median_difference"]), fmt(t["wins"]), fmt(t["losses"]), fmt(t["p_value"])]
+        if not with_comparator:
+            cells.append(fmt(t["relative_to_baseline_gain"]))
+        rows.append([*cells, t["outcome"]])
+    return rows
+
+
+def _comparison_tables(summary: dict[str, Any], section: dict[str, Any]) -> list[Block]:
+    baseline = summary["baseline"]
+    verdict = [m for m in metrics_where("verdict") if m in summary["metrics"]]
+    tests = [t for t in section["paired_tests"] if t["metric"] in verdict]
+    if not tests:
+        return []
+    diff = "median diff (arm − other)"
+    head = ["arm", "metric", diff, "wins", "losses", "p"]
+    versus_baseline = [t for t in tests if t["baseline"] == baseline]
+    best = section["best_reference"]
+    versus_best = [t for t in tests if t["metric"] in best and t["baseline"] == best[t["metric"]]["name"]]
+    versus_all = [t for t in tests if t["comparator_kind"] == "reference"]
+    return [
+        Heading("Paired comparisons", 3),
+        Table(
+            f"Every arm against {baseline}",
+            [*head, f"effect (× {baseline}'s gain)", "outcome"],
+            _test_rows(versus_baseline, with_comparator=False),
+            "Wins count test perturbations where the arm is better. Effect: the arm's mean gain over "
+            f"{baseline} divided by {baseline}'s mean gain over control cells.",
+        ),
+        Table(
+            "Every arm against the best simple reference of each metric",
+            [*head[:2], "reference", *head[2:], "outcome"],
+            _test_rows(versus_best, with_comparator=True),
+        ),
+        Table(
+            "Every arm against every simple reference",
+            [*head[:2], "reference", *head[2:], "outcome"],
+            _test_rows(versus_all, with_comparator=True),
+            folded=True,
+        ),
+    ]
+
+
+def _selection_words(arm: str, entry: dict[str, Any]) -> Text:
+    kept = entry.get("kept_fraction")
+    training = entry.get("training_final_rate")
+    parts = [f"{arm}: "]
+    if training is not None:
+        parts.append(f"the last logged training selection rate is {_percent(training)}; ")
+    if kept is None:
+        parts.append("no retrieval records at prediction.")
+        return Text("".join(parts))
+    parts.append(f"at prediction {_percent(kept)} of retrieved candidates were kept.")
+    same = entry.get("same_perturbation")
+    if same and same["kept_fraction_same"] is not None:
+        parts.append(
+            f" The query perturbation's own evidence from another cell type was kept "
+            f"{_percent(same['kept_fraction_same'])} of the time ({same['n_same']} candidates), other "
+            f"candidates {_percent(same['kept_fraction_other'])}."
+        )
+    if entry.get("collapsed"):
+        parts.append(
+            f" Selection has collapsed (under {COLLAPSED_BELOW:.0%} kept): retrieval contributes next to "
+            "nothing to this arm's predictions."
+        )
+    return Text("".join(parts), warning=bool(entry.get("collapsed")))
+
+
+def _example_table(arm: str, entry: dict[str, Any]) -> Table:
+    extra = entry["extra_columns"][: MAX_TABLE_COLUMNS - 5]
+    header = ["query", "candidate", "cosine", "keep probability", "keep weight", *extra]
+    rows = [
+        [
+            f"{e['perturbation']} in {e['cell_type']}",
+            str(e["candidate"]),
+            fmt(e.get("cosine")),
+            fmt(e.get("keep_probability")),
+            fmt(e.get("keep_weight")),
+            *[fmt_cell(e.get(c)) for c in extra],
+        ]
+        for e in entry["examples"]
+    ]
+    title = (
+        f"{arm}: kept candidates"
+        if entry["examples_kept"]
+        else f"{arm}: nothing kept; the likeliest candidates"
+    )
+    return Table(title, header, rows)
+
+
+def fmt_cell(value: Any) -> str:
+    return value if isinstance(value, str) else fmt(value)
+
+
+def _retrieval_blocks(section: dict[str, Any], split: str) -> list[Block]:
+    retrieval = section.get("retrieval") or {}
+    if not retrieval:
+        return []
+    blocks: list[Block] = [Heading("Retrieval at work", 3)]
+    blocks += [_selection_words(arm, entry) for arm, entry in retrieval.items()]
+    blocks.append(Figure(f"selection_{split}", "Selection rate in training and at prediction."))
+    rows = [
+        [
+            arm,
+            cell_type,
+            fmt(s["n_sets"]),
+            fmt(s["selection_rate"]),
+            _percent(s["kept_fraction"]),
+            fmt(s["kept_per_set"]),
+        ]
+        for arm, entry in retrieval.items()
+        for cell_type, s in entry["prediction"].items()
+    ]
+    if rows:
+        header = ["arm", "cell type", "sets", "mean keep weight", "kept", "kept per set"]
+        blocks.append(Table("Selection at prediction, per cell type", header, rows))
+    blocks += [_example_table(arm, entry) for arm, entry in retrieval.items() if entry["examples"]]
+    return blocks
+
+
+def _split_blocks(summary: dict[str, Any], name: str, section: dict[str, Any]) -> list[Block]:
+    label = section.get("label") or name
+    info = section.get("info", {})
+    blocks: list[Block] = [Heading(f"{label[:1].upper()}{label[1:]} split")]
+    if section.get("description"):
+        facts = f" {fmt(info['n_test_groups'])} test perturbations." if "n_test_groups" in info else ""
+        blocks.append(Text(section["description"] + facts))
+    headline = [m for m in metrics_where("headline") if m in summary["metrics"]]
+    notes = " ".join(section.get("noise_floor_notes", []))
+    blocks.append(Figure(f"metrics_{name}", f"{label}: headline metrics, mean and 95% CI per method."))
+    for chunk in _chunks(headline, MAX_TABLE_COLUMNS - 1):
+        blocks.append(
+            _metric_table(
+                section,
+                chunk,
+                "Headline metrics (mean [95% CI] over test perturbations)",
+                notes,
+                folded=False,
+            )
+        )
+    blocks += _comparison_tables(summary, section)
+    blocks += _retrieval_blocks(section, name)
+    for family in FAMILIES:
+        names = [m for m in summary["metrics"] if summary["metric_info"][m]["family"] == family]
+        for chunk in _chunks(names, MAX_TABLE_COLUMNS - 1):
+            if chunk:
+                blocks.append(_metric_table(section, chunk, f"All metrics: {family}", notes, folded=True))
+    return blocks
+
+
+def _subject(arm: str, sentence: str) -> tuple[str, str]:
+    subject = display(arm)
+    return (subject, sentence[len(subject) :]) if sentence.startswith(subject) else ("", sentence)
+
+
+def build_document(summary: dict[str, Any]) -> list[Block]:
+    """The report's blocks, headline first."""
+    splits = summary["splits"]
+    sentences = []
+    for name, section in splits.items():
+        label = section.get("label") or name
+        lines = [_subject(h["arm"], h["sentence"]) for h in summary["headline"] if h["split"] == name]
+        n = section.get("info", {}).get("n_test_groups")
+        sentences.append(
+            (f"{label[:1].upper()}{label[1:]} split" + (f" ({n} test perturbations)" if n else ""), lines)
+        )
+    note = method_note(summary["n_seeds"], summary["baseline"])
+    blocks: list[Block] = [Headline(summary["title"], sentences, list(summary.get("warnings", [])), note)]
+    for name, section in splits.items():
+        blocks += _split_blocks(summary, name, section)
+    blocks.append(Details("Run details", dict(summary.get("info", {}))))
+    return blocks
