@@ -33,7 +33,7 @@ def test_a_requested_split_must_exist_and_the_error_says_how_to_make_it(tmp_path
     only = _data_dir(tmp_path, "split.toml")
     with pytest.raises(DataError, match=r"split_unseen.toml does not exist.*ptrag split .*--mode unseen"):
         resolve_splits(only, ["unseen"])
-    with pytest.raises(DataError, match="data.h5ad; it is missing"):
+    with pytest.raises(DataError, match=r"data\.h5ad; it is missing"):
         resolve_splits(tmp_path / "nowhere")
     (tmp_path / "split.toml").unlink()
     with pytest.raises(DataError, match="holds no split file"):

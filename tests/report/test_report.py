@@ -282,7 +282,8 @@ def test_retrieval_at_work(written, summary):
     assert ptrag["training_final_rate"] == pytest.approx(0.5 * np.exp(-2990 / 500))
     markdown = written["markdown"].read_text()
     assert "memory: nothing kept; the likeliest candidates" in markdown
-    assert markdown.count("Selection has collapsed") == 2  # memory, in each split
+    assert markdown.count("Selection has collapsed") == 3  # memory, in each split, and in the headline
+    assert summary["warnings"][-1].endswith("memory (few-shot 0%, unseen 0%).")
     assert "| query | candidate | cosine | keep probability | keep weight | evidence_cells |" in markdown
 
 

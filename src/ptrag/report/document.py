@@ -79,12 +79,21 @@ def fmt(value: Any) -> str:
     return f"{float(value):.4g}"
 
 
+def fmt_cell(value: Any) -> str:
+    """Strings as they are, numbers by :func:`fmt` (optional retrieval columns can be either)."""
+    return value if isinstance(value, str) else fmt(value)
+
+
 def _percent(value: Any) -> str:
     return "n/a" if value is None else f"{100 * float(value):.3g}%"
 
 
 def _chunks(names: list[str], size: int) -> list[list[str]]:
-    return [names[i : i + size] for i in range(0, len(names), size)] or [[]]
+    return [names[i : i + size] for i in range(0, len(names), size)]
+
+
+def _split_title(label: str) -> str:
+    return f"{label[:1].upper()}{label[1:]} split"
 
 
 def _metric_table(section: dict[str, Any], metrics: list[str], title: str, note: str, folded: bool) -> Table:
@@ -121,15 +130,17 @@ def _comparison_tables(summary: dict[str, Any], section: dict[str, Any]) -> list
     versus_baseline = [t for t in tests if t["baseline"] == baseline]
     best = section["best_reference"]
     versus_best = [t for t in tests if t["metric"] in best and t["baseline"] == best[t["metric"]]["name"]]
+    arms = list(section["methods"])
+    versus_best.sort(key=lambda t: (arms.index(t["arm"]), verdict.index(t["metric"])))
     versus_all = [t for t in tests if t["comparator_kind"] == "reference"]
     return [
         Heading("Paired comparisons", 3),
         Table(
-            f"Every arm against {baseline}",
-            [*head, f"effect (× {baseline}'s gain)", "outcome"],
+            f"Every arm against {display(baseline)}",
+            [*head, f"effect (× {display(baseline)}'s gain)", "outcome"],
             _test_rows(versus_baseline, with_comparator=False),
             "Wins count test perturbations where the arm is better. Effect: the arm's mean gain over "
-            f"{baseline} divided by {baseline}'s mean gain over control cells.",
+            f"{display(baseline)} divided by {display(baseline)}'s mean gain over control cells.",
         ),
         Table(
             "Every arm against the best simple reference of each metric",
@@ -192,10 +203,6 @@ def _example_table(arm: str, entry: dict[str, Any]) -> Table:
     return Table(title, header, rows)
 
 
-def fmt_cell(value: Any) -> str:
-    return value if isinstance(value, str) else fmt(value)
-
-
 def _retrieval_blocks(section: dict[str, Any], split: str) -> list[Block]:
     retrieval = section.get("retrieval") or {}
     if not retrieval:
@@ -225,7 +232,7 @@ def _retrieval_blocks(section: dict[str, Any], split: str) -> list[Block]:
 def _split_blocks(summary: dict[str, Any], name: str, section: dict[str, Any]) -> list[Block]:
     label = section.get("label") or name
     info = section.get("info", {})
-    blocks: list[Block] = [Heading(f"{label[:1].upper()}{label[1:]} split")]
+    blocks: list[Block] = [Heading(_split_title(label))]
     if section.get("description"):
         facts = f" {fmt(info['n_test_groups'])} test perturbations." if "n_test_groups" in info else ""
         blocks.append(Text(section["description"] + facts))
@@ -247,8 +254,7 @@ def _split_blocks(summary: dict[str, Any], name: str, section: dict[str, Any]) -
     for family in FAMILIES:
         names = [m for m in summary["metrics"] if summary["metric_info"][m]["family"] == family]
         for chunk in _chunks(names, MAX_TABLE_COLUMNS - 1):
-            if chunk:
-                blocks.append(_metric_table(section, chunk, f"All metrics: {family}", notes, folded=True))
+            blocks.append(_metric_table(section, chunk, f"All metrics: {family}", notes, folded=True))
     return blocks
 
 
@@ -265,9 +271,7 @@ def build_document(summary: dict[str, Any]) -> list[Block]:
         label = section.get("label") or name
         lines = [_subject(h["arm"], h["sentence"]) for h in summary["headline"] if h["split"] == name]
         n = section.get("info", {}).get("n_test_groups")
-        sentences.append(
-            (f"{label[:1].upper()}{label[1:]} split" + (f" ({n} test perturbations)" if n else ""), lines)
-        )
+        sentences.append((_split_title(label) + (f" ({n} test perturbations)" if n else ""), lines))
     note = method_note(summary["n_seeds"], summary["baseline"])
     blocks: list[Block] = [Headline(summary["title"], sentences, list(summary.get("warnings", [])), note)]
     for name, section in splits.items():

@@ -23,6 +23,7 @@ from ptrag.report.comparisons import NOISE_FLOOR
 from ptrag.report.retrieval import COLLAPSED_BELOW
 
 REFERENCE_COLOUR = "#9a9a9a"
+RATE_FLOOR = 1e-4  # selection rates of 0 are drawn here on the log axis
 ARM_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -95,7 +96,7 @@ def selection_curves(section: dict[str, Any], label: str) -> bytes | None:
         for k, curve in enumerate(entry["training"].values()):
             axis.plot(
                 curve["step"],
-                curve["selection_rate"],
+                np.maximum(np.asarray(curve["selection_rate"], dtype=np.float64), RATE_FLOOR),
                 color=colours.get(arm),
                 lw=1.2,
                 alpha=0.85,
@@ -106,7 +107,7 @@ def selection_curves(section: dict[str, Any], label: str) -> bytes | None:
         if entry.get("kept_fraction") is not None:
             axis.plot(
                 last_step * 1.04,
-                entry["kept_fraction"],
+                max(entry["kept_fraction"], RATE_FLOOR),
                 marker="D",
                 color=colours.get(arm),
                 linestyle="none",
@@ -114,9 +115,11 @@ def selection_curves(section: dict[str, Any], label: str) -> bytes | None:
                 label=f"{arm} (kept at prediction)",
             )
     axis.axhline(COLLAPSED_BELOW, color="#bb0000", lw=0.8, ls=":", label=f"{COLLAPSED_BELOW:.0%}: collapsed")
-    axis.set_ylim(-0.03, 1.03)
+    # Log scale: a collapsed selector (rates of 1e-3) must look different from a sparse one (5 %).
+    axis.set_yscale("log")
+    axis.set_ylim(RATE_FLOOR * 0.7, 1.4)
     axis.set_xlabel("training step", fontsize=8)
-    axis.set_ylabel("share of candidates kept", fontsize=8)
+    axis.set_ylabel(f"share kept (log; 0 drawn at {RATE_FLOOR:g})", fontsize=8)
     axis.tick_params(labelsize=7)
     axis.set_title(f"{label}: selection rate in training (lines) and at prediction (diamonds)", fontsize=9)
     axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)

@@ -8,6 +8,7 @@ from typing import Any
 from ptrag.evaluation.metric_registry import metric
 from ptrag.evaluation.references import REFERENCE_REGISTRY
 from ptrag.report.comparisons import NOISE_FLOOR, SIGNIFICANCE, improvement
+from ptrag.report.retrieval import COLLAPSED_BELOW
 
 MIN_SEEDS = 3
 OUTCOME_ORDER = ("better", "worse", "no different")
@@ -48,7 +49,9 @@ def _effect(row: Mapping[str, Any], baseline: str, versus_baseline: bool, with_u
     return f"{'ahead' if fraction >= 0 else 'behind'} by {size}{unit}"
 
 
-def _clauses(rows: Sequence[Mapping[str, Any]], target: str, baseline: str, versus_baseline: bool) -> list[str]:
+def _clauses(
+    rows: Sequence[Mapping[str, Any]], target: str, baseline: str, versus_baseline: bool
+) -> list[str]:
     clauses = []
     for result in OUTCOME_ORDER:
         items = []
@@ -94,9 +97,9 @@ def method_note(n_seeds: int, baseline: str) -> str:
     return (
         "Paired over each split's test perturbations, two-sided Wilcoxon signed-rank test: 'better' or "
         f"'worse' means p < {SIGNIFICANCE:g}, else 'no different'. Each arm's score is its mean over "
-        f"{n_seeds} seed(s). Effect sizes are in units of {display(baseline)}'s mean gain over unchanged control "
-        "cells on that metric (the first effect of each list names the unit); the best simple reference "
-        "is the one with the best mean on that metric."
+        f"{n_seeds} seed(s). Effect sizes are in units of {display(baseline)}'s mean gain over unchanged "
+        "control cells on that metric (the first effect of each list names the unit); the best simple "
+        "reference is the one with the best mean on that metric."
     )
 
 
@@ -107,6 +110,23 @@ def seed_warnings(n_seeds: int) -> list[str]:
         f"Only {n_seeds} seed{'s' if n_seeds != 1 else ''}: one seed is not enough. Another training run "
         "of the same arm can score differently, and these tests cannot see that variation; rerun with "
         f"--seeds {MIN_SEEDS} before drawing conclusions."
+    ]
+
+
+def collapse_warnings(sections: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line naming every (arm, split) whose selector kept under 1 % of candidates at prediction."""
+    collapsed: dict[str, list[str]] = {}
+    for name, section in sections.items():
+        for arm, entry in (section.get("retrieval") or {}).items():
+            if entry.get("collapsed"):
+                where = f"{section.get('label') or name} {100 * entry['kept_fraction']:.2g}%"
+                collapsed.setdefault(display(arm), []).append(where)
+    if not collapsed:
+        return []
+    listed = "; ".join(f"{arm} ({', '.join(where)})" for arm, where in collapsed.items())
+    return [
+        f"Selection has collapsed (under {COLLAPSED_BELOW:.0%} of retrieved candidates kept at prediction), "
+        f"so retrieval adds next to nothing to these predictions: {listed}."
     ]
 
 

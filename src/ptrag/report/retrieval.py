@@ -79,7 +79,9 @@ def _examples(retrieval: pd.DataFrame, extra: list[str]) -> tuple[list[dict[str,
     pool, any_kept = (kept, True) if len(kept) else (retrieval, False)
     order = ["keep_weight", "cosine"] if any_kept else ["keep_probability", "cosine"]
     order = [c for c in order if c in pool.columns]
+    # A query predicted in several sets (or seeds) repeats its candidates: show each pair once.
     ranked = pool.sort_values(order, ascending=False, kind="stable")
+    ranked = ranked.drop_duplicates(["cell_type", "perturbation", "candidate"])
     first_per_query = ranked.drop_duplicates(["cell_type", "perturbation"])
     chosen = pd.concat([first_per_query, ranked.drop(first_per_query.index)]).head(N_EXAMPLES)
     columns = [

@@ -12,7 +12,7 @@ Schema (``schema_version`` 3)::
       "headline_metrics": [metric, ...],      # metrics of the headline sentences: the first
                                               # `verdict` metric (registry) of each family
       "metric_info": {metric: {"family", "direction", "description"}},
-      "warnings": [str],                      # e.g. fewer than 3 seeds
+      "warnings": [str],                      # fewer than 3 seeds; a collapsed selection
       "headline": [{"split", "arm", "sentence"}],
       "splits": {                             # one section per split, in run order
         split: {
@@ -66,7 +66,7 @@ from ptrag.evaluation.metric_registry import METRICS, metric, metrics_where
 from ptrag.evaluation.references import REFERENCE_REGISTRY
 from ptrag.evaluation.stats import bootstrap_ci
 from ptrag.report.comparisons import SIGNIFICANCE, baseline_gain, best_references, paired_comparisons
-from ptrag.report.headline import arm_sentence, noise_floor_notes, seed_warnings
+from ptrag.report.headline import arm_sentence, collapse_warnings, noise_floor_notes, seed_warnings
 from ptrag.report.retrieval import retrieval_section
 
 SCHEMA_VERSION = 3
@@ -205,7 +205,7 @@ def build_summary(
         "metrics": shown,
         "headline_metrics": headline_metrics,
         "metric_info": {m: _metric_info(m) for m in shown},
-        "warnings": seed_warnings(n_seeds),
+        "warnings": seed_warnings(n_seeds) + collapse_warnings(sections),
         "headline": headline,
         "splits": sections,
         "info": dict(info or {}),
