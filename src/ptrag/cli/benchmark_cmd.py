@@ -45,13 +45,16 @@ def print_summary(summary: dict[str, Any]) -> None:
     from ptrag.report.document import fmt
 
     shown = [m for m in metrics_where("headline") if m in summary["metrics"]]
-    widths = [max(len(m), 8) + 2 for m in shown]
     for name, section in summary["splits"].items():
         n_test = section["info"].get("n_test_groups", "?")
         print(f"\n== {section['label'] or name} split ({n_test} test perturbations) ==")
+        rows = {
+            method: [fmt(entry["metrics"].get(m, {}).get("mean")) for m in shown]
+            for method, entry in section["methods"].items()
+        }
+        widths = [max(len(m), *(len(cells[i]) for cells in rows.values())) + 2 for i, m in enumerate(shown)]
         print(f"{'method':<14}" + "".join(f"{m:>{w}}" for m, w in zip(shown, widths, strict=True)))
-        for method, entry in section["methods"].items():
-            cells = [fmt(entry["metrics"].get(m, {}).get("mean")) for m in shown]
+        for method, cells in rows.items():
             print(f"{method:<14}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
         print("\n".join(f"- {h['sentence']}" for h in summary["headline"] if h["split"] == name))
     for warning in summary["warnings"]:
