@@ -10,8 +10,8 @@ Public API::
     write_report(summary, "out/report")
 
 The page opens with a headline box (one sentence per arm and split against ST and the best simple
-reference), then per split: dot plots and tables of the headline metrics, paired comparisons, and
-"retrieval at work" (selection rates in training and at prediction, kept candidates).
+reference), then per split: dot plots and tables of the headline metrics, "retrieval at work"
+(selection rates in training and at prediction, kept candidates), and the paired comparisons.
 """
 
 from ptrag.report.document import MAX_TABLE_COLUMNS, build_document, fmt

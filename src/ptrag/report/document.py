@@ -238,7 +238,14 @@ def _split_blocks(summary: dict[str, Any], name: str, section: dict[str, Any]) -
         blocks.append(Text(section["description"] + facts))
     headline = [m for m in metrics_where("headline") if m in summary["metrics"]]
     notes = " ".join(section.get("noise_floor_notes", []))
-    blocks.append(Figure(f"metrics_{name}", f"{label}: headline metrics, mean and 95% CI per method."))
+    blocks.append(
+        Figure(
+            f"metrics_{name}",
+            f"{label}: headline metrics, mean and 95% bootstrap CI over test perturbations per method. "
+            "These intervals include how much perturbations differ from each other, so they overlap more "
+            "than the paired tests, which compare methods perturbation by perturbation.",
+        )
+    )
     for chunk in _chunks(headline, MAX_TABLE_COLUMNS - 1):
         blocks.append(
             _metric_table(
@@ -249,8 +256,8 @@ def _split_blocks(summary: dict[str, Any], name: str, section: dict[str, Any]) -
                 folded=False,
             )
         )
-    blocks += _comparison_tables(summary, section)
     blocks += _retrieval_blocks(section, name)
+    blocks += _comparison_tables(summary, section)
     for family in FAMILIES:
         names = [m for m in summary["metrics"] if summary["metric_info"][m]["family"] == family]
         for chunk in _chunks(names, MAX_TABLE_COLUMNS - 1):

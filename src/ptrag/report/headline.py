@@ -94,12 +94,13 @@ def arm_sentence(
 
 
 def method_note(n_seeds: int, baseline: str) -> str:
+    seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
     return (
-        "Paired over each split's test perturbations, two-sided Wilcoxon signed-rank test: 'better' or "
-        f"'worse' means p < {SIGNIFICANCE:g}, else 'no different'. Each arm's score is its mean over "
-        f"{n_seeds} seed(s). Effect sizes are in units of {display(baseline)}'s mean gain over unchanged "
-        "control cells on that metric (the first effect of each list names the unit); the best simple "
-        "reference is the one with the best mean on that metric."
+        "Paired over each split's test perturbations (two-sided Wilcoxon signed-rank test): 'better' or "
+        f"'worse' means p < {SIGNIFICANCE:g}, otherwise 'no different'. An arm's score on a perturbation "
+        f"is its mean over {seeds}. Effects (%, ×) are shares of {display(baseline)}'s own mean gain over "
+        "unchanged control cells on that metric. The best simple reference is the one with the best mean "
+        "on each metric."
     )
 
 

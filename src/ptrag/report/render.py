@@ -1,7 +1,7 @@
 """Write ``summary.json``, ``report.md`` and a self-contained ``report.html`` from a summary dict.
 
 Both documents render the blocks of :func:`ptrag.report.document.build_document`: the headline box
-first, then one section per split (headline metrics, paired comparisons, retrieval at work, all
+first, then one section per split (headline metrics, retrieval at work, paired comparisons, all
 metrics), then the run details.
 """
 
