@@ -12,8 +12,9 @@ from typing import Any
 import pandas as pd
 
 from ptrag.benchmark.runner import DEFAULT_ARMS, BenchmarkRuns, run_arms
+from ptrag.config import DEFAULT_PRESET, get_arm, load_config
 from ptrag.errors import DataError
-from ptrag.io import atomic_write_text, prepare_output_dir
+from ptrag.io import atomic_write_text, staged_output
 
 log = logging.getLogger(__name__)
 
@@ -77,18 +78,35 @@ def run_benchmark(
     preset: str = "replogle-like",
     arms: Sequence[str] = DEFAULT_ARMS,
     seeds: int = 1,
-    config_source: str = "cpu-small",
+    config_source: str = DEFAULT_PRESET,
     overrides: Sequence[str] = (),
     overwrite: bool = False,
     progress: bool = True,
+) -> dict[str, Any]:
+    """Check the arms and their configs, then write the benchmark into a staging directory that
+    replaces ``out`` only when everything is done."""
+    if "st" not in arms:
+        raise DataError("The benchmark compares every arm against 'st'; include it in --arms.")
+    for arm in arms:  # every arm and config error surfaces before anything is trained
+        load_config(config_source, [*overrides, f"model.arm={get_arm(arm).name}"])
+    with staged_output(out, overwrite=overwrite) as staging:
+        return _run_benchmark(staging, data_dir, preset, arms, seeds, config_source, overrides, progress)
+
+
+def _run_benchmark(
+    out: Path,
+    data_dir: str | Path | None,
+    preset: str,
+    arms: Sequence[str],
+    seeds: int,
+    config_source: str,
+    overrides: Sequence[str],
+    progress: bool,
 ) -> dict[str, Any]:
     from ptrag.report.render import write_report
     from ptrag.report.summary import build_summary
 
     started = time.perf_counter()
-    out = prepare_output_dir(out, overwrite=overwrite)
-    if "st" not in arms:
-        raise DataError("The benchmark compares every arm against 'st'; include it in --arms.")
     if data_dir is None:
         from ptrag.simulation import simulate
 

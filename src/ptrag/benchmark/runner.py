@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ptrag.config import load_config
+from ptrag.config import DEFAULT_PRESET, load_config
+from ptrag.config.arms import default_benchmark_arms
 from ptrag.data.loading import load_dataset
 from ptrag.data.splits import Split
 from ptrag.evaluation import (
@@ -20,13 +21,14 @@ from ptrag.evaluation import (
     fit_pca_on_real,
     mean_training_shifts,
 )
-from ptrag.prediction.predict import Prediction, TrainedModel, predict_sets
+from ptrag.prediction.predict import Prediction, predict_sets
 from ptrag.prediction.write import write_prediction
+from ptrag.run.checkpoint import Checkpoint
 from ptrag.training.run import train
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ARMS: tuple[str, ...] = ("st", "vanilla_rag", "ptrag", "memory")
+DEFAULT_ARMS: tuple[str, ...] = default_benchmark_arms()
 
 
 @dataclass
@@ -74,7 +76,7 @@ def run_arms(
     out: Path,
     arms: Sequence[str] = DEFAULT_ARMS,
     seeds: int = 1,
-    config_source: str = "cpu-small",
+    config_source: str = DEFAULT_PRESET,
     overrides: Sequence[str] = (),
     progress: bool = True,
 ) -> BenchmarkRuns:
@@ -96,7 +98,7 @@ def run_arms(
             trained_s = time.perf_counter() - started
             started = time.perf_counter()
             prediction = predict_sets(
-                TrainedModel.load(run_dir), dataset, test_groups, seed=seed, progress=False
+                Checkpoint.load(run_dir), dataset, test_groups, seed=seed, progress=False
             )
             predict_s = time.perf_counter() - started
             write_prediction(prediction, out / "predictions" / f"{arm}-seed{seed}", overwrite=True)

@@ -9,6 +9,8 @@ from ptrag.cli.common import add_config_options
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
+    from ptrag.config.arms import ARMS, default_benchmark_arms
+
     parser = sub.add_parser(
         name,
         help=help_text,
@@ -21,9 +23,15 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         "--data", help="directory with data.h5ad and split.toml (default: simulate --preset)."
     )
     parser.add_argument("--preset", default="replogle-like", help="simulation preset used without --data.")
-    parser.add_argument("--arms", default="st,vanilla_rag,ptrag,memory", help="comma-separated arms.")
+    parser.add_argument(
+        "--arms",
+        default=",".join(default_benchmark_arms()),
+        help=f"comma-separated arms, from: {', '.join(ARMS)}.",
+    )
     parser.add_argument("--seeds", type=int, default=1, help="seeds per arm (3 for headline claims).")
-    parser.add_argument("--out", required=True, help="output directory.")
+    parser.add_argument(
+        "--out", required=True, help="output directory; written beside it, moved into place when done."
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory.")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars.")
     add_config_options(parser)
@@ -32,15 +40,20 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ptrag.benchmark.pipeline import run_benchmark
+    from ptrag.config import DEFAULT_PRESET, parse_arms
+    from ptrag.errors import ConfigError
     from ptrag.report.render import fmt
 
+    arms = [arm.name for arm in parse_arms(args.arms)]
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}.")
     summary = run_benchmark(
         args.out,
         data_dir=args.data,
         preset=args.preset,
-        arms=[a.strip() for a in args.arms.split(",") if a.strip()],
+        arms=arms,
         seeds=args.seeds,
-        config_source=args.config,
+        config_source=args.config or DEFAULT_PRESET,
         overrides=args.overrides,
         overwrite=args.overwrite,
         progress=not args.no_progress,

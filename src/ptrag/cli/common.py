@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ptrag.config import Config, DataConfig, load_config
+from ptrag.config import DEFAULT_PRESET, PRESETS
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -18,8 +18,8 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
-        default="cpu-small",
-        help="preset (cpu-small, paper) or a TOML/YAML config file (default: cpu-small).",
+        default=None,
+        help=f"preset ({', '.join(PRESETS)}) or a TOML/YAML config file (default: {DEFAULT_PRESET}).",
     )
     parser.add_argument(
         "--set",
@@ -33,17 +33,9 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 def data_overrides(args: argparse.Namespace) -> list[str]:
     pairs = {
-        "perturbation_column": args.perturbation_column,
-        "cell_type_column": args.cell_type_column,
-        "batch_column": args.batch_column,
-        "control_label": args.control_label,
+        "perturbation_column": getattr(args, "perturbation_column", None),
+        "cell_type_column": getattr(args, "cell_type_column", None),
+        "batch_column": getattr(args, "batch_column", None),
+        "control_label": getattr(args, "control_label", None),
     }
     return [f'data.{key}="{value}"' for key, value in pairs.items() if value is not None]
-
-
-def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -> Config:
-    return load_config(args.config, [*data_overrides(args), *args.overrides, *(extra or [])])
-
-
-def data_config_from_args(args: argparse.Namespace) -> DataConfig:
-    return load_config(None, data_overrides(args)).data

@@ -78,12 +78,12 @@ def format_table(result: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ptrag.evaluation import evaluate, write_results
-    from ptrag.io import prepare_output_dir
+    from ptrag.io import check_output_dir, staged_output
 
     pred_dir = Path(args.pred_dir)
     pred = _read(pred_dir / "adata_pred.h5ad")
     real = _read(pred_dir / "adata_real.h5ad")
-    out = prepare_output_dir(args.out or pred_dir / "eval", overwrite=args.overwrite)
+    out = check_output_dir(args.out or pred_dir / "eval", overwrite=args.overwrite)
     result = evaluate(
         pred,
         real,
@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         include_de=not args.no_de,
         seed=args.seed,
     )
-    results_path, agg_path = write_results(result, out)
+    with staged_output(out, overwrite=args.overwrite) as staging:  # the old results stay until then
+        written = write_results(result, staging)
+    results_path, agg_path = (out / path.name for path in written)
     print(
         f"Scored {len(result.results)} (cell type, perturbation) conditions; "
         f"control label {result.control_label!r}."

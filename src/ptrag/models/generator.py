@@ -49,8 +49,8 @@ class PerturbationEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.kind = kind
-        # Fixed embeddings of the perturbation vocabulary; a buffer so it travels with checkpoints.
-        self.register_buffer("gene_embeddings", gene_embeddings.float(), persistent=True)
+        # Fixed embeddings of the perturbation vocabulary: the spec holds them, so not in state dicts.
+        self.register_buffer("gene_embeddings", gene_embeddings.float(), persistent=False)
         if kind == "onehot":
             self.table = nn.Embedding(gene_embeddings.shape[0], hidden_dim)
         self.project = mlp(gene_embeddings.shape[1], hidden_dim, hidden_dim, n_layers, dropout)
