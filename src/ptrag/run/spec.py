@@ -12,6 +12,10 @@ import torch
 from ptrag.retrieval import ResponseMemory, RetrievalDatabase
 
 
+def _strings(values: Sequence[str]) -> list[str]:
+    return [str(value) for value in values]  # numpy str_ would need numpy's unpickler
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Ordered genes, perturbation vocabulary (+ embeddings), cell types, batches and databases.
@@ -85,19 +89,20 @@ class ModelSpec:
         return replace(self, cell_types=self.cell_types + tuple(new)) if new else self
 
     def to_state(self) -> dict[str, Any]:
+        """Plain strings and tensors only, so a checkpoint loads with ``torch.load(weights_only=True)``."""
         state: dict[str, Any] = {
-            "genes": list(self.genes),
-            "vocabulary": list(self.vocabulary),
+            "genes": _strings(self.genes),
+            "vocabulary": _strings(self.vocabulary),
             "vocabulary_embeddings": torch.from_numpy(self.vocabulary_embeddings),
-            "cell_types": list(self.cell_types),
-            "batches": list(self.batches),
-            "database_perturbations": list(self.database.perturbations),
-            "embedding_source": self.embedding_source,
+            "cell_types": _strings(self.cell_types),
+            "batches": _strings(self.batches),
+            "database_perturbations": _strings(self.database.perturbations),
+            "embedding_source": str(self.embedding_source),
         }
         if self.memory is not None:
             state["memory"] = {
-                "perturbations": list(self.memory.perturbations),
-                "cell_types": list(self.memory.cell_types),
+                "perturbations": _strings(self.memory.perturbations),
+                "cell_types": _strings(self.memory.cell_types),
                 "shifts": torch.from_numpy(self.memory.shifts),
             }
         return state

@@ -20,10 +20,14 @@ RNG_KEY = "ptrag_rng_states"
 
 
 def rng_states() -> dict[str, Any]:
-    """Every random number generator training draws from (Gumbel noise uses torch's global one)."""
+    """Every random number generator training draws from (Gumbel noise uses torch's global one).
+
+    Stored as tensors and plain values, so the checkpoint loads with ``torch.load(weights_only=True)``.
+    """
+    name, keys, position, has_gauss, gauss = np.random.get_state()
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss],
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -33,7 +37,8 @@ def rng_states() -> dict[str, Any]:
 
 def restore_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
+    name, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
     random.setstate(states["python"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])

@@ -40,9 +40,10 @@ class PreparedData:
 def _training_memory(dataset: PerturbationDataset, split: Split, database: list[str]) -> ResponseMemory:
     memory = ResponseMemory.from_training_cells(dataset, split.roles(dataset) == "train")
     keep = np.isin(np.array(memory.perturbations), database)
+    rows = np.flatnonzero(keep)
     return ResponseMemory(
-        tuple(np.array(memory.perturbations)[keep]),
-        tuple(np.array(memory.cell_types)[keep]),
+        tuple(memory.perturbations[i] for i in rows),
+        tuple(memory.cell_types[i] for i in rows),
         memory.shifts[keep],
     )
 
