@@ -11,103 +11,15 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from collections.abc import Callable
-from pathlib import Path
 
 import anndata as ad
 import h5py
 import numpy as np
 import pytest
-import torch
+from cli_helpers import fails, predict_args, train_args
 
 from ptrag import Model
 from ptrag.cli.main import main
-
-TINY_MODEL = (
-    "--steps",
-    "5",
-    "--no-progress",
-    "--set",
-    "model.hidden_dim=16",
-    "--set",
-    "model.n_layers=1",
-    "--set",
-    "train.num_threads=1",
-    "--set",
-    "train.cell_set_len=16",
-    "--set",
-    "train.val_every=1000",
-)
-
-
-@pytest.fixture(scope="module")
-def screen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ptrag.simulation import simulate
-
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("cli_bad") / "screen"
-    simulate("tiny", seed=0, out_dir=out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def run_dir(screen: Path) -> Path:
-    run = screen.parent / "run"
-    args = ["train", str(screen / "data.h5ad"), "--split", str(screen / "split.toml"), "--out", str(run)]
-    assert main([*args, "--arm", "ptrag", *TINY_MODEL]) == 0
-    return run
-
-
-@pytest.fixture(scope="module")
-def variant(screen: Path) -> Callable[..., Path]:
-    """``variant(name, change)``: write a changed copy of the tiny screen and return its path.
-
-    ``change(adata)`` edits the AnnData in place or returns a new one. ``plain=True`` first moves
-    the expression into a dense X (no obsm['X_hvg'], no counts layer), so that genes can be renamed,
-    dropped or reordered with var.
-    """
-
-    def write(name: str, change: Callable[[ad.AnnData], ad.AnnData | None], plain: bool = False) -> Path:
-        adata = ad.read_h5ad(screen / "data.h5ad")
-        if plain:
-            adata.X = np.asarray(adata.obsm.pop("X_hvg"), dtype=np.float32)
-            del adata.layers["counts"]
-        adata = change(adata) or adata
-        path = screen.parent / f"{name}.h5ad"
-        adata.write_h5ad(path)
-        return path
-
-    return write
-
-
-def fails(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    """Run ``ptrag argv``; check exit 2, no traceback and exactly one error line; return that line."""
-    status = main(argv)
-    err = capsys.readouterr().err
-    assert status == 2, err
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if line.startswith(f"ptrag {argv[0]}: error: ")]
-    assert len(errors) == 1, err
-    return errors[0]
-
-
-def train_args(
-    screen: Path, data: Path | None = None, split: Path | None = None, out: str = "r"
-) -> list[str]:
-    return [
-        "train",
-        str(data or screen / "data.h5ad"),
-        "--split",
-        str(split or screen / "split.toml"),
-        "--out",
-        str(screen.parent / out),
-        *TINY_MODEL,
-    ]
-
-
-def predict_args(run: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["predict", str(run), "--data", str(data), "--out", str(out), "--no-progress", *extra]
-
 
 # --- configuration and output directories ---------------------------------------------------------
 
