@@ -46,7 +46,7 @@ class Model:
     def __init__(self, config: Config | None = None) -> None:
         self._config = config
         self.run_dir: Path | None = None
-        self.checkpoint: Checkpoint | None = None
+        self._checkpoint: Checkpoint | None = None
         self.outcome: TrainingOutcome | None = None
 
     @classmethod
@@ -63,29 +63,31 @@ class Model:
     @property
     def config(self) -> Config:
         """The trained run's config once fitted or loaded; before that, the one to train with."""
-        if self.run_dir is not None or self.checkpoint is not None:
-            return self._trained().config
+        if self.run_dir is not None or self._checkpoint is not None:
+            return self.checkpoint.config
         return self._config if self._config is not None else load_config(DEFAULT_PRESET)
 
-    def _trained(self) -> Checkpoint:
-        if self.checkpoint is None and self.run_dir is not None:
+    @property
+    def checkpoint(self) -> Checkpoint:
+        """The loaded checkpoint (config, spec, weights, step); after fit() its best one."""
+        if self._checkpoint is None and self.run_dir is not None:
             self._open(self.run_dir, "best")  # after fit(): opened on first use
-        if self.checkpoint is None:
+        if self._checkpoint is None:
             raise CheckpointError("This model has not been trained or loaded: call fit() or Model.load().")
-        return self.checkpoint
+        return self._checkpoint
 
     @property
     def genes(self) -> tuple[str, ...]:
         """The ordered genes the model predicts (data must have them all)."""
-        return self._trained().spec.genes
+        return self.checkpoint.spec.genes
 
     @property
     def perturbations(self) -> tuple[str, ...]:
-        return self._trained().spec.vocabulary
+        return self.checkpoint.spec.vocabulary
 
     @property
     def cell_types(self) -> tuple[str, ...]:
-        return self._trained().spec.cell_types
+        return self.checkpoint.spec.cell_types
 
     def _dataset(self, data: DataLike, config: Config, set_len: int | None) -> PerturbationDataset:
         from ptrag.data.loading import load_dataset
@@ -136,14 +138,14 @@ class Model:
             verbose=verbose,
         )
         # Opened when first used: under DDP only rank 0 moves the finished run into place.
-        self.run_dir, self.checkpoint = Path(run_dir), None
+        self.run_dir, self._checkpoint = Path(run_dir), None
         return self
 
     def _open(self, run_dir: Path, checkpoint: str) -> None:
         from ptrag.run.checkpoint import Checkpoint
 
-        self.checkpoint = Checkpoint.load(run_dir, checkpoint)
-        self.run_dir = self.checkpoint.run_dir
+        self._checkpoint = Checkpoint.load(run_dir, checkpoint)
+        self.run_dir = self._checkpoint.run_dir
 
     def predict(
         self,
@@ -163,7 +165,7 @@ class Model:
         from ptrag.prediction.insilico import predict_queries
         from ptrag.prediction.predict import predict_sets
 
-        checkpoint = self._trained()
+        checkpoint = self.checkpoint
         dataset = self._dataset(data, checkpoint.config, None)
         if queries is not None:
             return predict_queries(checkpoint, dataset, queries, seed=seed)

@@ -67,11 +67,12 @@ class RunProgress(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         assert isinstance(pl_module, PerturbationLightningModule)
         step, last = trainer.global_step, trainer.global_step >= self.train.max_steps
+        validating = bool(self.val_batches) and (step % self.train.val_every == 0 or last)
         row: dict[str, object] = {}
-        if step % self.log_every == 0 or last:
+        if step % self.log_every == 0 or last or validating:  # train loss beside every val loss
             row = {key: float(value) for key, value in pl_module.step_values.items()}
             row["train/step_time_s"] = time.perf_counter() - self._started
-        if self.val_batches and (step % self.train.val_every == 0 or last):
+        if validating:
             row |= self._validate(trainer, pl_module, step)
         if last and not self.stopped:
             self.stopped, self.stopped_step = "max_steps", step
