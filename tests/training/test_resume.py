@@ -4,10 +4,12 @@ run directory, and a finished run resumed changes nothing."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import anndata as ad
 import pandas as pd
 import pytest
 import torch
@@ -102,7 +104,9 @@ def test_resumed_after_sigkill_equals_the_uninterrupted_run(
     assert steps.is_monotonic_increasing and steps.iloc[0] == 2 and steps.iloc[-1] == STEPS
 
 
-def test_resume_options_must_agree_with_the_run(killed_runs, tiny_screen: Path, capsys) -> None:
+def test_resume_options_must_agree_with_the_run(
+    killed_runs, tiny_screen: Path, tmp_path: Path, capsys
+) -> None:
     run = killed_runs["st"]
     if not run.exists():  # the arm's own test resumes it; this test needs the finished run
         assert main(train_argv(tiny_screen, run, "--resume")) == 0
@@ -118,6 +122,19 @@ def test_resume_options_must_agree_with_the_run(killed_runs, tiny_screen: Path, 
     assert main(train_argv(tiny_screen, run, "--resume")) == 0
     assert f"already finished: step {STEPS} of {STEPS}" in capsys.readouterr().out
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+    # Other data than the run's are refused before anything is written.
+    adata = ad.read_h5ad(tiny_screen / "data.h5ad")
+    held_out = set(re.findall(r'"([A-Z0-9]+)"', (tiny_screen / "split.toml").read_text()))
+    dropped = next(p for p in adata.obs["gene"].cat.categories if p not in held_out and p != "non-targeting")
+    adata[adata.obs["gene"] != dropped].copy().write_h5ad(tmp_path / "other.h5ad")
+    argv = train_argv(tiny_screen, run, "--resume", "--steps", str(STEPS + 10))
+    argv[1] = str(tmp_path / "other.h5ad")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"not the data {run} was trained on: its perturbations, training perturbations differ" in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert not (run.parent / ".st.partial").exists()
 
     # --steps is the documented exception: it extends the finished run, keeping its history.
     assert main(train_argv(tiny_screen, run, "--resume", "--steps", str(STEPS + 10))) == 0

@@ -31,11 +31,13 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+DATA_FLAGS = ("perturbation_column", "cell_type_column", "batch_column", "control_label", "expression")
+
+
 def data_overrides(args: argparse.Namespace) -> list[str]:
-    pairs = {
-        "perturbation_column": getattr(args, "perturbation_column", None),
-        "cell_type_column": getattr(args, "cell_type_column", None),
-        "batch_column": getattr(args, "batch_column", None),
-        "control_label": getattr(args, "control_label", None),
-    }
-    return [f'data.{key}="{value}"' for key, value in pairs.items() if value is not None]
+    """``data.*`` overrides for the data options a command has and the user gave."""
+    given = {key: getattr(args, key, None) for key in DATA_FLAGS}
+    overrides = [f'data.{key}="{value}"' for key, value in given.items() if value is not None]
+    if getattr(args, "n_top_genes", None) is not None:
+        overrides.append(f"data.n_top_genes={args.n_top_genes}")
+    return overrides

@@ -18,11 +18,12 @@ from typing import Any
 from ptrag.config import Config
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.splits import Split
-from ptrag.errors import CheckpointError, ConfigError, OutputError
+from ptrag.errors import CheckpointError, ConfigError, DataError, OutputError
 from ptrag.io import check_output_dir, output_error
-from ptrag.run.checkpoint import CHECKPOINT_FILES, read_checkpoint
+from ptrag.run.checkpoint import CHECKPOINT_FILES, Checkpoint, read_checkpoint
 from ptrag.run.groups import with_validation_groups
 from ptrag.run.layout import CONFIG_FILE, SPLIT_FILE, read_run_config, read_run_split
+from ptrag.run.spec import ModelSpec
 from ptrag.training.progress import STATE_KEY
 
 # Settings a resumed run may change: its length and where and how fast it runs.
@@ -184,3 +185,23 @@ def resumed_split(plan: Plan, given: Split | None, dataset: PerturbationDataset)
             "a resumed run keeps its split. Leave --split out."
         )
     return saved
+
+
+def check_same_data(plan: Plan, spec: ModelSpec, run_dir: Path) -> None:
+    """A resumed run must see the data it was trained on: same genes, vocabulary, lines, batches."""
+    assert plan.source is not None  # the run (or partial run) being resumed: its checkpoint exists
+    saved = Checkpoint.load(plan.source, "last").spec
+    facts = {
+        "genes": (saved.genes, spec.genes),
+        "perturbations": (saved.vocabulary, spec.vocabulary),
+        "cell types": (saved.cell_types, spec.cell_types),
+        "batches": (saved.batches, spec.batches),
+        "training perturbations": (saved.database.perturbations, spec.database.perturbations),
+    }
+    differing = [name for name, (before, now) in facts.items() if before != now]
+    if differing:
+        raise DataError(
+            f"The data given to --resume are not the data {run_dir} was trained on: its "
+            f"{', '.join(differing)} differ. Resume with the run's own data, or start a new run "
+            "with --overwrite."
+        )

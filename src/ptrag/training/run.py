@@ -31,7 +31,14 @@ from ptrag.training.metrics import MetricsLog
 from ptrag.training.module import PerturbationLightningModule
 from ptrag.training.prepare import PreparedData, prepare
 from ptrag.training.progress import RunProgress
-from ptrag.training.resume import Plan, Progress, plan_fresh, plan_resume, resumed_split
+from ptrag.training.resume import (
+    Plan,
+    Progress,
+    check_same_data,
+    plan_fresh,
+    plan_resume,
+    resumed_split,
+)
 from ptrag.training.trainer import build_trainer, log_interval, quiet_lightning
 
 log = logging.getLogger(__name__)
@@ -123,6 +130,8 @@ def _fit(
     config = plan.config
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     prepared = prepare(dataset, split, config)
+    if plan.resume_from is not None:
+        check_same_data(plan, prepared.spec, run_dir)
     module = PerturbationLightningModule(config, prepared.spec)
     metrics = MetricsLog(plan.work_dir / METRICS_FILE)
     callback = RunProgress(plan.work_dir, config, None, metrics, log_interval(config))
