@@ -78,7 +78,11 @@ class Plan:
             if self.clear_stale and self.work_dir.exists():
                 shutil.rmtree(self.work_dir)
             if self.copy_from is not None:
-                shutil.copytree(self.copy_from, self.work_dir)
+                # Copied under another name and renamed, so other ranks never see half a copy.
+                copying = self.work_dir.with_name(self.work_dir.name + ".copying")
+                shutil.rmtree(copying, ignore_errors=True)
+                shutil.copytree(self.copy_from, copying)
+                copying.rename(self.work_dir)
             self.work_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise output_error(exc, self.work_dir) from exc

@@ -116,7 +116,6 @@ def train(
         plan = plan_fresh(run_dir, config, overwrite)
     if plan.finished:
         assert plan.resume_from is not None
-        log.info(plan.finished)
         done = Progress.of(plan.resume_from)
         return TrainingOutcome(run_dir, done.step, done.stopped, done.best_step, plan.finished)
     configure_threads(plan.config.train.num_threads)
