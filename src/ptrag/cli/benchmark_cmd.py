@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ptrag.cli.common import add_config_options
+from ptrag.cli.common import add_config_options, add_data_options, data_overrides
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
@@ -27,6 +27,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory.")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars.")
     add_config_options(parser)
+    add_data_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         arms=[a.strip() for a in args.arms.split(",") if a.strip()],
         seeds=args.seeds,
         config_source=args.config,
-        overrides=args.overrides,
+        overrides=[*data_overrides(args), *args.overrides],
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )

@@ -13,6 +13,9 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cell-type-column", help="obs column with the cell type (e.g. cell_line).")
     group.add_argument("--batch-column", help="obs column with the batch (e.g. gem_group).")
     group.add_argument("--control-label", help="label of control cells (e.g. non-targeting).")
+    group.add_argument(
+        "--expression", help="expression to read: auto (obsm['X_hvg'], else X), X, an obsm key, layers/<key>."
+    )
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +40,7 @@ def data_overrides(args: argparse.Namespace) -> list[str]:
         "cell_type_column": args.cell_type_column,
         "batch_column": args.batch_column,
         "control_label": args.control_label,
+        "expression": args.expression,
     }
     return [f'data.{key}="{value}"' for key, value in pairs.items() if value is not None]
 

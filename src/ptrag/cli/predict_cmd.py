@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ptrag.cli.common import add_data_options, data_overrides
+
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser = sub.add_parser(
@@ -32,10 +34,13 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for pairing control cells.")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory.")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar.")
+    # For files that name their columns differently from the training file (default: the run's).
+    add_data_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ptrag.config.loading import apply_overrides
     from ptrag.data.loading import load_dataset
     from ptrag.data.splits import Split
     from ptrag.io import prepare_output_dir
@@ -47,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     # Check the cheap inputs before the output directory is created or the screen is read.
     queries = read_queries(args.queries) if args.queries else None
     prepare_output_dir(args.out, overwrite=args.overwrite)
-    dataset = load_dataset(args.data, trained.config.data, set_len=None)
+    data_config = apply_overrides(trained.config, data_overrides(args)).data
+    dataset = load_dataset(args.data, data_config, genes=trained.spec.genes, prediction_input=True)
     if queries is not None:
         prediction = predict_queries(trained, dataset, queries, seed=args.seed)
     else:

@@ -9,6 +9,8 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from ptrag.data.normalisation import Normalisation
+
 # Standardised obs columns of every PerturbationDataset, whatever the source file called them.
 PERTURBATION = "perturbation"
 CELL_TYPE = "cell_type"
@@ -56,6 +58,8 @@ class PerturbationDataset:
     warnings: list[str] = field(default_factory=list)
     # Where the expression came from and how it is stored, for `ptrag inspect` and logs.
     expression_source: str = ""
+    # How the values became log1p expression; a run stores it (with ``genes``) to read new data alike.
+    normalisation: Normalisation = field(default_factory=Normalisation)
 
     @property
     def n_cells(self) -> int:
