@@ -12,7 +12,6 @@ In the style of scvi-tools' model classes; the command line uses the same class.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +23,7 @@ from ptrag.config import DEFAULT_PRESET, Config, load_config
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.splits import Split
 from ptrag.errors import CheckpointError
-from ptrag.io import h5ad_strings, staged_output
+from ptrag.io import staged_output
 
 if TYPE_CHECKING:
     from ptrag.prediction.predict import Prediction
@@ -89,19 +88,36 @@ class Model:
     def cell_types(self) -> tuple[str, ...]:
         return self.checkpoint.spec.cell_types
 
-    def _dataset(self, data: DataLike, config: Config, set_len: int | None) -> PerturbationDataset:
+    @staticmethod
+    def _training_data(data: DataLike, config: Config) -> PerturbationDataset:
         from ptrag.data.loading import load_dataset
 
         if isinstance(data, PerturbationDataset):
             return data
-        if isinstance(data, ad.AnnData):
-            # One loader validates every input; an in-memory AnnData goes through a temporary file.
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "data.h5ad"
-                with h5ad_strings():
-                    data.write_h5ad(path)
-                return load_dataset(path, config.data, set_len=set_len)
-        return load_dataset(data, config.data, set_len=set_len)
+        return load_dataset(data, config.data, set_len=config.train.cell_set_len)
+
+    def load_data(self, data: DataLike, overrides: Sequence[str] = ()) -> PerturbationDataset:
+        """A screen to predict on, read as the run's training data was: its columns (``overrides``
+        such as ``data.cell_type_column="tissue"`` for a file that names them differently), its
+        ordered genes and its normalisation."""
+        from ptrag.config import apply_overrides
+        from ptrag.data.loading import load_dataset
+
+        if isinstance(data, PerturbationDataset):
+            return data
+        spec = self.checkpoint.spec
+        config = apply_overrides(self.checkpoint.config, overrides).data
+        return load_dataset(
+            data, config, genes=spec.genes, normalisation=spec.normalisation, prediction_input=True
+        )
+
+    def run_split(self) -> Split:
+        """The split the run trained with (its split.toml, with any held-out val groups)."""
+        from ptrag.run.layout import read_run_split
+
+        if self.run_dir is None:
+            raise CheckpointError("This checkpoint is not in a run directory; give the split file.")
+        return read_run_split(self.run_dir)
 
     def fit(
         self,
@@ -123,8 +139,7 @@ class Model:
 
         # A resumed run keeps its own config unless this model was given one (which must agree).
         config = self._config if resume else self.config
-        data_config = config or run_config_for_resume(Path(run_dir))
-        dataset = self._dataset(data, data_config, data_config.train.cell_set_len)
+        dataset = self._training_data(data, config or run_config_for_resume(Path(run_dir)))
         if split is not None and not isinstance(split, Split):
             split = Split.read(split)
         self.outcome = train(
@@ -166,21 +181,14 @@ class Model:
         from ptrag.prediction.predict import predict_sets
 
         checkpoint = self.checkpoint
-        dataset = self._dataset(data, checkpoint.config, None)
+        dataset = self.load_data(data)
         if queries is not None:
-            return predict_queries(checkpoint, dataset, queries, seed=seed)
-        source = split_file if split_file is not None else self._run_split()
-        split_obj = source if isinstance(source, Split) else Split.read(source)
+            return predict_queries(checkpoint, dataset, queries, seed=seed, progress=progress)
+        split_obj = self.run_split() if split_file is None else split_file
+        split_obj = split_obj if isinstance(split_obj, Split) else Split.read(split_obj)
         split_obj.validate(dataset)
         groups = split_obj.groups(dataset, split)
         return predict_sets(checkpoint, dataset, groups, seed=seed, role=split, progress=progress)
-
-    def _run_split(self) -> Path:
-        from ptrag.run.layout import SPLIT_FILE
-
-        if self.run_dir is None:
-            raise CheckpointError("This checkpoint is not in a run directory; pass split_file=.")
-        return self.run_dir / SPLIT_FILE
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Copy the run directory (checkpoints, config, split, metrics) to ``path``."""

@@ -41,13 +41,29 @@ def test_writes_report_files_and_every_arm_and_reference(benchmark_out) -> None:
     _, out, summary = benchmark_out
     for name in ("summary.json", "report.md", "report.html", "results_all.csv"):
         assert (out / name).is_file(), name
-    assert list(summary["methods"]) == ["st", "ptrag", "control", "train_mean", "noise_floor"]
+    assert list(summary["methods"]) == [
+        "st",
+        "ptrag",
+        "control",
+        "train_mean",
+        "perturb_shift",
+        "knn_shift",
+        "linear",
+        "noise_floor",
+    ]
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3
     on_disk = json.loads((out / "summary.json").read_text())
-    assert on_disk["methods"]["ptrag"]["metrics"]["energy"]["mean"] == pytest.approx(
-        summary["methods"]["ptrag"]["metrics"]["energy"]["mean"]
+    assert on_disk["methods"]["ptrag"]["metrics"]["energy_gene"]["mean"] == pytest.approx(
+        summary["methods"]["ptrag"]["metrics"]["energy_gene"]["mean"]
     )
+    results = pd.read_csv(out / "results_all.csv")
+    for name in ("perturb_shift", "knn_shift", "linear"):
+        rows = results[results["method"] == name]
+        assert len(rows) == summary["info"]["data"]["n_test_groups"], name
+        mean = summary["methods"][name]["metrics"]["energy_pca"]["mean"]
+        assert mean == pytest.approx(rows["energy_pca"].mean())
+        assert summary["methods"][name]["note"] in (out / "report.md").read_text()
 
 
 def test_arms_share_split_steps_and_seeds(benchmark_out) -> None:
@@ -68,7 +84,7 @@ def test_paired_tests_cover_every_test_perturbation(benchmark_out) -> None:
     dataset = load_dataset(root / "screen" / "data.h5ad")
     n_test = len(Split.read(root / "screen" / "split.toml").groups(dataset, "test"))
     tests = pd.DataFrame(summary["paired_tests"])
-    energy = tests[(tests["arm"] == "ptrag") & (tests["metric"] == "energy")].iloc[0]
+    energy = tests[(tests["arm"] == "ptrag") & (tests["metric"] == "energy_gene")].iloc[0]
     assert energy["n_pairs"] == n_test
     assert energy["wins"] + energy["losses"] + energy["ties"] == n_test
     assert 0.0 <= energy["p_value"] <= 1.0
@@ -83,3 +99,28 @@ def test_reference_ordering_is_sane(benchmark_out) -> None:
         > methods["control"]["metrics"]["pearson_delta"]["mean"]
     )
     assert summary["selection"], "PT-RAG's selection statistics per cell line are missing"
+
+
+def test_predict_writes_the_benchmarks_reference_shifts_and_evaluate_scores_them(benchmark_out, capsys):
+    import numpy as np
+
+    from ptrag.cli.main import main
+    from ptrag.evaluation import REFERENCE_FILE, ReferenceShifts
+
+    root, out, summary = benchmark_out
+    pred_dir = root / "predicted"
+    run_dir, data = out / "runs" / "st-seed0", root / "screen" / "data.h5ad"
+    assert main(["predict", str(run_dir), "--data", str(data), "--out", str(pred_dir), "--no-progress"]) == 0
+    written = ReferenceShifts.load(pred_dir / REFERENCE_FILE)
+    benchmark = ReferenceShifts.load(out / "predictions" / "st-seed0" / REFERENCE_FILE)
+    assert written.conditions == benchmark.conditions
+    assert len(written.conditions) == summary["info"]["data"]["n_test_groups"]
+    for name in ("train_mean", "perturb_shift", "knn_shift", "linear"):
+        np.testing.assert_array_equal(written.shifts[name], benchmark.shifts[name])
+    assert set(written.details["source"]) >= {"other_cell_types", "neighbours", "ridge"}
+    capsys.readouterr()
+    assert main(["evaluate", str(pred_dir), "--no-de"]) == 0
+    comparison = pd.read_csv(pred_dir / "eval" / "comparison.csv").set_index("method")
+    # Same real cells, same PCA seed, same control draws: the benchmark's reference scores exactly.
+    for name in ("control", "perturb_shift", "linear"):
+        assert comparison.loc[name, "w1"] == pytest.approx(summary["methods"][name]["metrics"]["w1"]["mean"])

@@ -8,6 +8,8 @@ import pytest
 
 from ptrag.cli.main import main
 
+from .hints import assert_hint_flags_exist
+
 TINY_MODEL = (
     "--steps",
     "5",
@@ -33,6 +35,7 @@ def fails(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     assert "Traceback" not in err
     errors = [line for line in err.splitlines() if line.startswith(f"ptrag {argv[0]}: error: ")]
     assert len(errors) == 1, err
+    assert_hint_flags_exist(argv[0], errors[0])
     return errors[0]
 
 

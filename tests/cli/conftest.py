@@ -9,9 +9,10 @@ import anndata as ad
 import numpy as np
 import pytest
 import torch
-from cli_helpers import TINY_MODEL
 
 from ptrag.cli.main import main
+
+from .cli_helpers import TINY_MODEL
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,11 @@ import anndata as ad
 import h5py
 import numpy as np
 import pytest
-from cli_helpers import fails, predict_args, train_args
 
 from ptrag import Model
 from ptrag.cli.main import main
+
+from .cli_helpers import fails, predict_args, train_args
 
 # --- configuration and output directories ---------------------------------------------------------
 

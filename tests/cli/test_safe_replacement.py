@@ -15,9 +15,10 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pytest
-from cli_helpers import TINY_MODEL, fails, predict_args, snapshot, train_args
 
 from ptrag.cli.main import main
+
+from .cli_helpers import TINY_MODEL, fails, predict_args, snapshot, train_args
 
 
 @pytest.fixture
@@ -172,19 +173,18 @@ def test_split_that_cannot_be_made_leaves_the_old_split_file(screen, tmp_path, c
 
 
 def test_embed_genes_that_fails_leaves_the_old_table(tmp_path, capsys, monkeypatch) -> None:
-    from ptrag.embeddings import annotation
-    from ptrag.errors import EmbeddingError
+    import ptrag.embeddings.annotation as annotation_module
 
+    def no_apt(command: list[str], **_kwargs: object) -> None:
+        raise FileNotFoundError(command[0])  # a machine without apt-get: NOTAGENE7 cannot be built
+
+    monkeypatch.setattr(annotation_module.subprocess, "run", no_apt)
+    monkeypatch.setenv("PTRAG_ANNOTATION_CACHE", str(tmp_path / "empty-cache"))
     genes = tmp_path / "genes.txt"
-    genes.write_text("RPL7\n")
+    genes.write_text("TP53\nNOTAGENE7\n")
     out = tmp_path / "genes.npz"
     np.savez(out, symbols=np.array(["OLD"]))
     before = out.read_bytes()
-
-    def unavailable(*args, **kwargs):
-        raise EmbeddingError("No gene annotation available offline.")
-
-    monkeypatch.setattr(annotation.Annotation, "open", classmethod(lambda cls, *a, **k: unavailable()))
     argv = ["embed-genes", "--genes", str(genes), "--out", str(out), "--overwrite", "--no-cache"]
-    assert "No gene annotation available offline" in fails(capsys, argv)
-    assert out.read_bytes() == before and leftovers(out) == ["genes.txt"]
+    assert "'NOTAGENE7'" in fails(capsys, argv)
+    assert out.read_bytes() == before and leftovers(out) == ["empty-cache", "genes.txt"]  # the test's inputs

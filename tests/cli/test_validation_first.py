@@ -6,9 +6,10 @@ import logging
 import warnings
 
 import pytest
-from cli_helpers import fails, train_args
 
 from ptrag.cli.main import main
+
+from .cli_helpers import fails, train_args
 
 
 @pytest.mark.parametrize(

@@ -87,3 +87,12 @@ def test_split_command(screen_h5ad, tmp_path, capsys):
     )
     assert Split.read(zero).zeroshot == {"jurkat": "test"}
     assert main(["split", str(screen_h5ad), "--mode", "zeroshot", "--out", str(tmp_path / "z2.toml")]) == 2
+
+    unseen = tmp_path / "unseen.toml"
+    assert main(["split", str(screen_h5ad), "--mode", "unseen", "--out", str(unseen)]) == 0
+    held = Split.read(unseen).fewshot
+    # Every cell type lists the same held-out perturbations (where it has them).
+    assert sorted(held) == ["hepg2", "jurkat", "k562", "rpe1"]
+    assert len({p for lists in held.values() for p in lists["test"]}) == 1  # round(0.2 * 7)
+    assert main(["split", str(screen_h5ad), "--mode", "unseen", "--cell-types", "k562",
+                 "--out", str(tmp_path / "u2.toml")]) == 2  # fmt: skip

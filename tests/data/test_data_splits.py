@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ptrag.data.loading import load_dataset
-from ptrag.data.splits import Split, generate_fewshot, generate_zeroshot
+from ptrag.data.splits import Split, generate_fewshot, generate_unseen, generate_zeroshot
 from ptrag.errors import SplitError
 
 # Same layout as PT-RAG's published datasets/repogle_nadig_k562.toml (multi-line single-quoted lists).
@@ -123,6 +123,23 @@ def test_fewshot_generation_is_seeded(dataset):
     # Held-out k562 perturbations stay trainable in other lines (few-shot).
     held = first.fewshot["k562"]["test"][0]
     assert first.role("k562", held) == "test" and first.role("hepg2", held) == "train"
+
+
+def test_unseen_split_holds_perturbations_out_of_every_cell_type(dataset):
+    split = generate_unseen(dataset, 0.15, 0.3, seed=1, name="screen")
+    assert split == generate_unseen(dataset, 0.15, 0.3, seed=1, name="screen")
+    roles = split.roles(dataset)
+    perts = dataset.obs["perturbation"].astype(str).to_numpy()
+    # 7 targets in the fixture screen (G0..G6): round(0.3 * 7) = 2 test, round(0.15 * 7) = 1 val.
+    test = {p for p, r in zip(perts, roles, strict=True) if r == "test"}
+    val = {p for p, r in zip(perts, roles, strict=True) if r == "val"}
+    assert (len(test), len(val)) == (2, 1) and not test & val
+    # No cell of a held-out perturbation trains anywhere: the GEARS-style unseen setting.
+    trained = {p for p, r in zip(perts, roles, strict=True) if r == "train"}
+    assert not (test | val) & trained
+    split.validate(dataset)
+    with pytest.raises(SplitError, match="too few"):
+        generate_unseen(dataset, 0.45, 0.5, seed=0)
 
 
 def test_fewshot_rejects_bad_fractions_and_types(dataset):

@@ -26,7 +26,7 @@ def test_one_row_per_condition_and_never_the_control():
 def test_perfect_prediction_scores_perfectly():
     _, real = make_pair(n_perts=5, n_genes=40, n_cells=30, n_controls=60)
     result = evaluate(real.copy(), real, progress=False).results
-    for metric in ("w1", "w2", "w2_ot", "energy", "mse", "mae", "mse_delta", "mae_delta"):
+    for metric in ("w1", "w2", "w2_ot", "energy_gene", "energy_pca", "mmd_pca", "mse", "mae"):
         np.testing.assert_allclose(result[metric], 0.0, atol=1e-7, err_msg=metric)
     np.testing.assert_allclose(result["pearson_delta"], 1.0, atol=1e-9)
     np.testing.assert_allclose(result["sd_ratio"], 1.0, atol=1e-9)
@@ -40,7 +40,7 @@ def test_a_worse_prediction_scores_worse_on_every_distance():
     pca = fit_pca_on_real(real)
     good = evaluate(good_pred, real, pca=pca, progress=False).agg.loc["mean"]
     bad = evaluate(bad_pred, real, pca=pca, progress=False).agg.loc["mean"]
-    for metric in ("w1", "w2", "w2_ot", "energy", "mse", "mae_delta"):
+    for metric in ("w1", "w2", "w2_ot", "energy_gene", "energy_pca", "mmd_gene", "mse", "mae"):
         assert good[metric] < bad[metric], metric
     assert good["pearson_delta"] > bad["pearson_delta"]
 
@@ -103,7 +103,7 @@ def test_write_results_uses_cell_eval_file_names(tmp_path):
     back = pd.read_csv(results_path)
     np.testing.assert_allclose(back["w1"], result.results["w1"])
     agg = pd.read_csv(agg_path).set_index("statistic")
-    assert agg.loc["mean", "energy"] == pytest.approx(result.results["energy"].mean())
+    assert agg.loc["mean", "energy_gene"] == pytest.approx(result.results["energy_gene"].mean())
 
 
 def test_non_finite_predictions_are_refused():

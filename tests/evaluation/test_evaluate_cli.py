@@ -47,3 +47,55 @@ def test_evaluate_reports_a_missing_file(tmp_path, capsys):
     (pred_dir / "adata_pred.h5ad").unlink()
     assert main(["evaluate", str(pred_dir), "--out", str(tmp_path / "o")]) == 2
     assert "adata_pred.h5ad" in capsys.readouterr().err
+
+
+def _write_references(pred_dir, real) -> None:
+    import numpy as np
+
+    from ptrag.evaluation import REFERENCE_FILE, SHIFT_REFERENCES, ReferenceShifts
+    from ptrag.evaluation.reference_shifts import conditions_of
+
+    conditions = tuple(conditions_of(real, "non-targeting"))
+    shifts = {
+        name: np.full((len(conditions), real.n_vars), 0.05 * i, np.float32)
+        for i, name in enumerate(SHIFT_REFERENCES)
+    }
+    details = pd.DataFrame(
+        [(name, c, p, "test", "") for name in shifts for c, p in conditions],
+        columns=["reference", "cell_type", "perturbation", "source", "detail"],
+    )
+    ReferenceShifts(tuple(real.var_names), conditions, shifts, details).save(pred_dir / REFERENCE_FILE)
+
+
+def test_evaluate_scores_every_reference_beside_the_method(tmp_path, capsys):
+    pred, real = make_pair(cell_types=("k562", "rpe1"), n_perts=3)
+    pred_dir = _write(tmp_path, pred, real)
+    _write_references(pred_dir, real)
+    assert main(["evaluate", str(pred_dir), "--no-de"]) == 0
+    printed = capsys.readouterr().out
+    out = pred_dir / "eval"
+    names = ["control", "train_mean", "perturb_shift", "knn_shift", "linear", "noise_floor"]
+    for name in names:
+        results = pd.read_csv(out / "references" / name / "results.csv")
+        assert len(results) == 6, name
+        assert (out / "references" / name / "agg_results.csv").is_file()
+    assert len(pd.read_csv(out / "references" / "details.csv")) == 4 * 6
+    comparison = pd.read_csv(out / "comparison.csv")
+    assert list(comparison["method"]) == ["test-arm", *names]
+    assert list(comparison["kind"]) == ["method"] + ["reference"] * 6
+    control_agg = pd.read_csv(out / "references" / "control" / "agg_results.csv").set_index("statistic")
+    control_energy = control_agg.loc["mean", "energy_gene"]
+    assert comparison.set_index("method").loc["control", "energy_gene"] == control_energy
+    assert "perturb_shift" in printed and "noise_floor" in printed
+    assert f"{control_agg.loc['mean', 'energy_gene']:.4g}" in printed
+
+
+def test_evaluate_without_a_references_file_scores_control_and_noise_floor_only(tmp_path, capsys):
+    pred, real = make_pair(n_perts=3)
+    pred_dir = _write(tmp_path, pred, real)
+    assert main(["evaluate", str(pred_dir), "--no-de"]) == 0
+    assert "No references.npz" in capsys.readouterr().out
+    assert sorted(p.name for p in (pred_dir / "eval" / "references").iterdir()) == ["control", "noise_floor"]
+    assert main(["evaluate", str(pred_dir), "--no-de", "--no-references", "--out", str(tmp_path / "o")]) == 0
+    assert not (tmp_path / "o" / "references").exists()
+    assert not (tmp_path / "o" / "comparison.csv").exists()

@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 from eval_synthetic import CONTROL, make_pair
 
+from ptrag.errors import DataError
 from ptrag.evaluation import (
+    REFERENCE_REGISTRY,
+    REFERENCES,
+    SHIFT_REFERENCES,
+    ReferenceShifts,
     control_reference,
     evaluate_references,
     fit_pca_on_real,
@@ -15,6 +20,17 @@ from ptrag.evaluation import (
     noise_floor_pair,
     train_mean_reference,
 )
+from ptrag.evaluation.reference_shifts import conditions_of
+
+
+def _constant_shifts(real, values: dict[str, np.ndarray]) -> ReferenceShifts:
+    """Every condition of ``real`` gets the same shift per reference."""
+    conditions = tuple(conditions_of(real, CONTROL))
+    return ReferenceShifts(
+        tuple(real.var_names),
+        conditions,
+        {name: np.tile(np.asarray(v, np.float32), (len(conditions), 1)) for name, v in values.items()},
+    )
 
 
 def _counts(adata):
@@ -77,13 +93,53 @@ def test_noise_floor_splits_each_condition_into_disjoint_halves():
 def test_noise_floor_beats_control_on_a_shifted_dataset():
     _, real = make_pair(seed=2, n_cells=40, n_controls=80, n_genes=40)
     pca = fit_pca_on_real(real)
-    shifts = {"k562": np.zeros(real.n_vars)}
+    shifts = _constant_shifts(real, {"train_mean": np.zeros(real.n_vars)})
     scores = evaluate_references(real, CONTROL, shifts=shifts, pca=pca)
-    assert set(scores) == {"control", "train_mean", "noise_floor"}
+    assert list(scores) == ["control", "train_mean", "noise_floor"]  # registry order
     floor = scores["noise_floor"].agg.loc["mean"]
     control = scores["control"].agg.loc["mean"]
-    for metric in ("energy", "energy_unbiased", "mmd", "mse_delta", "w1"):
+    for metric in ("energy_gene", "energy_gene_unbiased", "mmd_gene", "mmd_pca", "mse", "w1"):
         assert floor[metric] < control[metric], metric
     assert floor["pearson_delta"] > control["pearson_delta"]
     # A zero shift turns train_mean into the control reference.
-    assert scores["train_mean"].agg.loc["mean", "energy"] == pytest.approx(control["energy"])
+    assert scores["train_mean"].agg.loc["mean", "energy_gene"] == pytest.approx(control["energy_gene"])
+
+
+def test_every_shift_reference_is_the_control_draws_plus_its_shift_and_n_matched():
+    _, real = make_pair(cell_types=("k562", "rpe1"), n_perts=3, n_genes=8, n_cells=12, n_controls=30)
+    offsets = {name: np.full(8, 0.1 * (i + 1)) for i, name in enumerate(SHIFT_REFERENCES)}
+    shifts = _constant_shifts(real, offsets)
+    control = control_reference(real, CONTROL, seed=5)
+    perturbed = (control.obs["target_gene"] != CONTROL).to_numpy()
+    from ptrag.evaluation.references import BuildContext
+
+    context = BuildContext(CONTROL, seed=5, shifts=shifts)
+    for name in SHIFT_REFERENCES:
+        pred, target = REFERENCE_REGISTRY[name].build(real, context)
+        assert target is real
+        assert _counts(pred).equals(_counts(real))  # n-matched
+        np.testing.assert_array_equal(pred.obs["control_barcode"], control.obs["control_barcode"])
+        expected = np.tile(offsets[name], (perturbed.sum(), 1))
+        np.testing.assert_allclose(pred.X[perturbed] - control.X[perturbed], expected, atol=1e-6)
+        np.testing.assert_array_equal(pred.X[~perturbed], control.X[~perturbed])
+
+
+def test_all_six_references_are_scored_when_every_shift_is_given():
+    _, real = make_pair(n_perts=3, n_genes=10)
+    shifts = _constant_shifts(real, {name: np.zeros(10) for name in SHIFT_REFERENCES})
+    scores = evaluate_references(real, CONTROL, shifts=shifts, include_de=False)
+    assert list(scores) == list(REFERENCES) == [
+        "control", "train_mean", "perturb_shift", "knn_shift", "linear", "noise_floor"
+    ]
+    assert "split-half" in REFERENCE_REGISTRY["noise_floor"].note
+
+
+def test_shifts_for_other_conditions_or_genes_are_refused():
+    _, real = make_pair(n_perts=3, n_genes=10)
+    shifts = _constant_shifts(real, {"linear": np.zeros(10)})
+    fewer = ReferenceShifts(shifts.genes, shifts.conditions[:-1], {"linear": shifts.shifts["linear"][:-1]})
+    with pytest.raises(DataError, match="no shifts for the conditions"):
+        evaluate_references(real, CONTROL, shifts=fewer)
+    renamed = ReferenceShifts(("X", *shifts.genes[1:]), shifts.conditions, shifts.shifts)
+    with pytest.raises(DataError, match="differ from the 10 var_names"):
+        evaluate_references(real, CONTROL, shifts=renamed)

@@ -10,16 +10,24 @@ import pandas as pd
 import pytest
 from scipy.stats import wilcoxon
 
+from ptrag.evaluation import METRIC_REGISTRY, REFERENCE_REGISTRY
 from ptrag.report import build_summary, fmt, write_report
 
 ARMS = ("st", "vanilla_rag", "ptrag")
-REFERENCES = ("control", "noise_floor")
+REFERENCES = ("control", "perturb_shift", "noise_floor")
 
 
 def _results(n: int = 30, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     st_w1 = rng.gamma(3.0, 0.1, n)
-    offsets = {"st": 0.0, "vanilla_rag": 0.05, "ptrag": -0.03, "control": 0.3, "noise_floor": -0.2}
+    offsets = {
+        "st": 0.0,
+        "vanilla_rag": 0.05,
+        "ptrag": -0.03,
+        "control": 0.3,
+        "perturb_shift": 0.1,
+        "noise_floor": -0.2,
+    }
     rows = []
     for method, offset in offsets.items():
         noise = rng.normal(0, 0.02, n)
@@ -32,7 +40,7 @@ def _results(n: int = 30, seed: int = 0) -> pd.DataFrame:
                     "perturbation": f"GENE{i}",
                     "w1": w1,
                     "w2": 1.3 * w1,
-                    "energy": 2 * w1,
+                    "energy_gene": 2 * w1,
                     "pearson_delta": 1 - w1 if i or method != "vanilla_rag" else np.nan,
                     "sd_ratio": 0.9,
                 }
@@ -77,6 +85,23 @@ def test_renderer_writes_three_files_with_embedded_figures(tmp_path, summary):
         assert f"figures/{name}.png" in markdown
         assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert "split-half" in markdown  # the noise floor is labelled as such
+    for reference in REFERENCES:  # every reference's note comes from the reference registry
+        assert REFERENCE_REGISTRY[reference].note in markdown
+
+
+def test_metric_directions_come_from_the_registry(summary):
+    assert summary["metrics"] == ["w1", "w2", "energy_gene", "sd_ratio", "pearson_delta"]  # registry order
+    info = summary["metric_info"]
+    assert info["sd_ratio"]["direction"] == "closer to 1"
+    assert info["pearson_delta"]["direction"] == "higher"
+    assert info["energy_gene"] == {
+        "family": "gene_distribution",
+        "direction": "lower",
+        "description": METRIC_REGISTRY["energy_gene"].description,
+    }
+    # sd_ratio: every method has 0.9, so every pair is a tie, never a win for the higher value.
+    sd = next(t for t in summary["paired_tests"] if t["metric"] == "sd_ratio" and t["arm"] == "ptrag")
+    assert (sd["wins"], sd["losses"], sd["ties"]) == (0, 0, 30)
 
 
 def test_every_table_number_is_in_summary_json(tmp_path, summary):

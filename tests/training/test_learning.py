@@ -35,8 +35,8 @@ def scores(tiny_data, trained_runs) -> dict[str, pd.DataFrame]:
 
 @pytest.mark.parametrize("arm", ["st", "vanilla_rag", "ptrag", "memory"])
 def test_every_arm_beats_the_control_reference_on_energy(scores, arm: str) -> None:
-    arm_energy = scores[arm]["energy"].mean()
-    control_energy = scores["control"]["energy"].mean()
+    arm_energy = scores[arm]["energy_gene"].mean()
+    control_energy = scores["control"]["energy_gene"].mean()
     print(f"{arm}: energy {arm_energy:.3f} vs control {control_energy:.3f}")
     assert arm_energy < control_energy
 

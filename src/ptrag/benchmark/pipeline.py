@@ -14,6 +14,7 @@ import pandas as pd
 from ptrag.benchmark.runner import DEFAULT_ARMS, BenchmarkRuns, run_arms
 from ptrag.config import DEFAULT_PRESET, get_arm, load_config
 from ptrag.errors import DataError
+from ptrag.evaluation.metric_registry import metrics_where
 from ptrag.io import atomic_write_text, staged_output
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,12 @@ def _per_seed(runs: BenchmarkRuns) -> list[dict[str, Any]]:
     return rows
 
 
-VERDICT_METRICS = ("energy", "mmd", "w1", "w2", "pearson_delta")
-
-
 def verdict(summary: dict[str, Any], baseline: str = "st") -> list[str]:
-    """Plain sentences: each arm against the baseline on the headline metrics (paired Wilcoxon)."""
+    """Plain sentences: each arm against the baseline on the verdict metrics (paired Wilcoxon)."""
+    verdict_metrics = metrics_where("verdict")
     lines = []
     for row in summary.get("paired_tests", []):
-        if row["metric"] not in VERDICT_METRICS or row["n_pairs"] == 0:
+        if row["metric"] not in verdict_metrics or row["n_pairs"] == 0:
             continue
         better = row["wins"] > row["losses"]
         p_value = row["p_value"]  # None (JSON null) when every difference is zero

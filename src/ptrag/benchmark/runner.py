@@ -15,11 +15,13 @@ from ptrag.config.arms import default_benchmark_arms
 from ptrag.data.loading import load_dataset
 from ptrag.data.splits import Split
 from ptrag.evaluation import (
+    REFERENCE_FILE,
+    REFERENCES,
     EvaluationResult,
     evaluate,
     evaluate_references,
     fit_pca_on_real,
-    mean_training_shifts,
+    reference_shifts_for_split,
 )
 from ptrag.prediction.predict import Prediction, predict_sets
 from ptrag.prediction.write import write_prediction
@@ -113,14 +115,11 @@ def run_arms(
                 ArmRun(arm, seed, trained_s, predict_s, result, prediction.retrieval, _last_logged(run_dir))
             )
     assert real is not None and real.adata_real is not None
-    log.info("[benchmark] evaluating references (control, train_mean, noise_floor)")
-    references = evaluate_references(
-        real.adata_real,
-        dataset.control_label,
-        shifts=mean_training_shifts(dataset, split.roles(dataset) == "train"),
-        pca=pca,
-        seed=0,
-    )
+    log.info("[benchmark] evaluating references (%s)", ", ".join(REFERENCES))
+    shifts = reference_shifts_for_split(dataset, split, real.adata_real, base.embedding.source)
+    for run in runs:  # every prediction directory carries its references, as `ptrag predict` writes them
+        shifts.save(out / "predictions" / f"{run.arm}-seed{run.seed}" / REFERENCE_FILE)
+    references = evaluate_references(real.adata_real, dataset.control_label, shifts=shifts, pca=pca, seed=0)
     info = {
         "path": str(data_path),
         "split": str(split_path),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ptrag.cli.common import add_config_options
+from ptrag.cli.common import add_config_options, add_data_options, data_overrides
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
@@ -35,6 +35,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory.")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars.")
     add_config_options(parser)
+    add_data_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from ptrag.benchmark.pipeline import run_benchmark
     from ptrag.config import DEFAULT_PRESET, parse_arms
     from ptrag.errors import ConfigError
+    from ptrag.evaluation.metric_registry import metrics_where
     from ptrag.report.render import fmt
 
     arms = [arm.name for arm in parse_arms(args.arms)]
@@ -54,15 +56,16 @@ def run(args: argparse.Namespace) -> int:
         arms=arms,
         seeds=args.seeds,
         config_source=args.config or DEFAULT_PRESET,
-        overrides=args.overrides,
+        overrides=[*data_overrides(args), *args.overrides],
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
-    shown = ("energy", "mmd", "w1", "w2", "pearson_delta", "sd_ratio")
-    print(f"{'method':<14}" + "".join(f"{m:>15}" for m in shown))
+    shown = metrics_where("headline")
+    widths = [max(len(m), 8) + 2 for m in shown]
+    print(f"{'method':<14}" + "".join(f"{m:>{w}}" for m, w in zip(shown, widths, strict=True)))
     for method, entry in summary["methods"].items():
         cells = [fmt(entry["metrics"].get(m, {}).get("mean")) for m in shown]
-        print(f"{method:<14}" + "".join(f"{c:>15}" for c in cells))
+        print(f"{method:<14}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
     print("\n".join(summary["verdict"]))
     print(f"report: {args.out}/report.html")
     return 0

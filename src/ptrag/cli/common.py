@@ -13,6 +13,9 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cell-type-column", help="obs column with the cell type (e.g. cell_line).")
     group.add_argument("--batch-column", help="obs column with the batch (e.g. gem_group).")
     group.add_argument("--control-label", help="label of control cells (e.g. non-targeting).")
+    group.add_argument(
+        "--expression", help="expression to read: auto (obsm['X_hvg'], else X), X, an obsm key, layers/<key>."
+    )
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:

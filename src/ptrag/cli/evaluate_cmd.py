@@ -9,9 +9,15 @@ from typing import Any
 DESCRIPTION = (
     "Read PRED_DIR/adata_pred.h5ad and PRED_DIR/adata_real.h5ad (identical var_names, same "
     "(cell type, perturbation) conditions, control cells in both), compute every metric per "
-    "(cell type, perturbation) — w1, w2, w2_ot, mmd, energy, sd_ratio and cell-eval's pearson_delta, "
-    "mse, mae, mse_delta, mae_delta, discrimination_score_l1, overlap_at_N — and write results.csv and "
-    "agg_results.csv. NaNs are skipped in the aggregate and counted."
+    "(cell type, perturbation) — w1, w2, w2_ot, energy_pca, mmd_pca (per PC of PCA-50, as gge-eval), "
+    "energy_gene, energy_gene_unbiased, mmd_gene (gene space), sd_ratio and cell-eval's pearson_delta, "
+    "mse, mae, discrimination_score_l1, overlap_at_N — and write results.csv and agg_results.csv. "
+    "NaNs are skipped in the aggregate and counted. References are scored beside the method with the "
+    "same PCA: control and noise_floor always, and train_mean, perturb_shift, knn_shift and linear when "
+    "PRED_DIR/references.npz exists (ptrag predict writes it for split groups). Each gets "
+    "OUT/references/<name>/results.csv and agg_results.csv; OUT/references/details.csv says how each "
+    "shift was made; OUT/comparison.csv holds every metric's mean for the method and each reference, "
+    "and a short form of it is printed."
 )
 
 
@@ -21,7 +27,9 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         "pred_dir", metavar="PRED_DIR", help="Directory holding adata_pred.h5ad and adata_real.h5ad."
     )
     parser.add_argument(
-        "--out", help="Where to write results.csv and agg_results.csv. Default: PRED_DIR/eval."
+        "--out",
+        help="Where to write results.csv, agg_results.csv, comparison.csv and references/. "
+        "Default: PRED_DIR/eval.",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="Replace an existing non-empty output directory."
@@ -42,14 +50,25 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         help="obs column holding the cell type (default: cell_type).",
     )
     parser.add_argument(
-        "--n-pcs", type=int, default=50, help="Principal components for w1, w2 and w2_ot (default: 50)."
+        "--n-pcs",
+        type=int,
+        default=50,
+        help="Principal components for w1, w2, w2_ot, energy_pca and mmd_pca (default: 50).",
     )
     parser.add_argument(
         "--no-de",
         action="store_true",
         help="Skip the Wilcoxon DE test behind overlap_at_N (faster; the column is NaN).",
     )
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the randomised PCA (default: 0).")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="Seed of the randomised PCA and of the references' draws (default: 0).",
+    )
+    parser.add_argument(
+        "--no-references", action="store_true", help="Score the method only, without the references."
+    )
     parser.set_defaults(func=run)
 
 
@@ -76,27 +95,60 @@ def format_table(result: Any) -> str:
     return agg.to_string(float_format=lambda v: f"{v:.4g}")
 
 
+def _score_references(
+    args: argparse.Namespace, pred_dir: Path, real: Any, result: Any, pca: Any
+) -> tuple[dict[str, Any], Any]:
+    """Every reference PRED_DIR allows, scored with the method's PCA, and the shifts' details."""
+    from ptrag.evaluation import REFERENCE_FILE, ReferenceShifts, evaluate_references
+
+    if args.no_references:
+        return {}, None
+    if args.cell_type_column not in real.obs.columns:
+        print(f"References skipped: adata_real has no {args.cell_type_column!r} column.")
+        return {}, None
+    path = pred_dir / REFERENCE_FILE
+    shifts = ReferenceShifts.load(path) if path.is_file() else None
+    if shifts is None:
+        print(f"No {REFERENCE_FILE} in {pred_dir}: scoring the control and noise_floor references only.")
+    return evaluate_references(
+        real,
+        result.control_label,
+        shifts=shifts,
+        pca=pca,
+        pert_col=args.perturbation_column,
+        celltype_col=args.cell_type_column,
+        seed=args.seed,
+        include_de=not args.no_de,
+    ), (shifts.details if shifts is not None else None)
+
+
 def run(args: argparse.Namespace) -> int:
-    from ptrag.evaluation import evaluate, write_results
-    from ptrag.io import check_output_dir, staged_output
+    from ptrag.evaluation import (
+        comparison_table,
+        evaluate,
+        fit_pca_on_real,
+        write_reference_results,
+        write_results,
+    )
+    from ptrag.evaluation.metric_registry import metrics_where
+    from ptrag.evaluation.reference_report import COMPARISON_FILE
+    from ptrag.io import atomic_write_text, check_output_dir, staged_output
 
     pred_dir = Path(args.pred_dir)
     pred = _read(pred_dir / "adata_pred.h5ad")
     real = _read(pred_dir / "adata_real.h5ad")
     out = check_output_dir(args.out or pred_dir / "eval", overwrite=args.overwrite)
+    pca = fit_pca_on_real(real, n_pcs=args.n_pcs, seed=args.seed)
     result = evaluate(
         pred,
         real,
         control_label=args.control_label,
         pert_col=args.perturbation_column,
         celltype_col=args.cell_type_column,
-        n_pcs=args.n_pcs,
+        pca=pca,
         include_de=not args.no_de,
         seed=args.seed,
     )
-    with staged_output(out, overwrite=args.overwrite) as staging:  # the old results stay until then
-        written = write_results(result, staging)
-    results_path, agg_path = (out / path.name for path in written)
     print(
         f"Scored {len(result.results)} (cell type, perturbation) conditions; "
         f"control label {result.control_label!r}."
@@ -107,5 +159,20 @@ def run(args: argparse.Namespace) -> int:
         "NaNs skipped per metric: "
         + (", ".join(f"{m}={n}" for m, n in skipped.items()) if skipped else "none")
     )
-    print(f"Wrote {results_path} and {agg_path}")
+    references, details = _score_references(args, pred_dir, real, result, pca)
+    table = None
+    # Everything is written into a staging directory that replaces --out only when complete.
+    with staged_output(out, overwrite=args.overwrite) as staging:
+        written = write_results(result, staging)
+        if references:
+            write_reference_results(references, staging, details)
+            method = str(pred.uns.get("ptrag", {}).get("arm", "prediction"))
+            table = comparison_table(method, result, references)
+            atomic_write_text(staging / COMPARISON_FILE, table.to_csv(index=False))
+    print(f"Wrote {' and '.join(str(out / path.name) for path in written)}")
+    if table is not None:
+        shown = ["method", *[m for m in metrics_where("headline") if m in table.columns]]
+        print("\nMean over conditions, method and references (same PCA, same real cells):")
+        print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(f"Wrote {out / 'references'}/<name>/results.csv, agg_results.csv and {out / COMPARISON_FILE}")
     return 0

@@ -93,6 +93,7 @@ def summarize(dataset: Any, set_len: int, per_batch: bool = False) -> str:
         f"Cells:       {dataset.n_cells}",
         f"Genes:       {dataset.n_genes} (expression: {dataset.expression_source}, "
         f"{dataset.expression.nbytes / 2**20:.1f} MiB in memory)",
+        f"Normalised:  {dataset.normalisation.describe()}",
         f"Columns:     perturbation={mapping.perturbation!r}  cell type={mapping.cell_type!r}  "
         f"batch={mapping.batch!r}" + ("" if mapping.batch else " (none: one batch)"),
         f"Control:     {mapping.control_label!r} ({int(control.sum())} cells)",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ptrag.cli.common import add_data_options, data_overrides
+
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser = sub.add_parser(
@@ -42,29 +44,41 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for pairing control cells.")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory.")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar.")
+    # For files that name their columns differently from the training file (default: the run's).
+    add_data_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ptrag.api import Model
-    from ptrag.data.loading import load_dataset
-    from ptrag.io import check_output_dir
+    from ptrag.data.splits import Split
+    from ptrag.io import check_output_dir, staged_output
     from ptrag.prediction.insilico import read_queries
+    from ptrag.prediction.write import write_prediction_files
 
     model = Model.load(args.run_dir, checkpoint=args.checkpoint)
     # Check the cheap inputs before the screen is read; an existing output stays until the new one is done.
     queries = read_queries(args.queries) if args.queries else None
     check_output_dir(args.out, overwrite=args.overwrite)
-    dataset = load_dataset(args.data, model.config.data, set_len=None)
+    dataset = model.load_data(args.data, data_overrides(args))
+    split = None
+    if queries is None:
+        split = Split.read(args.split_file) if args.split_file else model.run_split()
     prediction = model.predict(
         dataset,
         split=args.split,
-        split_file=args.split_file,
+        split_file=split,
         queries=queries,
         seed=args.seed,
         progress=not args.no_progress,
     )
-    out = prediction.write(args.out, overwrite=args.overwrite)
+    with staged_output(args.out, overwrite=args.overwrite) as staging:
+        write_prediction_files(prediction, staging)
+        if split is not None:  # the simple references' shifts, for `ptrag evaluate` to score beside the model
+            from ptrag.evaluation import write_reference_shifts
+
+            source = model.config.embedding.source
+            write_reference_shifts(staging, dataset, split, prediction.adata_real, source)
     n_pred = int((prediction.adata_pred.obs["target_gene"] != dataset.control_label).sum())
-    print(f"predicted {n_pred} cells → {out}")
+    print(f"predicted {n_pred} cells → {args.out}")
     return 0

@@ -11,7 +11,8 @@ from ptrag.cli.inspect_cmd import add_data_options, data_config
 DESCRIPTION = (
     "Generate a seeded split of a screen and write it in STATE's TOML format. Few-shot holds out a "
     "fraction of the listed cell types' perturbations for val and test (they may still be seen in other "
-    "cell types); zero-shot holds out whole cell types."
+    "cell types); unseen holds out a fraction of the screen's perturbations from every cell type "
+    "(GEARS-style: no cell of them trains anywhere); zero-shot holds out whole cell types."
 )
 
 
@@ -19,7 +20,10 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser = sub.add_parser(name, help=help_text, description=DESCRIPTION)
     add_data_options(parser)
     parser.add_argument(
-        "--mode", choices=("fewshot", "zeroshot"), default="fewshot", help="Kind of split (default fewshot)."
+        "--mode",
+        choices=("fewshot", "unseen", "zeroshot"),
+        default="fewshot",
+        help="Kind of split (default fewshot).",
     )
     parser.add_argument(
         "--cell-types",
@@ -32,13 +36,13 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         "--val-fraction",
         type=float,
         default=0.1,
-        help="Few-shot: fraction of perturbations for val (default 0.1).",
+        help="Few-shot and unseen: fraction of perturbations for val (default 0.1).",
     )
     parser.add_argument(
         "--test-fraction",
         type=float,
         default=0.2,
-        help="Few-shot: fraction of perturbations for test (default 0.2).",
+        help="Few-shot and unseen: fraction of perturbations for test (default 0.2).",
     )
     parser.add_argument(
         "--role", choices=("val", "test"), default="test", help="Zero-shot: role of the held-out cell types."
@@ -56,7 +60,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ptrag.data.loading import load_dataset
-    from ptrag.data.splits import generate_fewshot, generate_zeroshot
+    from ptrag.data.splits import generate_fewshot, generate_unseen, generate_zeroshot
     from ptrag.errors import OutputError, SplitError
 
     if args.out.exists() and not args.overwrite:
@@ -70,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
         split = generate_fewshot(
             dataset, cell_types, args.val_fraction, args.test_fraction, args.seed, name=name
         )
+    elif args.mode == "unseen":
+        if args.cell_types:
+            raise SplitError("--mode unseen holds perturbations out of every cell type; drop --cell-types.")
+        split = generate_unseen(dataset, args.val_fraction, args.test_fraction, args.seed, name=name)
     else:
         if not args.cell_types:
             raise SplitError("--mode zeroshot needs --cell-types naming the cell type(s) to hold out.")

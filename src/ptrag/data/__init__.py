@@ -3,7 +3,7 @@
 from ptrag.data.dataset import ColumnMapping, ExpressionMatrix, PerturbationDataset
 from ptrag.data.loading import load_dataset
 from ptrag.data.sets import CellSet, SetSampler, collate
-from ptrag.data.splits import Split, generate_fewshot, generate_zeroshot
+from ptrag.data.splits import Split, generate_fewshot, generate_unseen, generate_zeroshot
 
 __all__ = [
     "CellSet",
@@ -14,6 +14,7 @@ __all__ = [
     "Split",
     "collate",
     "generate_fewshot",
+    "generate_unseen",
     "generate_zeroshot",
     "load_dataset",
 ]

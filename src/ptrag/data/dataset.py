@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import pandas as pd
 
+from ptrag.data.normalisation import Normalisation
+
 if TYPE_CHECKING:
     from ptrag.data.conditions import Conditions
 
@@ -59,6 +61,8 @@ class PerturbationDataset:
     warnings: list[str] = field(default_factory=list)
     # Where the expression came from and how it is stored, for `ptrag inspect` and logs.
     expression_source: str = ""
+    # How the values became log1p expression; a run stores it (with ``genes``) to read new data alike.
+    normalisation: Normalisation = field(default_factory=Normalisation)
 
     @property
     def n_cells(self) -> int:

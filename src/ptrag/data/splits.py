@@ -241,6 +241,25 @@ def _check_cell_types(dataset: PerturbationDataset, cell_types: Sequence[str]) -
         )
 
 
+def _hold_out(
+    perts: Sequence[str], val_fraction: float, test_fraction: float, rng: np.random.Generator, what: str
+) -> dict[str, list[str]]:
+    """Seeded val and test lists drawn from ``perts``; at least one perturbation must still train."""
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise SplitError(
+            f"val ({val_fraction}) and test ({test_fraction}) fractions must be in [0, 1) and sum below 1."
+        )
+    n_test = max(1, round(test_fraction * len(perts))) if test_fraction > 0 else 0
+    n_val = max(1, round(val_fraction * len(perts))) if val_fraction > 0 else 0
+    if n_test + n_val >= len(perts):
+        raise SplitError(
+            f"{what} has {len(perts)} perturbations: too few to hold out {n_val} for val and {n_test} "
+            "for test and still train on some. Lower the fractions."
+        )
+    shuffled = [perts[i] for i in rng.permutation(len(perts))]
+    return {"test": sorted(shuffled[:n_test]), "val": sorted(shuffled[n_test : n_test + n_val])}
+
+
 def generate_fewshot(
     dataset: PerturbationDataset,
     cell_types: Sequence[str],
@@ -251,26 +270,38 @@ def generate_fewshot(
 ) -> Split:
     """Hold out a seeded fraction of each listed cell type's perturbations for val and for test."""
     _check_cell_types(dataset, cell_types)
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise SplitError(
-            f"val ({val_fraction}) and test ({test_fraction}) fractions must be in [0, 1) and sum below 1."
+    fewshot = {
+        cell_type: _hold_out(
+            dataset.perturbations(cell_type),
+            val_fraction,
+            test_fraction,
+            _rng_for(seed, cell_type),
+            f"Cell type {cell_type!r}",
         )
-    fewshot: dict[str, dict[str, list[str]]] = {}
-    for cell_type in cell_types:
-        perts = dataset.perturbations(cell_type)
-        order = _rng_for(seed, cell_type).permutation(len(perts))
-        n_test = max(1, round(test_fraction * len(perts))) if test_fraction > 0 else 0
-        n_val = max(1, round(val_fraction * len(perts))) if val_fraction > 0 else 0
-        if n_test + n_val >= len(perts):
-            raise SplitError(
-                f"Cell type {cell_type!r} has {len(perts)} perturbations: too few to hold out {n_val} "
-                f"for val and {n_test} for test and still train on some. Lower the fractions."
-            )
-        shuffled = [perts[i] for i in order]
-        fewshot[cell_type] = {
-            "test": sorted(shuffled[:n_test]),
-            "val": sorted(shuffled[n_test : n_test + n_val]),
-        }
+        for cell_type in cell_types
+    }
+    return Split(name=name, fewshot=fewshot, datasets={name: dataset.source}, training={name: "train"})
+
+
+def generate_unseen(
+    dataset: PerturbationDataset,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    name: str = "data",
+) -> Split:
+    """Hold out a seeded fraction of the screen's perturbations from EVERY cell type (GEARS-style).
+
+    Written as few-shot entries listing the same perturbations for each cell type, so the file stays
+    STATE TOML; no cell of a held-out perturbation trains in any cell type.
+    """
+    held_out = _hold_out(
+        dataset.perturbations(), val_fraction, test_fraction, _rng_for(seed, "\x00unseen"), "The screen"
+    )
+    fewshot = {}
+    for cell_type in dataset.cell_types:
+        present = set(dataset.perturbations(cell_type))
+        fewshot[cell_type] = {role: [p for p in held_out[role] if p in present] for role in HELD_OUT_ROLES}
     return Split(name=name, fewshot=fewshot, datasets={name: dataset.source}, training={name: "train"})
 
 

@@ -2,47 +2,70 @@
 
 Public API::
 
-    from ptrag.evaluation import evaluate, write_results, fit_pca_on_real
+    from ptrag.evaluation import evaluate, write_results, fit_pca_on_real, evaluate_references
     result = evaluate(adata_pred, adata_real)          # EvaluationResult(.results, .agg)
     write_results(result, "out/")                      # results.csv, agg_results.csv
+    shifts = ReferenceShifts.load("pred/references.npz")
+    refs = evaluate_references(adata_real, "non-targeting", shifts=shifts)  # name → EvaluationResult
+
+Metrics and references each have one registry: :data:`METRIC_REGISTRY` and :data:`REFERENCE_REGISTRY`.
 """
 
-from ptrag.evaluation.core import (
-    HIGHER_IS_BETTER,
-    METRICS,
-    EvaluationResult,
-    aggregate,
-    evaluate,
-    fit_pca_on_real,
-    write_results,
-)
+from ptrag.evaluation.core import EvaluationResult, aggregate, evaluate, fit_pca_on_real, write_results
 from ptrag.evaluation.distributional import PCAProjection, fit_pca
+from ptrag.evaluation.metric_registry import METRIC_REGISTRY, METRICS, Metric, metric, metrics_where
+from ptrag.evaluation.reference_report import comparison_table, write_reference_results
+from ptrag.evaluation.reference_shifts import (
+    REFERENCE_FILE,
+    ReferenceShifts,
+    compute_reference_shifts,
+    reference_shifts_for_split,
+    resolve_embeddings,
+    write_reference_shifts,
+)
 from ptrag.evaluation.references import (
+    REFERENCE_REGISTRY,
     REFERENCES,
+    SHIFT_REFERENCES,
+    Reference,
     control_reference,
     evaluate_references,
-    mean_training_shifts,
     noise_floor_pair,
     train_mean_reference,
 )
+from ptrag.evaluation.shifts import mean_training_shifts
 from ptrag.evaluation.stats import bootstrap_ci, paired_tests
 
 __all__ = [
-    "HIGHER_IS_BETTER",
     "METRICS",
+    "METRIC_REGISTRY",
     "REFERENCES",
+    "REFERENCE_FILE",
+    "REFERENCE_REGISTRY",
+    "SHIFT_REFERENCES",
     "EvaluationResult",
+    "Metric",
     "PCAProjection",
+    "Reference",
+    "ReferenceShifts",
     "aggregate",
     "bootstrap_ci",
+    "comparison_table",
+    "compute_reference_shifts",
     "control_reference",
     "evaluate",
     "evaluate_references",
     "fit_pca",
     "fit_pca_on_real",
     "mean_training_shifts",
+    "metric",
+    "metrics_where",
     "noise_floor_pair",
     "paired_tests",
+    "reference_shifts_for_split",
+    "resolve_embeddings",
     "train_mean_reference",
+    "write_reference_results",
+    "write_reference_shifts",
     "write_results",
 ]

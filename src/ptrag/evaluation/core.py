@@ -15,39 +15,14 @@ from threadpoolctl import threadpool_limits
 
 from ptrag.errors import DataError, format_list
 from ptrag.evaluation.de import overlap_at_n, ranked_de_genes, sort_reference
-from ptrag.evaluation.distributional import (
-    DISTRIBUTIONAL_METRICS,
-    PCAProjection,
-    distributional_metrics,
-    fit_pca,
-)
-from ptrag.evaluation.profile import PROFILE_METRICS, profile_metrics
+from ptrag.evaluation.distributional import PCAProjection, distributional_metrics, fit_pca
+from ptrag.evaluation.metric_registry import METRICS
+from ptrag.evaluation.profile import profile_metrics
 
 log = logging.getLogger(__name__)
 
 KNOWN_CONTROL_LABELS: tuple[str, ...] = ("non-targeting", "control", "ctrl", "NT")
-METRICS: tuple[str, ...] = (*DISTRIBUTIONAL_METRICS, *PROFILE_METRICS, "overlap_at_N")
-# Direction of "better" for every metric; sd_ratio is best at 1.
-HIGHER_IS_BETTER: dict[str, bool] = {
-    **{
-        m: False
-        for m in (
-            "w1",
-            "w2",
-            "w2_ot",
-            "mmd",
-            "energy",
-            "energy_unbiased",
-            "mse",
-            "mae",
-            "mse_delta",
-            "mae_delta",
-        )
-    },
-    "pearson_delta": True,
-    "discrimination_score_l1": True,
-    "overlap_at_N": True,
-}
+CONDITION_COLUMNS: tuple[str, ...] = ("cell_type", "perturbation", "n_pred", "n_real")
 AGG_STATISTICS: tuple[str, ...] = ("count", "nan_count", "mean", "median", "std", "min", "max")
 
 
@@ -230,6 +205,7 @@ def evaluate(
 
     rows: list[dict[str, Any]] = []
     unmatched = 0
+    control_differs: list[str] = []
     n_conditions = sum(1 for key in real_groups if not key.endswith("\x1f" + control_label))
     bar = tqdm(total=n_conditions, desc="evaluate", unit="condition", disable=not progress)
     # Per-condition matrices are small: multithreaded BLAS only adds contention there (measured
@@ -245,6 +221,8 @@ def evaluate(
                 )
             real_ctrl = real_x[real_groups[control_key]].astype(np.float64)
             pred_ctrl = pred_x[pred_groups[control_key]].astype(np.float64)
+            if not np.allclose(real_ctrl.mean(0), pred_ctrl.mean(0), rtol=0.0, atol=1e-6):
+                control_differs.append(cell_type)
             perts = sorted(k.split("\x1f", 1)[1] for k in real_groups if k.startswith(f"{cell_type}\x1f"))
             perts = [p for p in perts if p != control_label]
             if not perts:
@@ -289,7 +267,14 @@ def evaluate(
             "so compare methods only at matched n.",
             unmatched,
         )
-    results = pd.DataFrame(rows)
+    if control_differs:
+        log.warning(
+            "The control cells of %s differ between adata_pred and adata_real; each file's deltas use its "
+            "own control mean (cell-eval's convention), so pearson_delta and discrimination compare "
+            "deltas from different baselines.",
+            format_list(control_differs),
+        )
+    results = pd.DataFrame(rows).reindex(columns=[*CONDITION_COLUMNS, *METRICS])
     info = {"n_conditions": len(rows), "n_unmatched": unmatched, "n_pcs": pca.n_components}
     return EvaluationResult(results=results, agg=aggregate(results), control_label=control_label, info=info)
 

@@ -3,11 +3,12 @@
 Definitions follow cell-eval (``cell_eval.metrics._anndata``), computed within each cell type:
 
 - ``mse`` / ``mae``: between the predicted and real mean profiles (pseudobulk means over cells).
-- ``pearson_delta``, ``mse_delta``, ``mae_delta``: on the deltas from control, where the predicted
-  delta uses the mean of the *predicted file's* control cells and the real delta the mean of the
-  *real file's* control cells (cell-eval's ``ctrl_pred`` / ``ctrl_real``). Under ptrag's
-  prediction contract both files hold the same control cells, so both deltas use the same control
-  mean: that cell type's control cells.
+- ``pearson_delta``: on the deltas from control, where the predicted delta uses the mean of the
+  *predicted file's* control cells and the real delta the mean of the *real file's* control cells
+  (cell-eval's ``ctrl_pred`` / ``ctrl_real``). Under ptrag's prediction contract both files hold
+  the same control cells, so both deltas use the same control mean: that cell type's control cells.
+- cell-eval's ``mse_delta`` / ``mae_delta`` are not computed: with the same control cells in both
+  files they equal ``mse`` / ``mae`` exactly (the control means cancel in the difference).
 - ``discrimination_score_l1``: 1 − rank/P, where rank is the position of the true perturbation
   among all P real deltas of the cell type, ordered by L1 distance to the predicted delta; the
   target gene's own column is excluded when it is measured. Exact ties count in the model's favour
@@ -22,16 +23,6 @@ from numpy.typing import NDArray
 from scipy.spatial.distance import cdist
 
 FloatArray = NDArray[np.float64]
-
-PROFILE_METRICS: tuple[str, ...] = (
-    "pearson_delta",
-    "mse",
-    "mae",
-    "mse_delta",
-    "mae_delta",
-    "discrimination_score_l1",
-)
-
 
 def rowwise_pearson(a: FloatArray, b: FloatArray) -> FloatArray:
     """Pearson correlation of matching rows; NaN where a row is constant (as scipy returns)."""
@@ -76,12 +67,9 @@ def profile_metrics(
     pred_delta = pred_means - pred_control_mean[None, :]
     real_delta = real_means - real_control_mean[None, :]
     error = pred_means - real_means
-    delta_error = pred_delta - real_delta
     return {
         "pearson_delta": rowwise_pearson(pred_delta, real_delta),
         "mse": (error**2).mean(axis=1),
         "mae": np.abs(error).mean(axis=1),
-        "mse_delta": (delta_error**2).mean(axis=1),
-        "mae_delta": np.abs(delta_error).mean(axis=1),
         "discrimination_score_l1": discrimination_score_l1(pred_delta, real_delta, perturbations, genes),
     }

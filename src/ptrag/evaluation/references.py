@@ -1,4 +1,4 @@
-"""Reference predictors scored beside every method: ``control``, ``train_mean`` and ``noise_floor``.
+"""Reference predictors scored beside every method, and their registry.
 
 Each builds pred-like AnnData with the same conditions as the real file and, per condition, as many
 predicted cells as real cells (n-matched), so that W1/W2 — which depend on n — compare fairly.
@@ -6,8 +6,9 @@ predicted cells as real cells (n-matched), so that W1/W2 — which depend on n �
 - ``control``: for each (cell type, perturbation), n control cells of that cell type drawn
   (seeded, without replacement when the pool is large enough) from the real file's controls,
   unchanged.
-- ``train_mean``: those same control cells plus the cell type's mean training shift
-  (mean over training perturbations of perturbed mean − control mean), not clipped.
+- ``train_mean``, ``perturb_shift``, ``knn_shift``, ``linear``: those same control cells (the same
+  seeded draws) plus a per-condition shift computed from training cells only
+  (:mod:`ptrag.evaluation.shifts`), not clipped.
 - ``noise_floor``: the real cells of each condition split into two random halves, one scored as
   the prediction of the other (n/2 vs n/2; both files keep the full control pool). It shows the
   sampling noise of the data; for W1/W2 it is *not* a lower bound on an n-vs-n score.
@@ -15,17 +16,51 @@ predicted cells as real cells (n-matched), so that W1/W2 — which depend on n �
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from ptrag.data.dataset import PerturbationDataset
 from ptrag.errors import DataError
+from ptrag.evaluation.shifts import (
+    ShiftInputs,
+    ShiftResult,
+    knn_shifts,
+    linear_shifts,
+    perturb_shifts,
+    train_mean_shifts,
+)
 
-REFERENCES: tuple[str, ...] = ("control", "train_mean", "noise_floor")
+if TYPE_CHECKING:
+    from ptrag.evaluation.reference_shifts import ReferenceShifts
+
+ShiftLookup = Callable[[str, str], NDArray[np.floating]]  # (cell type, perturbation) → shift
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    control_label: str
+    pert_col: str = "target_gene"
+    celltype_col: str = "cell_type"
+    seed: int = 0
+    shifts: ReferenceShifts | None = None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference: how to build its (pred, real) pair, the note shown in reports, and its shift.
+
+    ``shift`` computes its per-condition shifts from training data; references without one need
+    nothing but the real file.
+    """
+
+    name: str
+    note: str
+    build: Callable[[Any, BuildContext], tuple[Any, Any]]
+    shift: Callable[[ShiftInputs], ShiftResult] | None = None
 
 
 def _rows_by_condition(
@@ -60,42 +95,36 @@ def _build(
     return out
 
 
-def _shifted_controls(
-    real: Any,
-    control_label: str,
-    pert_col: str,
-    celltype_col: str,
-    shifts: Mapping[str, NDArray[np.floating]] | None,
-    arm: str,
-    seed: int,
-) -> Any:
-    rng = np.random.default_rng(seed)
+def shifted_controls(real: Any, context: BuildContext, shift_for: ShiftLookup | None, arm: str) -> Any:
+    """Per condition, n control cells of its cell type (seeded draws) plus ``shift_for(c, p)``.
+
+    The draws do not depend on the shift, so every shift reference uses the same control cells as
+    the ``control`` reference for the same seed.
+    """
+    label, pert_col, celltype_col = context.control_label, context.pert_col, context.celltype_col
+    rng = np.random.default_rng(context.seed)
     x = _dense(real.X)
     groups = _rows_by_condition(real, pert_col, celltype_col)
     blocks: list[NDArray[np.float32]] = []
     obs_rows: list[pd.DataFrame] = []
     for (cell_type, perturbation), rows in sorted(groups.items()):
-        pool = groups.get((cell_type, control_label))
+        pool = groups.get((cell_type, label))
         if pool is None or pool.size == 0:
-            raise DataError(
-                f"Cell type {cell_type!r} has no {control_label!r} cells to build the {arm} reference."
-            )
-        if perturbation == control_label:
+            raise DataError(f"Cell type {cell_type!r} has no {label!r} cells to build the {arm} reference.")
+        if perturbation == label:
             chosen = pool
         else:
             chosen = rng.choice(pool, size=rows.size, replace=rows.size > pool.size)
         cells = x[chosen].copy()
-        if shifts is not None and perturbation != control_label:
-            if cell_type not in shifts:
-                raise DataError(f"No mean training shift for cell type {cell_type!r} (train_mean reference).")
-            cells += np.asarray(shifts[cell_type], dtype=np.float32)[None, :]
+        if shift_for is not None and perturbation != label:
+            cells += np.asarray(shift_for(cell_type, perturbation), dtype=np.float32)[None, :]
         blocks.append(cells)
         obs = pd.DataFrame({pert_col: perturbation, celltype_col: cell_type}, index=range(len(chosen)))
         obs["control_barcode"] = np.asarray(real.obs_names)[chosen]
         if "batch" in real.obs.columns:
             obs["batch"] = real.obs["batch"].to_numpy()[chosen]
         obs_rows.append(obs)
-    return _build(real, blocks, obs_rows, arm, control_label)
+    return _build(real, blocks, obs_rows, arm, label)
 
 
 def control_reference(
@@ -106,7 +135,7 @@ def control_reference(
     seed: int = 0,
 ) -> Any:
     """Pred-like AnnData: n unchanged control cells of the same cell type per condition."""
-    return _shifted_controls(real, control_label, pert_col, celltype_col, None, "control", seed)
+    return shifted_controls(real, BuildContext(control_label, pert_col, celltype_col, seed), None, "control")
 
 
 def train_mean_reference(
@@ -117,27 +146,18 @@ def train_mean_reference(
     celltype_col: str = "cell_type",
     seed: int = 0,
 ) -> Any:
-    """Pred-like AnnData: the ``control`` reference's cells plus the cell type's mean training shift.
+    """Pred-like AnnData: the ``control`` reference's cells plus the cell type's shift in ``shifts``.
 
     With the same seed it draws exactly the same control cells as :func:`control_reference`.
     """
-    return _shifted_controls(real, control_label, pert_col, celltype_col, shifts, "train_mean", seed)
 
+    def shift_for(cell_type: str, _: str) -> NDArray[np.floating]:
+        if cell_type not in shifts:
+            raise DataError(f"No mean training shift for cell type {cell_type!r} (train_mean reference).")
+        return shifts[cell_type]
 
-def mean_training_shifts(
-    dataset: PerturbationDataset, train_mask: NDArray[np.bool_]
-) -> dict[str, NDArray[np.float32]]:
-    """Per cell type: mean over training perturbations of (perturbed mean − control mean).
-
-    ``train_mask`` marks the training cells; control cells always count as controls, and no held-out
-    cell enters the reference. The per-(perturbation, cell type) shifts are the response memory's rows,
-    computed in chunks, so the expression matrix is never densified.
-    """
-    from ptrag.retrieval import ResponseMemory
-
-    memory = ResponseMemory.from_training_cells(dataset, train_mask)
-    cell_types = np.array(memory.cell_types)
-    return {str(c): memory.shifts[cell_types == c].mean(axis=0) for c in np.unique(cell_types)}
+    context = BuildContext(control_label, pert_col, celltype_col, seed)
+    return shifted_controls(real, context, shift_for, "train_mean")
 
 
 def noise_floor_pair(
@@ -175,38 +195,98 @@ def noise_floor_pair(
     return out[0], out[1]
 
 
+def _control_pair(real: Any, context: BuildContext) -> tuple[Any, Any]:
+    return shifted_controls(real, context, None, "control"), real
+
+
+def _noise_floor_pair(real: Any, context: BuildContext) -> tuple[Any, Any]:
+    return noise_floor_pair(real, context.control_label, context.pert_col, context.celltype_col, context.seed)
+
+
+def _shifted_pair(name: str) -> Callable[[Any, BuildContext], tuple[Any, Any]]:
+    def build(real: Any, context: BuildContext) -> tuple[Any, Any]:
+        if context.shifts is None:
+            raise DataError(f"The {name} reference needs per-condition shifts (references.npz).")
+        return shifted_controls(real, context, context.shifts.lookup(name), name), real
+
+    return build
+
+
+_ENTRIES: tuple[Reference, ...] = (
+    Reference("control", "control cells of the same cell type, unchanged (n-matched)", _control_pair),
+    Reference(
+        "train_mean",
+        "control cells plus the cell type's mean training shift",
+        _shifted_pair("train_mean"),
+        train_mean_shifts,
+    ),
+    Reference(
+        "perturb_shift",
+        "control cells plus the perturbation's mean training shift in the other cell types "
+        "(else train_mean)",
+        _shifted_pair("perturb_shift"),
+        perturb_shifts,
+    ),
+    Reference(
+        "knn_shift",
+        "control cells plus the cosine-weighted mean shift of the 10 training perturbations of the cell "
+        "type with the most similar gene embeddings (else train_mean)",
+        _shifted_pair("knn_shift"),
+        knn_shifts,
+    ),
+    Reference(
+        "linear",
+        "control cells plus a per-cell-type ridge map from gene embedding to shift, λ by leave-one-out "
+        "(else train_mean)",
+        _shifted_pair("linear"),
+        linear_shifts,
+    ),
+    Reference(
+        "noise_floor",
+        "split-half: n/2 real cells vs the other n/2; not a lower bound for W1/W2 at n vs n",
+        _noise_floor_pair,
+    ),
+)
+REFERENCE_REGISTRY: dict[str, Reference] = {r.name: r for r in _ENTRIES}
+REFERENCES: tuple[str, ...] = tuple(REFERENCE_REGISTRY)
+SHIFT_REFERENCES: tuple[str, ...] = tuple(r.name for r in _ENTRIES if r.shift is not None)
+
+
 def evaluate_references(
     real: Any,
     control_label: str,
-    shifts: Mapping[str, NDArray[np.floating]] | None = None,
+    shifts: ReferenceShifts | None = None,
     pca: Any = None,
     pert_col: str = "target_gene",
     celltype_col: str = "cell_type",
     seed: int = 0,
     progress: bool = False,
+    include_de: bool = True,
 ) -> dict[str, Any]:
-    """Score every reference against ``real`` with one shared PCA; returns name → EvaluationResult.
+    """Score every reference that can be built against ``real`` with one shared PCA.
 
-    ``train_mean`` is scored only when ``shifts`` is given.
+    Returns name → EvaluationResult in registry order. ``control`` and ``noise_floor`` need only
+    ``real``; the shift references are scored when ``shifts`` holds them.
     """
     from ptrag.evaluation.core import evaluate, fit_pca_on_real
 
-    shared_pca = pca if pca is not None else fit_pca_on_real(real, seed=seed)
-    options = {
-        "control_label": control_label,
-        "pert_col": pert_col,
-        "celltype_col": celltype_col,
-        "pca": shared_pca,
-        "progress": progress,
-    }
-    out = {
-        "control": evaluate(
-            control_reference(real, control_label, pert_col, celltype_col, seed), real, **options
-        )
-    }
     if shifts is not None:
-        pred = train_mean_reference(real, shifts, control_label, pert_col, celltype_col, seed)
-        out["train_mean"] = evaluate(pred, real, **options)
-    half_pred, half_real = noise_floor_pair(real, control_label, pert_col, celltype_col, seed)
-    out["noise_floor"] = evaluate(half_pred, half_real, **options)
+        shifts.check_matches(real, pert_col, celltype_col, control_label)
+    shared_pca = pca if pca is not None else fit_pca_on_real(real, seed=seed)
+    context = BuildContext(control_label, pert_col, celltype_col, seed, shifts)
+    out = {}
+    for reference in _ENTRIES:
+        if reference.shift is not None and (shifts is None or reference.name not in shifts.shifts):
+            continue
+        pred, target = reference.build(real, context)
+        out[reference.name] = evaluate(
+            pred,
+            target,
+            control_label=control_label,
+            pert_col=pert_col,
+            celltype_col=celltype_col,
+            pca=shared_pca,
+            progress=progress,
+            include_de=include_de,
+        )
     return out

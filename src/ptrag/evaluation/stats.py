@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from ptrag.evaluation.core import HIGHER_IS_BETTER, METRICS
+from ptrag.evaluation.metric_registry import METRICS, metric
 
 
 def bootstrap_ci(
@@ -34,14 +34,6 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
-def _better(metric: str, arm: NDArray[np.float64], base: NDArray[np.float64]) -> NDArray[np.float64]:
-    """+1 where the arm beats the baseline, −1 where it loses, 0 for a tie."""
-    if metric == "sd_ratio":
-        return np.sign(np.abs(base - 1.0) - np.abs(arm - 1.0))
-    sign = 1.0 if HIGHER_IS_BETTER.get(metric, False) else -1.0
-    return np.sign(sign * (arm - base))
-
-
 def paired_tests(
     results: pd.DataFrame,
     baseline: str = "st",
@@ -54,11 +46,13 @@ def paired_tests(
     ``results`` is a long table: one row per (arm, cell type, perturbation) with one column per
     metric. Pairs are matched on ``keys``; a pair with a NaN on either side is dropped. Differences
     are arm − baseline (scipy's default zero_method="wilcox"). Wins/losses use each metric's
-    direction (sd_ratio: closer to 1 wins).
+    direction in the metric registry (sd_ratio: closer to 1 wins); an unregistered metric is a
+    ValueError.
     """
     from scipy.stats import wilcoxon
 
     names = [m for m in (metrics or METRICS) if m in results.columns]
+    specs = {name: metric(name) for name in names}
     base = results[results[arm_col] == baseline].set_index(list(keys))
     if base.empty:
         raise ValueError(f"baseline arm {baseline!r} not found in column {arm_col!r}")
@@ -66,13 +60,13 @@ def paired_tests(
     for arm in [a for a in pd.unique(results[arm_col]) if a != baseline]:
         other = results[results[arm_col] == arm].set_index(list(keys))
         joined = other.join(base, how="inner", lsuffix="_arm", rsuffix="_base")
-        for metric in names:
-            a = joined[f"{metric}_arm"].to_numpy(dtype=np.float64)
-            b = joined[f"{metric}_base"].to_numpy(dtype=np.float64)
+        for name in names:
+            a = joined[f"{name}_arm"].to_numpy(dtype=np.float64)
+            b = joined[f"{name}_base"].to_numpy(dtype=np.float64)
             keep = ~(np.isnan(a) | np.isnan(b))
             a, b = a[keep], b[keep]
             diff = a - b
-            outcome = _better(metric, a, b)
+            outcome = specs[name].better(a, b)
             statistic = p_value = float("nan")
             if diff.size and np.any(diff != 0):
                 test = wilcoxon(a, b)
@@ -81,7 +75,7 @@ def paired_tests(
                 {
                     "arm": arm,
                     "baseline": baseline,
-                    "metric": metric,
+                    "metric": name,
                     "n_pairs": int(diff.size),
                     "median_difference": float(np.median(diff)) if diff.size else float("nan"),
                     "mean_difference": float(diff.mean()) if diff.size else float("nan"),

@@ -92,7 +92,11 @@ def _query_sets(
 
 
 def predict_queries(
-    checkpoint: Checkpoint, dataset: PerturbationDataset, queries: pd.DataFrame, seed: int = 0
+    checkpoint: Checkpoint,
+    dataset: PerturbationDataset,
+    queries: pd.DataFrame,
+    seed: int = 0,
+    progress: bool = True,
 ) -> Prediction:
     """Predict ``n_cells`` cells for each (cell type, perturbation) query from control cells."""
     sets = _query_sets(dataset, queries, checkpoint.config.train.cell_set_len, seed)
@@ -108,7 +112,7 @@ def predict_queries(
         raise DataError(
             f"No gene embedding for the perturbations {format_list(missing)}; cannot predict them."
         )
-    predicted, record = run_sets(run.model, sets, run.tensorize, MIN_SETS_PER_BATCH, progress=True)
+    predicted, record = run_sets(run.model, sets, run.tensorize, MIN_SETS_PER_BATCH, progress=progress)
     obs = predicted_obs(dataset, sets)
     obs.index = [f"pred_{i}" for i in range(len(obs))]
     uns = {"control_label": dataset.control_label, "split": "in_silico", "arm": checkpoint.config.model.arm}

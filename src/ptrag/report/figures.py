@@ -13,19 +13,11 @@ matplotlib.use("Agg")  # headless: never needs a display
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ptrag.evaluation.metric_registry import metric as metric_spec
+from ptrag.evaluation.metric_registry import metrics_where
+
 ARM_COLOUR = "#3b6ea8"
 REFERENCE_COLOUR = "#b0b0b0"
-BAR_METRICS: tuple[str, ...] = (
-    "w1",
-    "w2",
-    "energy",
-    "energy_unbiased",
-    "mmd",
-    "pearson_delta",
-    "mse_delta",
-    "discrimination_score_l1",
-    "sd_ratio",
-)
 
 
 def _png(figure: Any) -> bytes:
@@ -39,17 +31,17 @@ def _value(x: Any) -> float:
     return float("nan") if x is None else float(x)
 
 
-def metric_bars(summary: dict[str, Any], metrics: Sequence[str] = BAR_METRICS) -> bytes | None:
+def metric_bars(summary: dict[str, Any], metrics: Sequence[str] | None = None) -> bytes | None:
     """Mean per method with its 95% bootstrap CI, one panel per metric; references in grey."""
-    shown = [m for m in metrics if m in summary["metrics"]]
+    shown = [m for m in (metrics or metrics_where("plotted")) if m in summary["metrics"]]
     names = list(summary["methods"])
     if not shown or not names:
         return None
     columns = min(4, len(shown))
     rows = int(np.ceil(len(shown) / columns))
     figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.9 * rows), squeeze=False)
-    for axis, metric in zip(axes.flat, shown, strict=False):
-        stats = [summary["methods"][n]["metrics"][metric] for n in names]
+    for axis, metric_name in zip(axes.flat, shown, strict=False):
+        stats = [summary["methods"][n]["metrics"][metric_name] for n in names]
         means = np.array([_value(s["mean"]) for s in stats])
         low = np.array([_value(s["ci_low"]) for s in stats])
         high = np.array([_value(s["ci_high"]) for s in stats])
@@ -57,11 +49,10 @@ def metric_bars(summary: dict[str, Any], metrics: Sequence[str] = BAR_METRICS) -
         colours = [ARM_COLOUR if summary["methods"][n]["kind"] == "arm" else REFERENCE_COLOUR for n in names]
         axis.bar(range(len(names)), np.nan_to_num(means), yerr=error, color=colours, capsize=3)
         axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-        direction = "higher" if summary["higher_is_better"].get(metric) else "lower"
-        if metric == "sd_ratio":
-            direction = "closer to 1"
-            axis.axhline(1.0, color="black", lw=0.8, ls="--")
-        axis.set_title(f"{metric} ({direction} is better)", fontsize=9)
+        spec = metric_spec(metric_name)
+        if spec.best_at is not None:
+            axis.axhline(spec.best_at, color="black", lw=0.8, ls="--")
+        axis.set_title(f"{metric_name} ({spec.direction} is better)", fontsize=9)
     for axis in list(axes.flat)[len(shown) :]:
         axis.axis("off")
     figure.suptitle("Mean over perturbations, 95% bootstrap CI (grey: references)", fontsize=10)

@@ -1,17 +1,19 @@
 """The benchmark summary: one JSON-ready dict holding every number the report shows.
 
-Schema (``schema_version`` 1)::
+Schema (``schema_version`` 2)::
 
     {
-      "schema_version": 1,
+      "schema_version": 2,
       "title": str,
       "baseline": "st",                       # arm every other arm is tested against
       "metrics": [metric, ...],               # metrics shown, in order
-      "higher_is_better": {metric: bool},     # sd_ratio is best at 1 and listed as false
+      "metric_info": {metric: {"family", "direction", "description"}},  # from the metric registry;
+                                              # direction: "lower", "higher" or "closer to 1"
       "methods": {                            # arms and references, in display order
         name: {
           "kind": "arm" | "reference",
-          "note": str,                        # e.g. the noise floor's split-half caveat
+          "note": str,                        # the reference registry's note (e.g. the noise
+                                              # floor's split-half caveat); "" for arms
           "metrics": {metric: {"mean", "median", "std", "ci_low", "ci_high", "n", "nan_count"}}
         }
       },
@@ -42,10 +44,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ptrag.evaluation.core import HIGHER_IS_BETTER, METRICS
+from ptrag.evaluation.metric_registry import METRICS, metric
+from ptrag.evaluation.references import REFERENCE_REGISTRY
 from ptrag.evaluation.stats import bootstrap_ci, paired_tests
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RETRIEVAL_COLUMNS: tuple[str, ...] = (
     "cell_type",
     "perturbation",
@@ -55,11 +58,6 @@ RETRIEVAL_COLUMNS: tuple[str, ...] = (
     "kept",
 )
 SET_COLUMNS: tuple[str, ...] = ("set_id", "set")  # optional: several sets per query
-REFERENCE_NOTES: dict[str, str] = {
-    "control": "control cells of the same cell type, unchanged (n-matched)",
-    "train_mean": "control cells plus the cell type's mean training shift",
-    "noise_floor": "split-half: n/2 real cells vs the other n/2; not a lower bound for W1/W2 at n vs n",
-}
 
 
 def _clean(value: Any) -> Any:
@@ -76,6 +74,16 @@ def _clean(value: Any) -> Any:
         number = float(value)
         return number if math.isfinite(number) else None
     return value
+
+
+def _note(reference: str) -> str:
+    entry = REFERENCE_REGISTRY.get(reference)
+    return entry.note if entry is not None else ""
+
+
+def _metric_info(name: str) -> dict[str, str]:
+    spec = metric(name)
+    return {"family": spec.family, "direction": spec.direction, "description": spec.description}
 
 
 def _metric_summary(values: pd.Series, n_boot: int, seed: int) -> dict[str, Any]:
@@ -181,7 +189,7 @@ def build_summary(
         rows = results[results["method"] == name]
         methods[name] = {
             "kind": kind,
-            "note": REFERENCE_NOTES.get(name, "") if kind == "reference" else "",
+            "note": _note(name) if kind == "reference" else "",
             "metrics": {m: _metric_summary(rows[m], n_boot, seed) for m in shown},
         }
     arms = results[results["method"].isin([m for m, k in kinds.items() if k == "arm"])]
@@ -196,7 +204,7 @@ def build_summary(
         "title": title,
         "baseline": baseline,
         "metrics": shown,
-        "higher_is_better": {m: HIGHER_IS_BETTER.get(m, False) for m in shown},
+        "metric_info": {m: _metric_info(m) for m in shown},
         "methods": methods,
         "per_perturbation": results[columns].to_dict(orient="records"),
         "paired_tests": tests.to_dict(orient="records"),

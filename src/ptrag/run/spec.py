@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from ptrag.data.normalisation import Normalisation
 from ptrag.retrieval import ResponseMemory, RetrievalDatabase
 
 
@@ -20,7 +21,9 @@ def _strings(values: Sequence[str]) -> list[str]:
 class ModelSpec:
     """Ordered genes, perturbation vocabulary (+ embeddings), cell types, batches and databases.
 
-    The retrieval database is the training perturbations' rows of the vocabulary; the response
+    ``normalisation`` says how the training data became log1p values, so that new data is read the
+    same way (``ptrag.data.loading.load_dataset(..., genes=spec.genes, normalisation=...)``). The
+    retrieval database is the training perturbations' rows of the vocabulary; the response
     memory holds observed training shifts. Everything a retriever precomputes from these (neighbour
     tables, candidate rows) is derived again whenever a model is built, never stored.
     """
@@ -33,6 +36,7 @@ class ModelSpec:
     database: RetrievalDatabase
     memory: ResponseMemory | None = None
     embedding_source: str = "bundled"
+    normalisation: Normalisation = field(default_factory=Normalisation)
 
     @classmethod
     def build(
@@ -45,6 +49,7 @@ class ModelSpec:
         database_perturbations: Sequence[str],
         memory: ResponseMemory | None = None,
         embedding_source: str = "bundled",
+        normalisation: Normalisation = Normalisation(),  # noqa: B008  (frozen dataclass)
     ) -> ModelSpec:
         """A spec whose database holds ``database_perturbations``' rows of the vocabulary."""
         row = {name: i for i, name in enumerate(vocabulary)}
@@ -61,6 +66,7 @@ class ModelSpec:
             database,
             memory,
             embedding_source,
+            normalisation,
         )
 
     def vocabulary_index(self, names: Sequence[str]) -> np.ndarray:
@@ -98,6 +104,7 @@ class ModelSpec:
             "batches": _strings(self.batches),
             "database_perturbations": _strings(self.database.perturbations),
             "embedding_source": str(self.embedding_source),
+            "normalisation": self.normalisation.to_dict(),
         }
         if self.memory is not None:
             state["memory"] = {
@@ -122,4 +129,5 @@ class ModelSpec:
             database_perturbations=state["database_perturbations"],
             memory=memory,
             embedding_source=str(state.get("embedding_source", "")),
+            normalisation=Normalisation.from_dict(state.get("normalisation", {})),
         )

@@ -83,6 +83,7 @@ def prepare(dataset: PerturbationDataset, split: Split, config: Config) -> Prepa
         database_perturbations=database,
         memory=_training_memory(dataset, split, database) if kind.memory else None,
         embedding_source=source,
+        normalisation=dataset.normalisation,
     )
     if note:
         log.info("%s.", note)
