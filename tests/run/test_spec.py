@@ -74,3 +74,20 @@ def test_a_cell_type_outside_the_spec_is_never_mapped_to_another(memory_run: Pat
     )
     with pytest.raises(ValueError, match="cell types \\['rpe1'\\] are not in the model spec"):
         SetTensorizer(dataset, shrunk)(sets)
+
+
+def test_a_run_on_raw_counts_reads_new_data_with_its_own_normalisation(tiny: Path, tmp_path: Path) -> None:
+    adata = ad.read_h5ad(tiny / "data.h5ad")
+    del adata.obsm["X_hvg"]
+    adata.X = adata.layers.pop("counts").astype(np.float32)
+    adata.write_h5ad(tmp_path / "counts.h5ad")
+    model = Model.from_config("cpu-small", [*SMALL, "train.max_steps=3", "data.n_top_genes=100"], arm="st")
+    model.fit(tmp_path / "counts.h5ad", tiny / "split.toml", tmp_path / "run", progress=False)
+    trained = model.checkpoint.spec.normalisation
+    assert trained.kind == "counts" and trained.target_sum > 0 and len(model.genes) == 100
+    assert Model.load(tmp_path / "run").checkpoint.spec.normalisation == trained  # stored in the checkpoint
+    # A file of only some cells would get another median total; the run's own target_sum is used.
+    subset = adata[adata.obs["cell_line"] == "k562"].copy()
+    subset.write_h5ad(tmp_path / "k562.h5ad")
+    new = model.load_data(tmp_path / "k562.h5ad")
+    assert new.normalisation == trained and new.genes == model.genes
