@@ -7,7 +7,6 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pytest
-import torch
 
 from ptrag import Model
 from ptrag.errors import CheckpointError, OutputError
@@ -26,13 +25,8 @@ SMALL = [
 
 
 @pytest.fixture(scope="module")
-def screen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ptrag.simulation import simulate
-
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("api") / "screen"
-    simulate("tiny", seed=0, out_dir=out)
-    return out
+def screen(tiny_screen: Path) -> Path:
+    return tiny_screen
 
 
 def test_fit_predict_save_load(screen: Path, tmp_path: Path) -> None:

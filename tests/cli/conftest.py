@@ -1,4 +1,4 @@
-"""The tiny simulated screen and a 5-step run that the CLI tests share."""
+"""The tiny simulated screen, a 5-step run and variants of the screen that the CLI tests share."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pytest
-import torch
 
 from ptrag.cli.main import main
 
@@ -16,13 +15,9 @@ from .cli_helpers import TINY_MODEL
 
 
 @pytest.fixture(scope="session")
-def screen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ptrag.simulation import simulate
-
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("cli_bad") / "screen"
-    simulate("tiny", seed=0, out_dir=out)
-    return out
+def screen(tiny_screen: Path) -> Path:
+    """The session's tiny screen; CLI tests write their variants and runs beside it."""
+    return tiny_screen
 
 
 @pytest.fixture(scope="session")

@@ -1,21 +1,15 @@
-"""A tiny simulated screen for the run-package tests (one per session)."""
+"""Settings and the session's tiny screen for the run-package tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-import torch
 
 
 @pytest.fixture(scope="session")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ptrag.simulation import simulate
-
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("run_pkg") / "screen"
-    simulate("tiny", seed=0, out_dir=out)
-    return out
+def tiny(tiny_screen: Path) -> Path:
+    return tiny_screen
 
 
 SMALL = (
