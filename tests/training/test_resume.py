@@ -142,3 +142,9 @@ def test_resume_options_must_agree_with_the_run(
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics["step"].iloc[0] == 2 and metrics["step"].iloc[-1] == STEPS + 10
     assert (metrics["stopped"] == "max_steps").sum() == 2  # the first end, then the extended one
+
+    # Killed after its final checkpoint but before it was moved into place: resuming just moves it.
+    run.rename(run.parent / ".st.partial")
+    assert main(train_argv(tiny_screen, run, "--resume")) == 0
+    assert f"already finished: step {STEPS + 10} of {STEPS + 10}" in capsys.readouterr().out
+    assert run.is_dir() and not (run.parent / ".st.partial").exists()

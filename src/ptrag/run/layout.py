@@ -30,9 +30,14 @@ def held_out_note(held_out: list[Group], n_train: int, fraction: float) -> str:
     )
 
 
+def write_run_config(run_dir: Path, config: Config) -> None:
+    """config.toml; a resumed run rewrites it when it changed a resumable key (e.g. max_steps)."""
+    save_config(config, run_dir / CONFIG_FILE)
+
+
 def write_run_files(run_dir: Path, config: Config, split: Split, note: str | None = None) -> None:
     """config.toml and split.toml (with ``note`` as a comment, e.g. on held-out val groups)."""
-    save_config(config, run_dir / CONFIG_FILE)
+    write_run_config(run_dir, config)
     header = f"# ptrag: {note}; they are listed as val below.\n" if note else ""
     atomic_write_text(run_dir / SPLIT_FILE, header + split.to_toml())
 

@@ -23,7 +23,7 @@ from ptrag.data.sets import SetSampler
 from ptrag.data.splits import Split
 from ptrag.io import replace_dir
 from ptrag.run.checkpoint import CHECKPOINT_FILES
-from ptrag.run.layout import METRICS_FILE, write_run_files
+from ptrag.run.layout import METRICS_FILE, write_run_config, write_run_files
 from ptrag.run.tensors import SetTensorizer
 from ptrag.run.threads import configure_threads
 from ptrag.training.batches import ResumingStepSampler, TrainingSteps, fixed_batches
@@ -115,8 +115,10 @@ def train(
     else:
         plan = plan_fresh(run_dir, config, overwrite)
     if plan.finished:
-        assert plan.resume_from is not None
+        assert plan.resume_from is not None and plan.source is not None
         done = Progress.of(plan.resume_from)
+        if plan.source != run_dir:  # killed after its last checkpoint, before it was moved into place
+            replace_dir(plan.source, run_dir)
         return TrainingOutcome(run_dir, done.step, done.stopped, done.best_step, plan.finished)
     configure_threads(plan.config.train.num_threads)
     with quiet_lightning(verbose):
@@ -140,6 +142,8 @@ def _fit(
         plan.make_work_dir()
         if plan.resume_from is None:
             write_run_files(plan.work_dir, config, prepared.split, prepared.held_out_note)
+        else:
+            write_run_config(plan.work_dir, config)
         metrics.keep_until(Progress.of(plan.resume_from).step if plan.resume_from else 0)
     callback.val_batches = _validation_batches(prepared, config)
     loader = _training_loader(prepared, config, trainer)
