@@ -1,6 +1,6 @@
 """A run directory: the files it holds, each written once and read back by someone.
 
-config.toml             the run's config; ``--resume`` reads it (and checks it against the checkpoint)
+config.toml             the run's config; ``--resume`` reads it (and rewrites it for a new --steps)
 split.toml              the split the run used, with any automatically held-out val groups;
                         ``predict`` reads it for --split, ``--resume`` for the groups
 metrics.csv             one row per logged step (``ptrag.training.metrics``); ``--resume`` keeps it
