@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from ptrag.config import load_config
-from ptrag.models.build import ModelSpec
 from ptrag.retrieval import ResponseMemory, RetrievalDatabase
+from ptrag.run.spec import ModelSpec
 from ptrag.training.module import PerturbationLightningModule
 
 N_GENES, EMBED_DIM, VOCABULARY, DATABASE, CELL_TYPES, BATCHES = 2000, 384, 1200, 900, 4, 48
@@ -74,7 +74,7 @@ def measure(arm: str, steps: int, warmup: int, device: torch.device, preset: str
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         started = time.perf_counter()
-        distribution, sparsity, _ = module._losses(data)
+        distribution, sparsity, _ = module.losses(data)
         optimizer.zero_grad(set_to_none=True)
         (distribution + sparsity).backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), config.train.grad_clip)

@@ -42,15 +42,15 @@ GOAL_CELLS_PER_S = 10_000
 def trained_model(config: Any, prepared: Any) -> Any:
     import torch
 
-    from ptrag.models import build_model
-    from ptrag.prediction.predict import TrainedModel
+    from ptrag.run.build import build_model
+    from ptrag.run.checkpoint import Checkpoint
 
     torch.manual_seed(config.train.seed)
     model = build_model(config, prepared.spec)
     if config.model.output_residual == "expression":
         # The output layer starts at zero (identity map); give it weights so the work is realistic.
         torch.nn.init.normal_(model.generator.output.weight, std=0.01)
-    return TrainedModel(config, prepared.spec, model.state_dict(), "random-init")
+    return Checkpoint(config, prepared.spec, model.state_dict(), Path("random-init"), 0)
 
 
 def time_forward(trained: Any, dataset: Any, groups: list, repeats: int) -> tuple[float, int]:
@@ -58,12 +58,13 @@ def time_forward(trained: Any, dataset: Any, groups: list, repeats: int) -> tupl
     import torch
 
     from ptrag.data.sets import SetSampler
-    from ptrag.training.batches import SetTensorizer
+    from ptrag.prediction.predict import MIN_SETS_PER_BATCH
+    from ptrag.run.tensors import SetTensorizer
 
-    model = trained.model_for(trained.spec)
+    model = trained.model()
     sampler = SetSampler(dataset, groups, trained.config.train.cell_set_len, 0)
     sets = sampler.fixed_sets()
-    size = max(trained.config.train.sets_per_batch, 64)  # what predict_sets uses
+    size = max(trained.config.train.sets_per_batch, MIN_SETS_PER_BATCH)  # what predict_sets uses
     tensorize = SetTensorizer(dataset, trained.spec)
     batches = [tensorize(sets[i : i + size]) for i in range(0, len(sets), size)]
     cells = sum(s.n_real for s in sets)

@@ -75,7 +75,7 @@ class Phases:
 def epoch_of_sets(dataset: Any, prepared: Any, config: Any) -> dict[str, Any]:
     """Every training group's fixed sets, drawn and collated in batches as training does."""
     from ptrag.data.sets import SetSampler
-    from ptrag.training.batches import SetTensorizer
+    from ptrag.run.tensors import SetTensorizer
 
     t = config.train
     sampler = SetSampler(dataset, prepared.groups_for("train"), t.cell_set_len, t.seed)
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from ptrag.data.loading import load_dataset
     from ptrag.data.splits import Split
-    from ptrag.prediction.predict import TrainedModel, predict_sets
+    from ptrag.prediction.predict import predict_sets
+    from ptrag.run.checkpoint import Checkpoint
     from ptrag.training.prepare import prepare
     from ptrag.training.run import train
 
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         phases.stop(f"train {args.steps} steps ({args.shape})")
 
         phases.start()
-        trained = TrainedModel.load(run_dir)
+        trained = Checkpoint.load(run_dir)
         groups = prepared.groups_for("test")[: args.predict_groups]
         prediction = predict_sets(trained, dataset, groups, progress=False)
         cells = int((prediction.adata_pred.obs["target_gene"] != dataset.control_label).sum())

@@ -112,7 +112,8 @@ def make_config(shape: str, arm: str, threads: int, extra: tuple[str, ...] = ())
 def training_batches(dataset: Any, prepared: Any, config: Any, n: int) -> tuple[list[Any], float]:
     """``n`` real training batches (as the training loop builds them) and the median collate time."""
     from ptrag.data.sets import SetSampler
-    from ptrag.training.batches import SetTensorizer, TrainingSteps
+    from ptrag.run.tensors import SetTensorizer
+    from ptrag.training.batches import TrainingSteps
 
     t = config.train
     sampler = SetSampler(dataset, prepared.groups_for("train"), t.cell_set_len, t.seed)
@@ -136,7 +137,7 @@ def time_training(module: Any, batches: list[Any], warmup: int) -> list[float]:
     for index, batch in enumerate(batches):
         started = time.perf_counter()
         optimiser.zero_grad(set_to_none=True)
-        distribution, sparsity, _ = module._losses(batch)
+        distribution, sparsity, _ = module.losses(batch)
         (distribution + sparsity).backward()
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(module.parameters(), clip)

@@ -1,7 +1,9 @@
-"""Shared fixtures: tiny perturbation screens in the Replogle-Nadig schema."""
+"""Shared fixtures: tiny perturbation screens in the Replogle-Nadig schema, and the simulated ``tiny``
+screen (simulated once per session for every test that trains or predicts)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import torch
 
 SCREEN_CELL_LINES: tuple[str, ...] = ("hepg2", "jurkat", "k562", "rpe1")
 
@@ -92,3 +95,21 @@ def write_screen(tmp_path: Path) -> Callable[..., Path]:
 def screen_h5ad(write_screen: Callable[..., Path]) -> Path:
     """The default 4-line Replogle-schema screen on disk."""
     return write_screen()
+
+
+@pytest.fixture(scope="session")
+def tiny_screen(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ptrag.simulation import simulate
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("tiny") / "screen"
+    simulate("tiny", seed=0, out_dir=out)
+    # The input's hash right after simulation, before any test reads it (see tiny_screen_digest).
+    (out.parent / "data.sha256").write_text(hashlib.sha256((out / "data.h5ad").read_bytes()).hexdigest())
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_screen_digest(tiny_screen: Path) -> str:
+    """The tiny screen's hash taken right after simulation, before anything read it."""
+    return (tiny_screen.parent / "data.sha256").read_text()

@@ -1,7 +1,8 @@
 """ptrag: retrieval-augmented prediction of single-cell perturbation responses.
 
-The package follows the data flow: ``data`` → ``embeddings`` → ``retrieval`` → ``models`` →
-``training`` → ``prediction`` → ``evaluation`` → ``report``.
+The package follows the data flow: ``data`` → ``embeddings`` → ``retrieval`` → ``models`` → ``run``
+(the trained run: spec, groups, checkpoints) → ``training`` → ``prediction`` → ``evaluation`` →
+``report``. ``ptrag.Model`` (``ptrag.api``) is the one public class for notebooks and the CLI.
 """
 
 from __future__ import annotations

@@ -1,88 +1,166 @@
-"""The Python API for notebooks, mirroring the CLI.
+"""``ptrag.Model``: one arm, configured, fitted into a run directory, used to predict, saved and loaded.
+
+In the style of scvi-tools' model classes; the command line uses the same class.
 
 >>> import ptrag
->>> model = ptrag.Model.from_config("cpu-small", overrides=["model.arm=ptrag"])
+>>> model = ptrag.Model.from_config("cpu-small", arm="ptrag", overrides=["train.max_steps=2000"])
 >>> model.fit("data.h5ad", "split.toml", run_dir="runs/ptrag")
 >>> adata_pred, adata_real = model.predict("data.h5ad", split="test")
->>> model.save("runs/ptrag-copy"); model = ptrag.Model.load("runs/ptrag")
+>>> model.save("runs/ptrag-copy"); model = ptrag.Model.load("runs/ptrag", checkpoint="last")
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anndata as ad
 import pandas as pd
 
-from ptrag.config import Config, load_config
+from ptrag.config import DEFAULT_PRESET, Config, load_config
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.splits import Split
-from ptrag.errors import CheckpointError, OutputError
-from ptrag.io import h5ad_strings
+from ptrag.errors import CheckpointError
+from ptrag.io import staged_output
+
+if TYPE_CHECKING:
+    from ptrag.prediction.predict import Prediction
+    from ptrag.run.checkpoint import Checkpoint
+    from ptrag.training.run import TrainingOutcome
 
 DataLike = str | Path | ad.AnnData | PerturbationDataset
 SplitLike = str | Path | Split
 
 
 class Model:
-    """One trained (or to-be-trained) arm with its run directory."""
+    """One arm with its run directory.
 
-    def __init__(self, config: Config, run_dir: Path | None = None) -> None:
-        self.config = config
-        self.run_dir = run_dir
+    ``Model(config)`` or :meth:`from_config` configures a model to :meth:`fit`; :meth:`load` opens a
+    trained run (its best checkpoint unless ``checkpoint="last"``). Without a config, a new run uses
+    the default preset and a resumed run (``fit(..., resume=True)``) its own config.
+    """
+
+    def __init__(self, config: Config | None = None) -> None:
+        self._config = config
+        self.run_dir: Path | None = None
+        self._checkpoint: Checkpoint | None = None
+        self.outcome: TrainingOutcome | None = None
 
     @classmethod
-    def from_config(cls, source: str | Path | None = "cpu-small", overrides: Sequence[str] = ()) -> Model:
-        return cls(load_config(source, overrides))
+    def from_config(
+        cls,
+        source: str | Path | None = DEFAULT_PRESET,
+        overrides: Sequence[str] = (),
+        *,
+        arm: str | None = None,
+    ) -> Model:
+        """A preset or TOML/YAML file, an arm (``ptrag.config.arms``) and ``section.key=value`` overrides."""
+        return cls(load_config(source, [*([f"model.arm={arm}"] if arm else []), *overrides]))
 
-    def _dataset(self, data: DataLike) -> PerturbationDataset:
+    @property
+    def config(self) -> Config:
+        """The trained run's config once fitted or loaded; before that, the one to train with."""
+        if self.run_dir is not None or self._checkpoint is not None:
+            return self.checkpoint.config
+        return self._config if self._config is not None else load_config(DEFAULT_PRESET)
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        """The loaded checkpoint (config, spec, weights, step); after fit() its best one."""
+        if self._checkpoint is None and self.run_dir is not None:
+            self._open(self.run_dir, "best")  # after fit(): opened on first use
+        if self._checkpoint is None:
+            raise CheckpointError("This model has not been trained or loaded: call fit() or Model.load().")
+        return self._checkpoint
+
+    @property
+    def genes(self) -> tuple[str, ...]:
+        """The ordered genes the model predicts (data must have them all)."""
+        return self.checkpoint.spec.genes
+
+    @property
+    def perturbations(self) -> tuple[str, ...]:
+        return self.checkpoint.spec.vocabulary
+
+    @property
+    def cell_types(self) -> tuple[str, ...]:
+        return self.checkpoint.spec.cell_types
+
+    @staticmethod
+    def _training_data(data: DataLike, config: Config) -> PerturbationDataset:
         from ptrag.data.loading import load_dataset
 
         if isinstance(data, PerturbationDataset):
             return data
-        if isinstance(data, ad.AnnData):
-            # One loader validates every input; an in-memory AnnData goes through a temporary file.
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "data.h5ad"
-                with h5ad_strings():
-                    data.write_h5ad(path)
-                return load_dataset(path, self.config.data, set_len=self.config.train.cell_set_len)
-        return load_dataset(data, self.config.data, set_len=self.config.train.cell_set_len)
+        return load_dataset(data, config.data, set_len=config.train.cell_set_len)
+
+    def load_data(self, data: DataLike, overrides: Sequence[str] = ()) -> PerturbationDataset:
+        """A screen to predict on, read as the run's training data was: its columns (``overrides``
+        such as ``data.cell_type_column="tissue"`` for a file that names them differently), its
+        ordered genes and its normalisation."""
+        from ptrag.config import apply_overrides
+        from ptrag.data.loading import load_dataset
+
+        if isinstance(data, PerturbationDataset):
+            return data
+        spec = self.checkpoint.spec
+        config = apply_overrides(self.checkpoint.config, overrides).data
+        return load_dataset(
+            data, config, genes=spec.genes, normalisation=spec.normalisation, prediction_input=True
+        )
+
+    def run_split(self) -> Split:
+        """The split the run trained with (its split.toml, with any held-out val groups)."""
+        from ptrag.run.layout import read_run_split
+
+        if self.run_dir is None:
+            raise CheckpointError("This checkpoint is not in a run directory; give the split file.")
+        return read_run_split(self.run_dir)
 
     def fit(
         self,
         data: DataLike,
-        split: SplitLike,
+        split: SplitLike | None,
         run_dir: str | Path = "runs/ptrag",
         *,
         resume: bool = False,
         overwrite: bool = False,
         progress: bool = True,
+        verbose: bool = False,
     ) -> Model:
+        """Train into ``run_dir`` (or continue it with ``resume``); afterwards the model is that run.
+
+        ``split`` may be None when resuming: the run's own split is used.
+        """
+        from ptrag.training.resume import run_config_for_resume
         from ptrag.training.run import train
 
-        split = split if isinstance(split, Split) else Split.read(split)
-        result = train(
-            self.config,
-            self._dataset(data),
+        # A resumed run keeps its own config unless this model was given one (which must agree).
+        config = self._config if resume else self.config
+        dataset = self._training_data(data, config or run_config_for_resume(Path(run_dir)))
+        if split is not None and not isinstance(split, Split):
+            split = Split.read(split)
+        self.outcome = train(
+            config,
+            dataset,
             split,
             run_dir,
             resume=resume,
             overwrite=overwrite,
             progress=progress,
+            verbose=verbose,
         )
-        self.run_dir = result.run_dir
+        # Opened when first used: under DDP only rank 0 moves the finished run into place.
+        self.run_dir, self._checkpoint = Path(run_dir), None
         return self
 
-    def _trained(self):
-        from ptrag.prediction.predict import TrainedModel
+    def _open(self, run_dir: Path, checkpoint: str) -> None:
+        from ptrag.run.checkpoint import Checkpoint
 
-        if self.run_dir is None:
-            raise CheckpointError("This model has not been trained or loaded: call fit() or Model.load().")
-        return TrainedModel.load(self.run_dir)
+        self._checkpoint = Checkpoint.load(run_dir, checkpoint)
+        self.run_dir = self._checkpoint.run_dir
 
     def predict(
         self,
@@ -90,42 +168,39 @@ class Model:
         split: str = "test",
         *,
         split_file: SplitLike | None = None,
-        seed: int = 0,
         queries: pd.DataFrame | None = None,
-    ) -> tuple[ad.AnnData, ad.AnnData | None]:
-        """Predicted and real cells for a split's groups, or predictions for in-silico ``queries``."""
+        seed: int = 0,
+        progress: bool = True,
+    ) -> Prediction:
+        """Predicted (and real) cells for a split's groups, or predictions for in-silico ``queries``.
+
+        Returns a :class:`~ptrag.prediction.predict.Prediction`: ``adata_pred, adata_real = ...``
+        unpacks it; ``.retrieval`` is the retrieval record and ``.write(out_dir)`` saves all three.
+        """
         from ptrag.prediction.insilico import predict_queries
         from ptrag.prediction.predict import predict_sets
 
-        trained = self._trained()
-        dataset = self._dataset(data)
+        checkpoint = self.checkpoint
+        dataset = self.load_data(data)
         if queries is not None:
-            prediction = predict_queries(trained, dataset, queries, seed=seed)
-        else:
-            assert self.run_dir is not None
-            source = split_file if split_file is not None else self.run_dir / "split.toml"
-            split_obj = source if isinstance(source, Split) else Split.read(source)
-            split_obj.validate(dataset)
-            prediction = predict_sets(
-                trained, dataset, split_obj.groups(dataset, split), seed=seed, role=split
-            )
-        return prediction.adata_pred, prediction.adata_real
+            return predict_queries(checkpoint, dataset, queries, seed=seed, progress=progress)
+        split_obj = self.run_split() if split_file is None else split_file
+        split_obj = split_obj if isinstance(split_obj, Split) else Split.read(split_obj)
+        split_obj.validate(dataset)
+        groups = split_obj.groups(dataset, split)
+        return predict_sets(checkpoint, dataset, groups, seed=seed, role=split, progress=progress)
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
-        """Copy the run directory (checkpoint, config, genes, vocabulary, databases) to ``path``."""
+        """Copy the run directory (checkpoints, config, split, metrics) to ``path``."""
         if self.run_dir is None:
-            raise CheckpointError("Nothing to save: the model has not been trained.")
-        target = Path(path)
-        if target.exists():
-            if not overwrite:
-                raise OutputError(f"{target} exists; pass overwrite=True to replace it.")
-            shutil.rmtree(target)
-        shutil.copytree(self.run_dir, target)
-        return target
+            raise CheckpointError("Nothing to save: the model has not been trained or loaded.")
+        with staged_output(path, overwrite=overwrite) as staging:
+            shutil.copytree(self.run_dir, staging, dirs_exist_ok=True)
+        return Path(path)
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> Model:
-        from ptrag.prediction.predict import TrainedModel
-
-        trained = TrainedModel.load(run_dir)
-        return cls(trained.config, Path(run_dir))
+    def load(cls, run_dir: str | Path, checkpoint: str = "best") -> Model:
+        """A trained run: ``checkpoint`` is "best" (lowest validation loss), "last" or a file."""
+        model = cls()
+        model._open(Path(run_dir), checkpoint)
+        return model

@@ -1,4 +1,9 @@
-"""Safe output: atomic writes and output directories that are never silently overwritten."""
+"""Safe output: atomic writes, staged output directories, and nothing silently overwritten.
+
+Files are written to a temporary name and renamed (``atomic_path``). Directories are written into a
+staging directory beside the output and moved into place only when complete (``staged_output``):
+a failed or killed command leaves the previous output as it was.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from pathlib import Path
 from ptrag.errors import OutputError
 
 
-def _explain(exc: OSError, path: Path) -> OutputError:
+def output_error(exc: OSError, path: Path) -> OutputError:
     if exc.errno == errno.ENOSPC:
         return OutputError(
             f"No space left on the device while writing {path}. Free space or choose --out elsewhere."
@@ -35,7 +40,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.close(fd)
     except OSError as exc:
-        raise _explain(exc, target) from exc
+        raise output_error(exc, target) from exc
     tmp = Path(tmp_name)
     try:
         yield tmp
@@ -44,7 +49,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.chmod(0o666 & ~_umask())
         os.replace(tmp, target)
     except OSError as exc:
-        raise _explain(exc, target) from exc
+        raise output_error(exc, target) from exc
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -88,17 +93,76 @@ def h5ad_strings() -> Iterator[None]:
         yield
 
 
-def prepare_output_dir(path: str | Path, overwrite: bool = False) -> Path:
-    """Create an output directory; refuse a non-empty existing one unless ``overwrite``."""
+def check_output_dir(path: str | Path, overwrite: bool = False) -> Path:
+    """Refuse, before any work, an output path that is a file, or a non-empty directory without overwrite."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise OutputError(f"Output path {out} exists and is not a directory.")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputError(
+            f"Output directory {out} already exists and is not empty. "
+            "Pass --overwrite to replace it, or choose another --out."
+        )
+    return out
+
+
+def replace_dir(new: Path, out: Path) -> None:
+    """Move the complete directory ``new`` to ``out``; an old ``out`` is removed only after that."""
+    try:
+        if not out.exists():
+            os.rename(new, out)
+            return
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.rename(out, old / out.name)
+        try:
+            os.rename(new, out)
+        except OSError:
+            os.rename(old / out.name, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        raise output_error(exc, out) from exc
+
+
+def make_dir(path: Path) -> Path:
+    """Create a directory (and its parents) with the permissions a plain mkdir would give."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o777 & ~_umask())
+    except OSError as exc:
+        raise output_error(exc, path) from exc
+    return path
+
+
+@contextlib.contextmanager
+def staged_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty staging directory beside ``path``; it replaces ``path`` if the block succeeds.
+
+    The checks (an existing file, a non-empty directory without ``overwrite``) run before the block.
+    On any failure the staging directory is removed and ``path`` is left as it was.
+    """
+    out = check_output_dir(path, overwrite)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    except OSError as exc:
+        raise output_error(exc, out) from exc
+    try:
+        make_dir(staging)
+        yield staging
+        replace_dir(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def prepare_output_dir(path: str | Path, overwrite: bool = False) -> Path:
+    """Create an output directory in place; refuse a non-empty one unless ``overwrite`` (which empties it).
+
+    Commands use :func:`staged_output` instead, which keeps the old output until the new one is complete.
+    """
+    out = check_output_dir(path, overwrite)
     if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise OutputError(
-                f"Output directory {out} already exists and is not empty. "
-                "Pass --overwrite to replace it, or choose another --out."
-            )
         shutil.rmtree(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -106,5 +170,5 @@ def prepare_output_dir(path: str | Path, overwrite: bool = False) -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise _explain(exc, out) from exc
+        raise output_error(exc, out) from exc
     return out

@@ -29,11 +29,10 @@ SIMPLE_REFERENCES = ["control", "train_mean", "perturb_shift", "knn_shift", "lin
 
 
 @pytest.fixture(scope="module")
-def benchmark_out(tmp_path_factory):
-    from ptrag.simulation import simulate
-
+def benchmark_out(tiny_screen, tmp_path_factory):
+    """The shared tiny screen (few-shot and unseen splits) benchmarked with st and ptrag, 2 seeds."""
     root = tmp_path_factory.mktemp("bench")
-    simulate("tiny", seed=0, out_dir=root / "screen")
+    (root / "screen").symlink_to(tiny_screen)
     out = root / "out"
     summary = run_benchmark(
         out, data_dir=root / "screen", arms=("st", "ptrag"), seeds=2, overrides=SMALL, progress=False

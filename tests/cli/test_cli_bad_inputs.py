@@ -11,102 +11,16 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from collections.abc import Callable
-from pathlib import Path
 
 import anndata as ad
 import h5py
 import numpy as np
 import pytest
-import torch
 
+from ptrag import Model
 from ptrag.cli.main import main
 
-TINY_MODEL = (
-    "--steps",
-    "5",
-    "--no-progress",
-    "--set",
-    "model.hidden_dim=16",
-    "--set",
-    "model.n_layers=1",
-    "--set",
-    "train.num_threads=1",
-    "--set",
-    "train.cell_set_len=16",
-    "--set",
-    "train.val_every=1000",
-)
-
-
-@pytest.fixture(scope="module")
-def screen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ptrag.simulation import simulate
-
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("cli_bad") / "screen"
-    simulate("tiny", seed=0, out_dir=out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def run_dir(screen: Path) -> Path:
-    run = screen.parent / "run"
-    args = ["train", str(screen / "data.h5ad"), "--split", str(screen / "split.toml"), "--out", str(run)]
-    assert main([*args, "--arm", "ptrag", *TINY_MODEL]) == 0
-    return run
-
-
-@pytest.fixture(scope="module")
-def variant(screen: Path) -> Callable[..., Path]:
-    """``variant(name, change)``: write a changed copy of the tiny screen and return its path.
-
-    ``change(adata)`` edits the AnnData in place or returns a new one. ``plain=True`` first moves
-    the expression into a dense X (no obsm['X_hvg'], no counts layer), so that genes can be renamed,
-    dropped or reordered with var.
-    """
-
-    def write(name: str, change: Callable[[ad.AnnData], ad.AnnData | None], plain: bool = False) -> Path:
-        adata = ad.read_h5ad(screen / "data.h5ad")
-        if plain:
-            adata.X = np.asarray(adata.obsm.pop("X_hvg"), dtype=np.float32)
-            del adata.layers["counts"]
-        adata = change(adata) or adata
-        path = screen.parent / f"{name}.h5ad"
-        adata.write_h5ad(path)
-        return path
-
-    return write
-
-
-def fails(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    """Run ``ptrag argv``; check exit 2, no traceback and exactly one error line; return that line."""
-    status = main(argv)
-    err = capsys.readouterr().err
-    assert status == 2, err
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if line.startswith(f"ptrag {argv[0]}: error: ")]
-    assert len(errors) == 1, err
-    return errors[0]
-
-
-def train_args(
-    screen: Path, data: Path | None = None, split: Path | None = None, out: str = "r"
-) -> list[str]:
-    return [
-        "train",
-        str(data or screen / "data.h5ad"),
-        "--split",
-        str(split or screen / "split.toml"),
-        "--out",
-        str(screen.parent / out),
-        *TINY_MODEL,
-    ]
-
-
-def predict_args(run: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["predict", str(run), "--data", str(data), "--out", str(out), "--no-progress", *extra]
-
+from .cli_helpers import fails, predict_args, train_args
 
 # --- configuration and output directories ---------------------------------------------------------
 
@@ -168,7 +82,7 @@ def test_predict_write_failure_is_one_line_and_leaves_no_partial_file(
     out = tmp_path / "pred"
     line = fails(capsys, predict_args(run_dir, screen / "data.h5ad", out))
     assert expected in line and "adata_pred.h5ad" in line
-    assert list(out.iterdir()) == []  # neither the file nor its temporary
+    assert list(tmp_path.iterdir()) == []  # no output, no temporary file, no staging directory
 
 
 # --- checkpoints ------------------------------------------------------------------------------------
@@ -177,11 +91,13 @@ def test_predict_write_failure_is_one_line_and_leaves_no_partial_file(
 def test_predict_with_a_truncated_checkpoint(screen, run_dir, tmp_path, capsys) -> None:
     broken = tmp_path / "broken_run"
     shutil.copytree(run_dir, broken)
-    checkpoint = broken / "checkpoints" / "last.ckpt"
-    checkpoint.write_bytes(checkpoint.read_bytes()[:4096])
-    line = fails(capsys, predict_args(broken, screen / "data.h5ad", tmp_path / "pred"))
-    assert str(checkpoint) in line and "corrupted or truncated" in line
-    assert not (tmp_path / "pred").exists()
+    for name in ("best", "last"):  # predict reads best.ckpt unless told --checkpoint last
+        checkpoint = broken / "checkpoints" / f"{name}.ckpt"
+        checkpoint.write_bytes(checkpoint.read_bytes()[:4096])
+        argv = predict_args(broken, screen / "data.h5ad", tmp_path / "pred", "--checkpoint", name)
+        line = fails(capsys, argv)
+        assert str(checkpoint) in line and "corrupted or truncated" in line
+        assert not (tmp_path / "pred").exists()
 
 
 def test_predict_from_a_missing_run_directory(screen, tmp_path, capsys) -> None:
@@ -193,7 +109,7 @@ def test_predict_from_a_missing_run_directory(screen, tmp_path, capsys) -> None:
 
 
 def test_predict_names_missing_and_extra_genes(screen, run_dir, variant, tmp_path, capsys) -> None:
-    trained_genes = (run_dir / "genes.txt").read_text().split()
+    trained_genes = list(Model.load(run_dir).genes)
 
     def rename_two(adata: ad.AnnData) -> None:
         names = list(adata.var_names)
@@ -204,19 +120,20 @@ def test_predict_names_missing_and_extra_genes(screen, run_dir, variant, tmp_pat
     line = fails(capsys, predict_args(run_dir, path, tmp_path / "pred"))
     assert f"lacks 2 of the {len(trained_genes)} genes" in line
     assert repr(trained_genes[0]) in line and repr(trained_genes[5]) in line
-    assert "'EXTRA1'" in line and "'EXTRA2'" in line and "genes.txt" in line
+    assert "'EXTRA1'" in line and "'EXTRA2'" in line and "Model.load(RUN).genes" in line
 
 
 def test_predict_on_reordered_genes_gives_the_same_predictions(
     screen, run_dir, variant, tmp_path, capsys
 ) -> None:
-    order = np.random.default_rng(1).permutation(len((run_dir / "genes.txt").read_text().split()))
+    genes = list(Model.load(run_dir).genes)
+    order = np.random.default_rng(1).permutation(len(genes))
     path = variant("reordered_genes", lambda adata: adata[:, order].copy(), plain=True)
     assert main(predict_args(run_dir, screen / "data.h5ad", tmp_path / "original")) == 0
     assert main(predict_args(run_dir, path, tmp_path / "reordered")) == 0
     original = ad.read_h5ad(tmp_path / "original" / "adata_pred.h5ad")
     reordered = ad.read_h5ad(tmp_path / "reordered" / "adata_pred.h5ad")
-    assert list(reordered.var_names) == (run_dir / "genes.txt").read_text().split()
+    assert list(reordered.var_names) == genes
     np.testing.assert_array_equal(reordered.X, original.X)
     assert reordered.obs.equals(original.obs)
 
@@ -332,7 +249,7 @@ def test_perturbation_without_an_embedding_fails_and_trains_with_drop(screen, va
     with pytest.warns(UserWarning, match="NOTAGENE123"):
         assert main([*argv, "--set", "embedding.missing=drop"]) == 0
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    assert "NOTAGENE123" not in (run / "perturbations.json").read_text()
+    assert "NOTAGENE123" not in Model.load(run).perturbations
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ def test_unknown_key_names_the_key_and_the_closest_valid_ones() -> None:
 
 
 def test_bad_values_are_errors_naming_the_key() -> None:
-    with pytest.raises(ConfigError, match=r"model\.arm must be one of"):
+    with pytest.raises(ConfigError, match=r"Unknown arm 'gpt'\. Registered arms: 'st', 'st_onehot'"):
         load_config(None, ["model.arm=gpt"])
     with pytest.raises(ConfigError, match=r"train\.max_steps must be an integer"):
         load_config(None, ["train.max_steps=1.5"])
@@ -60,3 +60,60 @@ def test_config_is_frozen_and_overrides_return_a_new_config() -> None:
     with pytest.raises(AttributeError):
         base.train.seed = 5  # type: ignore[misc]
     assert "control_label" not in config_to_dict(base)["data"]  # None is left out of TOML
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.lr=-1", "train.lr must be greater than 0, got -1.0."),
+        ("train.lr=0", "train.lr must be greater than 0, got 0.0."),
+        ("model.hidden_dim=0", "model.hidden_dim must be at least 1, got 0."),
+        ("train.max_steps=-5", "train.max_steps must be at least 1, got -5."),
+        ("train.max_steps=0", "train.max_steps must be at least 1, got 0."),
+        ("retrieval.top_k=0", "retrieval.top_k must be at least 1, got 0."),
+        ("retrieval.tau=0", "retrieval.tau must be greater than 0, got 0.0."),
+        ("model.dropout=1", "model.dropout must be in [0, 1), got 1.0."),
+        ("train.val_fraction=-0.1", "train.val_fraction must be in [0, 1), got -0.1."),
+        ("train.patience=-1", "train.patience must be at least 0, got -1."),
+        ("train.seed=-3", "train.seed must be at least 0, got -3."),
+        ("model.n_heads=3", "model.hidden_dim (64) must be a multiple of model.n_heads (3)."),
+    ],
+)
+def test_out_of_range_values_are_refused_naming_the_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config("cpu-small", [override])
+    assert str(caught.value) == message
+
+
+def test_an_arm_brings_its_settings_and_set_overrides_win() -> None:
+    from ptrag.config import ARMS, get_arm
+
+    paper = load_config("cpu-small", ["model.arm=ptrag_paper"])
+    assert (paper.retrieval.combine, paper.retrieval.sparsity_weight) == ("replace_sum", 0.1)
+    assert get_arm("ptrag_paper").kind.name == "ptrag"
+    onehot = load_config("cpu-small", ["model.arm=st_onehot"])
+    assert onehot.model.pert_encoding == "onehot" and get_arm("st_onehot").kind.head is None
+    mine = load_config("cpu-small", ["model.arm=ptrag_paper", "retrieval.combine=residual_mean"])
+    assert mine.retrieval.combine == "residual_mean"
+    assert load_config("cpu-small", ["model.arm=ptrag"]).retrieval.combine == "residual_mean"
+    for name, arm in ARMS.items():
+        config = load_config("cpu-small", [f"model.arm={name}"])
+        assert config.model.arm == name and arm.description
+
+
+def test_saved_configs_are_read_back_exactly(tmp_path) -> None:
+    from ptrag.config import read_saved_config
+
+    config = load_config("cpu-small", ["model.arm=ptrag_paper", "retrieval.combine=residual_mean"])
+    save_config(config, tmp_path / "config.toml")
+    assert read_saved_config(tmp_path / "config.toml") == config
+
+
+def test_arm_lists_are_checked_before_anything_runs() -> None:
+    from ptrag.config import parse_arms
+
+    assert [a.name for a in parse_arms("st, ptrag_paper")] == ["st", "ptrag_paper"]
+    with pytest.raises(ConfigError, match=r"Unknown arm 'foo'"):
+        parse_arms("st,foo")
+    with pytest.raises(ConfigError, match=r"'st' more than once"):
+        parse_arms("st,st")

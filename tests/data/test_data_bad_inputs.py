@@ -38,15 +38,6 @@ def test_override_column_not_present(screen_factory, write_screen):
     assert "'tissue'" in message and "'cell_line'" in message
 
 
-def test_ambiguous_column(screen_factory, write_screen):
-    adata = screen_factory()
-    adata.obs["target_gene"] = adata.obs["gene"]
-    message = _error(write_screen(adata))
-    assert "Ambiguous perturbation column" in message and "'gene'" in message and "'target_gene'" in message
-    # ...and an override resolves it.
-    assert load_dataset(write_screen(adata), DataConfig(perturbation_column="gene")).n_cells == 288
-
-
 def test_unknown_control_label_lists_labels_by_frequency(screen_factory, write_screen):
     adata = screen_factory(control_label="scramble")
     message = _error(write_screen(adata))

@@ -21,6 +21,7 @@ from ptrag.embeddings.annotation import Annotation, locate_annotation
 from ptrag.embeddings.build import build_embeddings
 from ptrag.embeddings.bundled import load_bundled_embeddings, load_gene_table, load_go_terms
 from ptrag.embeddings.text import texts_for_table
+from ptrag.embeddings.types import GeneEmbeddings
 from ptrag.errors import EmbeddingError
 
 
@@ -59,9 +60,11 @@ def test_embed_genes_from_debian_packages(
     monkeypatch.setenv("PTRAG_EMBEDDING_CACHE", str(cache))
     data = _screen(tmp_path / "screen.h5ad", fifty_genes)
     out = tmp_path / "genes.npz"
-    assert main(["embed-genes", "--data", str(data), "--threads", "1", "--out", str(out)]) == 0
+    argv = ["embed-genes", "--data", str(data), "--threads", "1", "--out", str(out), "--from-annotation"]
+    assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "50 perturbation targets" in printed and "50 of 50 genes have an embedding" in printed
+    assert "(0 from the shipped table, 50 built from the annotation)" in printed
 
     built = load_embeddings(out)
     assert sorted(built.symbols) == sorted(fifty_genes)
@@ -97,3 +100,23 @@ def test_unknown_genes_are_listed(annotation: Annotation, tmp_path: Path) -> Non
 def test_annotation_dir_without_files_is_explained(tmp_path: Path) -> None:
     with pytest.raises(EmbeddingError, match=r"does not contain org\.Hs\.eg\.sqlite or GO\.sqlite"):
         locate_annotation(tmp_path)
+
+
+def test_genes_the_shipped_table_lacks_are_built_from_the_annotation(
+    annotation: Annotation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Pretend the shipped table lacks TP53 and MYC (as a newer annotation's new genes would be).
+    full = load_bundled_embeddings()
+    keep = [s for s in full.symbols if s not in ("TP53", "MYC")]
+    partial = GeneEmbeddings(tuple(keep), full.matrix[[full.index(s) for s in keep]], "bundled", "v1")
+    monkeypatch.setattr(build_module, "load_bundled_embeddings", lambda: partial)
+    monkeypatch.setenv("PTRAG_EMBEDDING_CACHE", str(tmp_path / "cache"))
+    embeddings, texts, built = build_module.embed_genes(
+        ["RPL7", "TP53", "MYC"], options=build_module.EncodeOptions(threads=1, progress=False)
+    )
+    assert built == ["TP53", "MYC"] and embeddings.symbols == ("RPL7", "TP53", "MYC")
+    assert "2 gene(s) are not in the bundled table of every protein-coding gene: 'TP53', 'MYC'" in caplog.text
+    np.testing.assert_array_equal(embeddings.vector("RPL7"), full.vector("RPL7"))
+    for gene in ("TP53", "MYC"):  # rebuilt from the same annotation: the shipped vector, float16 aside
+        assert float(embeddings.vector(gene) @ full.vector(gene)) > 0.999
+    assert texts[1].startswith("Gene TP53. Tumor protein p53.")

@@ -8,12 +8,13 @@ import pytest
 
 from ptrag.cli.embed_cmd import read_gene_file
 from ptrag.cli.main import main
+from ptrag.embeddings.bundled import load_all_genes
 
 
 def test_neighbors_prints_family_with_cosine(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["embed-genes", "--neighbors", "RPL7", "-k", "5"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("Nearest genes to RPL7 in bundled (5000 genes, 384-d)")
+    assert lines[0].startswith(f"Nearest genes to RPL7 in bundled ({len(load_all_genes())} genes, 384-d)")
     rows = [line.split() for line in lines[2:]]
     assert [row[0] for row in rows] == ["1", "2", "3", "4", "5"]
     assert all(row[1].startswith(("RPL", "RPS")) for row in rows)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from ptrag.models.build import ModelSpec
 from ptrag.retrieval import ResponseMemory, RetrievalDatabase
+from ptrag.run.spec import ModelSpec
 
 N_GENES = 24
 VOCAB = 12

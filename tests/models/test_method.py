@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from ptrag.config import load_config
-from ptrag.models.build import ModelSpec, build_model
+from ptrag.config import ARMS, load_config
 from ptrag.retrieval import RetrievalDatabase
+from ptrag.run.build import build_model
+from ptrag.run.spec import ModelSpec
 from ptrag.training.module import PerturbationLightningModule
-
-ARMS = ("st", "vanilla_rag", "ptrag", "memory")
 
 
 def _config(arm: str, *extra: str):
@@ -62,7 +61,7 @@ def test_memory_candidates_exclude_the_query_row(spec: ModelSpec) -> None:
 def test_straight_through_gradient_reaches_the_scorer(spec: ModelSpec, make_batch) -> None:
     module = PerturbationLightningModule(_config("ptrag"), spec)
     module.train()
-    distribution, sparsity, _ = module._losses(make_batch())
+    distribution, sparsity, _ = module.losses(make_batch())
     (distribution + sparsity).backward()
     scorer_grads = [p.grad for p in module.model.selector.scorer.parameters()]
     assert all(g is not None for g in scorer_grads)
@@ -73,7 +72,7 @@ def test_sparsity_term_is_lambda_times_selection_rate(spec: ModelSpec, make_batc
     module = PerturbationLightningModule(_config("ptrag", "retrieval.sparsity_weight=0.37"), spec)
     module.train()
     torch.manual_seed(1)
-    _, sparsity, output = module._losses(make_batch())
+    _, sparsity, output = module.losses(make_batch())
     rate = output.selection_rate()
     weights = output.selection.weights
     valid = output.selection.valid[:, None, :].expand_as(weights)
@@ -82,7 +81,7 @@ def test_sparsity_term_is_lambda_times_selection_rate(spec: ModelSpec, make_batc
     assert float(sparsity) == pytest.approx(0.37 * float(rate), rel=1e-6)
 
 
-@pytest.mark.parametrize("arm", ARMS)
+@pytest.mark.parametrize("arm", list(ARMS))
 def test_inference_is_deterministic_and_independent_of_the_rest_of_the_batch(
     spec: ModelSpec, arm: str, make_batch
 ) -> None:
@@ -132,7 +131,7 @@ def test_retrieval_is_used_at_prediction_time(spec: ModelSpec, arm: str, make_ba
     assert (before - after).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize("arm", ARMS)
+@pytest.mark.parametrize("arm", list(ARMS))
 def test_predictions_are_permutation_equivariant_over_cells(spec: ModelSpec, arm: str, make_batch) -> None:
     """No positional encoding and bidirectional attention: permuting cells permutes predictions."""
     model = build_model(_config(arm), spec).eval()

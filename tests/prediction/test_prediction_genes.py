@@ -71,7 +71,7 @@ def test_missing_and_extra_genes_are_named(small) -> None:
     message = str(info.value)
     assert f"lacks 2 of the {len(genes)} genes run X was trained on: 'NEWGENE_A', 'NEWGENE_B'" in message
     assert f"it has 2 genes the model does not know: {small.genes[0]!r}, {small.genes[-1]!r}" in message
-    assert "genes.txt" in message
+    assert "ptrag.Model.load(RUN).genes" in message
 
 
 # --- in-silico prediction -----------------------------------------------------------------------------
@@ -108,16 +108,16 @@ def _queries(new_gene: str) -> pd.DataFrame:
 
 def test_never_measured_gene_is_predicted_from_controls(tiny) -> None:
     from ptrag.prediction.insilico import predict_queries
-    from ptrag.prediction.predict import TrainedModel
+    from ptrag.run.checkpoint import Checkpoint
 
     root, dataset, new_gene = tiny
-    trained = TrainedModel.load(root / "run")
+    trained = Checkpoint.load(root / "run")
     assert new_gene not in trained.spec.vocabulary
     prediction = predict_queries(trained, dataset, _queries(new_gene), seed=0)
     pred = prediction.adata_pred
     assert prediction.adata_real is None
     assert pred.n_obs == 30 and pred.n_vars == dataset.n_genes
-    assert list(pred.var_names) == (root / "run" / "genes.txt").read_text().split()
+    assert list(pred.var_names) == list(trained.spec.genes) == list(dataset.genes)
     assert {"target_gene", "cell_type", "batch", "control_barcode"} <= set(pred.obs.columns)
     counts = pred.obs.groupby(["target_gene", "cell_type"], observed=True).size().to_dict()
     assert counts == {(new_gene, "k562"): 20, (new_gene, "rpe1"): 7, ("PSMA4", "k562"): 3}
@@ -136,11 +136,11 @@ def test_never_measured_gene_is_predicted_from_controls(tiny) -> None:
 
 def test_same_seed_gives_bit_identical_predictions_and_another_seed_does_not(tiny) -> None:
     from ptrag.prediction.insilico import predict_queries
-    from ptrag.prediction.predict import TrainedModel
+    from ptrag.run.checkpoint import Checkpoint
 
     root, dataset, new_gene = tiny
     runs = [
-        predict_queries(TrainedModel.load(root / "run"), dataset, _queries(new_gene), seed=seed).adata_pred
+        predict_queries(Checkpoint.load(root / "run"), dataset, _queries(new_gene), seed=seed).adata_pred
         for seed in (5, 5, 6)
     ]
     assert runs[0].X.tobytes() == runs[1].X.tobytes()

@@ -100,7 +100,12 @@ def _summary(n_seeds: int = 1) -> dict:
             label=label,
             description=f"{label} description.",
             retrieval={"ptrag": _retrieval(collapsed=False), "memory": _retrieval(collapsed=True)},
-            training={"ptrag": _training(), "memory": _training()},
+            # metrics.csv has every column; an arm without a selector leaves its rate empty.
+            training={
+                "st": _training().assign(**{"train/selection_rate": np.nan}),
+                "ptrag": _training(),
+                "memory": _training(),
+            },
             info={"n_test_groups": N},
         )
         for seed, (name, label) in enumerate((("fewshot", "few-shot"), ("unseen", "unseen")))

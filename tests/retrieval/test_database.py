@@ -43,11 +43,3 @@ def test_fewer_rows_than_k_are_padded_as_invalid() -> None:
 def test_duplicate_perturbations_are_rejected() -> None:
     with pytest.raises(PtragError, match="unique"):
         RetrievalDatabase.build(["A", "A"], np.ones((2, 3), np.float32))
-
-
-def test_save_and_load_round_trip(tmp_path) -> None:
-    database, _ = _database()
-    database.save(tmp_path / "db.npz")
-    loaded = RetrievalDatabase.load(tmp_path / "db.npz")
-    assert loaded.perturbations == database.perturbations
-    np.testing.assert_array_equal(loaded.embeddings, database.embeddings)

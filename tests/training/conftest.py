@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from ptrag.config import Config, load_config
 from ptrag.data.loading import load_dataset
@@ -42,24 +41,6 @@ def make_config():
 def ptrag_cli():
     """``ptrag_cli(*args)``: the command line that runs ``ptrag`` with this interpreter."""
     return lambda *args: [sys.executable, "-m", "ptrag.cli.main", *args]
-
-
-@pytest.fixture(scope="session")
-def tiny_screen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ptrag.simulation import simulate
-
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("tiny") / "screen"
-    simulate("tiny", seed=0, out_dir=out)
-    return out
-
-
-@pytest.fixture(scope="session")
-def tiny_screen_digest(tiny_screen: Path) -> str:
-    """The input file's hash right after simulation, before anything reads it."""
-    import hashlib
-
-    return hashlib.sha256((tiny_screen / "data.h5ad").read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="session")

@@ -11,21 +11,21 @@ import numpy as np
 import torch
 
 from ptrag.data.sets import SetSampler
-from ptrag.training.batches import SetTensorizer, TrainingSteps
-from ptrag.training.checkpoints import read_checkpoint
+from ptrag.run.checkpoint import Checkpoint
+from ptrag.run.tensors import SetTensorizer
+from ptrag.training.batches import TrainingSteps
 from ptrag.training.prepare import prepare
 
 STEPS = 12
 RANK_LINE = re.compile(r"rank (\d+) of (\d+): (\d+) optimizer steps, retrieval database digest (\w+)")
 
 
-def _checkpoint_digest(state_dict: dict[str, torch.Tensor]) -> str:
-    """The digest `ptrag.training.run.retrieval_digest` logs, recomputed from a saved state dict."""
-    prefix = "model.retriever."
+def _checkpoint_digest(checkpoint: Checkpoint) -> str:
+    """The digest `ptrag.training.run.retrieval_digest` logs, of a model rebuilt from the checkpoint."""
     digest = hashlib.sha256()
-    for name in sorted(k for k in state_dict if k.startswith(prefix)):
-        digest.update(name.removeprefix(prefix).encode())
-        digest.update(state_dict[name].contiguous().numpy().tobytes())
+    for name, buffer in sorted(checkpoint.model().retriever.named_buffers()):
+        digest.update(name.encode())
+        digest.update(buffer.contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -50,21 +50,19 @@ def test_two_process_ddp_trains_on_both_ranks_with_one_database_and_one_checkpoi
     assert sorted(ranks) == [0, 1], output[-3000:]
     assert all(int(world) == 2 and int(steps) == STEPS for _, world, steps, _ in ranks.values())
 
-    # The retrieval database (neighbour tables + embeddings) is identical on both ranks, and it is
-    # the one the checkpoint holds.
+    # The retrieval database (neighbour tables + embeddings) is identical on both ranks, and the
+    # checkpoint's spec rebuilds exactly it.
     digests = {digest for *_, digest in ranks.values()}
     assert len(digests) == 1
-    payload = read_checkpoint(run / "checkpoints" / "last.ckpt")
-    assert payload["global_step"] == STEPS
-    assert _checkpoint_digest(payload["state_dict"]) in digests
+    checkpoint = Checkpoint.load(run, "last")
+    assert checkpoint.step == STEPS
+    assert _checkpoint_digest(checkpoint) in digests
 
-    # The checkpoint is written once: a single last.ckpt, no rank- or version-suffixed copies, no
-    # leftover temporary files, and one metrics log.
-    files = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert files.count("last.ckpt") == 1
-    assert not [f for f in files if "-v" in f or f.endswith(".tmp")], files
-    assert len([f for f in files if f != "last.ckpt"]) == 1, files
-    assert len(list(run.rglob("metrics.csv"))) == 2  # logs/metrics.csv and its top-level copy
+    # Each checkpoint is written once: no rank- or version-suffixed copies, no leftover temporary
+    # files or partial directory, one metrics log.
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert [p.name for p in run.rglob("metrics.csv")] == ["metrics.csv"]
     assert output.count("trained ptrag for") == 2  # each process finished the command
 
 

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from ptrag.evaluation import evaluate, evaluate_references, fit_pca_on_real
-from ptrag.prediction.predict import TrainedModel, predict_sets
+from ptrag.prediction.predict import predict_sets
+from ptrag.run.checkpoint import Checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def scores(tiny_data, trained_runs) -> dict[str, pd.DataFrame]:
     out = {}
     real = None
     for arm, run_dir in trained_runs.items():
-        prediction = predict_sets(TrainedModel.load(run_dir), dataset, groups, progress=False)
+        prediction = predict_sets(Checkpoint.load(run_dir), dataset, groups, progress=False)
         real = prediction.adata_real
         pca = fit_pca_on_real(real)
         out[arm] = evaluate(prediction.adata_pred, real, pca=pca, include_de=False, progress=False).results

@@ -12,9 +12,11 @@ from typing import Any
 import pandas as pd
 
 from ptrag.benchmark.runner import DEFAULT_ARMS, BenchmarkRuns, load_benchmark_dataset, run_arms
-from ptrag.benchmark.splits import resolve_splits
+from ptrag.benchmark.splits import BenchmarkSplit, resolve_splits
+from ptrag.config import DEFAULT_PRESET, get_arm, load_config
+from ptrag.data.dataset import PerturbationDataset
 from ptrag.errors import DataError
-from ptrag.io import prepare_output_dir
+from ptrag.io import staged_output
 from ptrag.report.summary import SplitResults
 
 log = logging.getLogger(__name__)
@@ -72,31 +74,69 @@ def run_benchmark(
     preset: str = "replogle-like",
     arms: Sequence[str] = DEFAULT_ARMS,
     seeds: int = 1,
-    config_source: str = "cpu-small",
+    config_source: str = DEFAULT_PRESET,
     overrides: Sequence[str] = (),
     overwrite: bool = False,
     progress: bool = True,
     splits: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark into ``out``; ``splits`` (default: every split the data offers) by name."""
+    """Check the arms, their configs and the data directory's splits (``splits`` by name; default:
+    every split it offers), then write the benchmark into a staging directory that replaces ``out``
+    only when everything is done."""
     from ptrag.report.render import write_report
     from ptrag.report.summary import build_summary
 
-    started = time.perf_counter()
     if BASELINE not in arms:
         raise DataError(f"The benchmark compares every arm against {BASELINE!r}; include it in --arms.")
-    simulated = data_dir is None
-    if data_dir is not None:
-        chosen = resolve_splits(data_dir, splits)  # fail on a bad --data before touching --out
-    out = prepare_output_dir(out, overwrite=overwrite)
-    if data_dir is None:
-        from ptrag.simulation import simulate
+    for arm in arms:  # every arm and config error surfaces before anything is trained
+        load_config(config_source, [*overrides, f"model.arm={get_arm(arm).name}"])
+    chosen = resolve_splits(data_dir, splits) if data_dir is not None else []
+    with staged_output(out, overwrite=overwrite) as staging:
+        started = time.perf_counter()
+        if data_dir is None:
+            from ptrag.simulation import simulate
 
-        log.info("[benchmark] simulating the %s screen", preset)
-        data_dir = simulate(preset, seed=0, out_dir=out / "data", progress=progress).out_dir
-        chosen = resolve_splits(data_dir, splits)
-    data_path = Path(data_dir) / "data.h5ad"
-    dataset = load_benchmark_dataset(data_path, config_source, overrides)
+            log.info("[benchmark] simulating the %s screen", preset)
+            data_dir = simulate(preset, seed=0, out_dir=staging / "data", progress=progress).out_dir
+            chosen = resolve_splits(data_dir, splits)
+            source, shown_path = f"simulated {preset}", Path(out) / "data" / "data.h5ad"
+        else:
+            source, shown_path = str(data_dir), Path(data_dir) / "data.h5ad"
+        dataset = load_benchmark_dataset(Path(data_dir) / "data.h5ad", config_source, overrides)
+        sections, runs_info = _run_splits(
+            staging, dataset, chosen, arms, seeds, config_source, overrides, progress
+        )
+        info = {
+            "data": {
+                "path": str(shown_path),
+                "n_cells": dataset.n_cells,
+                "n_genes": dataset.n_genes,
+                "cell_types": dataset.cell_types,
+            },
+            "arms": list(arms),
+            "seeds": seeds,
+            "splits": [split.name for split, _ in chosen],
+            **runs_info,
+            "total_seconds": round(time.perf_counter() - started, 1),
+        }
+        title = f"ptrag benchmark: {source} ({', '.join(arms)}; {seeds} seed{'s' if seeds != 1 else ''})"
+        summary = build_summary(sections, baseline=BASELINE, n_seeds=seeds, info=info, title=title)
+        write_report(summary, staging)
+    log.info("[benchmark] done in %.0f s → %s", time.perf_counter() - started, Path(out) / "report.html")
+    return summary
+
+
+def _run_splits(
+    out: Path,
+    dataset: PerturbationDataset,
+    chosen: list[tuple[BenchmarkSplit, Path]],
+    arms: Sequence[str],
+    seeds: int,
+    config_source: str,
+    overrides: Sequence[str],
+    progress: bool,
+) -> tuple[dict[str, SplitResults], dict[str, Any]]:
+    """Every arm on every split; writes results_all.csv. Returns the report's inputs and run facts."""
     sections: dict[str, SplitResults] = {}
     results: list[pd.DataFrame] = []
     per_split_info: dict[str, Any] = {}
@@ -120,28 +160,4 @@ def run_benchmark(
     combined[["split", *[c for c in combined.columns if c != "split"]]].to_csv(
         out / "results_all.csv", index=False
     )
-    info = {
-        "data": {
-            "path": str(data_path),
-            "n_cells": dataset.n_cells,
-            "n_genes": dataset.n_genes,
-            "cell_types": dataset.cell_types,
-        },
-        "arms": list(arms),
-        "seeds": seeds,
-        "splits": [split.name for split, _ in chosen],
-        "config": config,
-        "runs": per_split_info,
-        "total_seconds": round(time.perf_counter() - started, 1),
-    }
-    source = f"simulated {preset}" if simulated else str(data_dir)
-    summary = build_summary(
-        sections,
-        baseline=BASELINE,
-        n_seeds=seeds,
-        info=info,
-        title=f"ptrag benchmark: {source} ({', '.join(arms)}; {seeds} seed{'s' if seeds != 1 else ''})",
-    )
-    write_report(summary, out)
-    log.info("[benchmark] done in %.0f s → %s", time.perf_counter() - started, out / "report.html")
-    return summary
+    return sections, {"config": config, "runs": per_split_info}

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ptrag.config import load_config
+from ptrag.config import DEFAULT_PRESET, load_config
+from ptrag.config.arms import default_benchmark_arms
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.loading import load_dataset
 from ptrag.data.splits import Split
@@ -27,13 +28,14 @@ from ptrag.evaluation import (
     fit_pca_on_real,
     reference_shifts_for_split,
 )
-from ptrag.prediction.predict import Prediction, TrainedModel, predict_sets
+from ptrag.prediction.predict import Prediction, predict_sets
 from ptrag.prediction.write import write_prediction
+from ptrag.run.checkpoint import Checkpoint
 from ptrag.training.run import train
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ARMS: tuple[str, ...] = ("st", "vanilla_rag", "ptrag", "memory")
+DEFAULT_ARMS: tuple[str, ...] = default_benchmark_arms()
 
 
 @dataclass
@@ -78,7 +80,7 @@ def _last_logged(frame: pd.DataFrame) -> dict[str, float]:
 
 
 def load_benchmark_dataset(
-    data_path: Path, config_source: str = "cpu-small", overrides: Sequence[str] = ()
+    data_path: Path, config_source: str = DEFAULT_PRESET, overrides: Sequence[str] = ()
 ) -> PerturbationDataset:
     """The screen, loaded once for every split and arm, as the arms' config reads it."""
     base = load_config(config_source, overrides)
@@ -92,7 +94,7 @@ def run_arms(
     split_name: str = "fewshot",
     arms: Sequence[str] = DEFAULT_ARMS,
     seeds: int = 1,
-    config_source: str = "cpu-small",
+    config_source: str = DEFAULT_PRESET,
     overrides: Sequence[str] = (),
     progress: bool = True,
 ) -> BenchmarkRuns:
@@ -115,7 +117,7 @@ def run_arms(
             trained_s = time.perf_counter() - started
             started = time.perf_counter()
             prediction = predict_sets(
-                TrainedModel.load(run_dir), dataset, test_groups, seed=seed, progress=False
+                Checkpoint.load(run_dir), dataset, test_groups, seed=seed, progress=False
             )
             predict_s = time.perf_counter() - started
             write_prediction(prediction, predictions_dir / f"{arm}-seed{seed}", overwrite=True)
@@ -129,7 +131,13 @@ def run_arms(
             training_log = _training_log(run_dir)
             runs.append(
                 ArmRun(
-                    arm, seed, trained_s, predict_s, result, prediction.retrieval, _last_logged(training_log),
+                    arm,
+                    seed,
+                    trained_s,
+                    predict_s,
+                    result,
+                    prediction.retrieval,
+                    _last_logged(training_log),
                     training_log,
                 )
             )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ptrag.cli.common import add_config_options
+from ptrag.cli.common import add_config_options, add_data_options, data_overrides
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
+    from ptrag.config.arms import ARMS, default_benchmark_arms
+
     parser = sub.add_parser(
         name,
         help=help_text,
@@ -25,17 +27,24 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         "(default: simulate --preset).",
     )
     parser.add_argument("--preset", default="replogle-like", help="simulation preset used without --data.")
-    parser.add_argument("--arms", default="st,vanilla_rag,ptrag,memory", help="comma-separated arms.")
+    parser.add_argument(
+        "--arms",
+        default=",".join(default_benchmark_arms()),
+        help=f"comma-separated arms, from: {', '.join(ARMS)}.",
+    )
     parser.add_argument(
         "--splits",
         default=None,
         help="comma-separated splits to run: fewshot, unseen (default: every split the data offers).",
     )
     parser.add_argument("--seeds", type=int, default=1, help="seeds per arm (3 for headline claims).")
-    parser.add_argument("--out", required=True, help="output directory.")
+    parser.add_argument(
+        "--out", required=True, help="output directory; written beside it, moved into place when done."
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory.")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars.")
     add_config_options(parser)
+    add_data_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -64,15 +73,20 @@ def print_summary(summary: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     from ptrag.benchmark.pipeline import run_benchmark
     from ptrag.benchmark.splits import parse_splits
+    from ptrag.config import DEFAULT_PRESET, parse_arms
+    from ptrag.errors import ConfigError
 
+    arms = [arm.name for arm in parse_arms(args.arms)]
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}.")
     summary = run_benchmark(
         args.out,
         data_dir=args.data,
         preset=args.preset,
-        arms=[a.strip() for a in args.arms.split(",") if a.strip()],
+        arms=arms,
         seeds=args.seeds,
-        config_source=args.config,
-        overrides=args.overrides,
+        config_source=args.config or DEFAULT_PRESET,
+        overrides=[*data_overrides(args), *args.overrides],
         overwrite=args.overwrite,
         progress=not args.no_progress,
         splits=parse_splits(args.splits),

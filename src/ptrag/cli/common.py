@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ptrag.config import Config, DataConfig, load_config
+from ptrag.config import DEFAULT_PRESET, PRESETS
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -13,13 +13,16 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cell-type-column", help="obs column with the cell type (e.g. cell_line).")
     group.add_argument("--batch-column", help="obs column with the batch (e.g. gem_group).")
     group.add_argument("--control-label", help="label of control cells (e.g. non-targeting).")
+    group.add_argument(
+        "--expression", help="expression to read: auto (obsm['X_hvg'], else X), X, an obsm key, layers/<key>."
+    )
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
-        default="cpu-small",
-        help="preset (cpu-small, paper) or a TOML/YAML config file (default: cpu-small).",
+        default=None,
+        help=f"preset ({', '.join(PRESETS)}) or a TOML/YAML config file (default: {DEFAULT_PRESET}).",
     )
     parser.add_argument(
         "--set",
@@ -31,19 +34,13 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+DATA_FLAGS = ("perturbation_column", "cell_type_column", "batch_column", "control_label", "expression")
+
+
 def data_overrides(args: argparse.Namespace) -> list[str]:
-    pairs = {
-        "perturbation_column": args.perturbation_column,
-        "cell_type_column": args.cell_type_column,
-        "batch_column": args.batch_column,
-        "control_label": args.control_label,
-    }
-    return [f'data.{key}="{value}"' for key, value in pairs.items() if value is not None]
-
-
-def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -> Config:
-    return load_config(args.config, [*data_overrides(args), *args.overrides, *(extra or [])])
-
-
-def data_config_from_args(args: argparse.Namespace) -> DataConfig:
-    return load_config(None, data_overrides(args)).data
+    """``data.*`` overrides for the data options a command has and the user gave."""
+    given = {key: getattr(args, key, None) for key in DATA_FLAGS}
+    overrides = [f'data.{key}="{value}"' for key, value in given.items() if value is not None]
+    if getattr(args, "n_top_genes", None) is not None:
+        overrides.append(f"data.n_top_genes={args.n_top_genes}")
+    return overrides

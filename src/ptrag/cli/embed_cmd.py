@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 DESCRIPTION = """\
-Build GenePT-style gene embeddings offline, or show a gene's nearest neighbours.
+Write GenePT-style gene embeddings offline, or show a gene's nearest neighbours.
 
-Building: each gene is described as "Gene SYMBOL. Full name. Biological process: ...; Molecular
-function: ...; Cellular component: ..." from NCBI Gene and Gene Ontology annotation (Bioconductor's
-org.Hs.eg.db and GO.db, fetched as Debian packages with apt-get download + dpkg-deb -x into
-~/.cache/ptrag/annotation, or read from --annotation-dir), then encoded with all-MiniLM-L6-v2 (bundled,
-runs offline) into L2-normalised 384-d vectors. The .npz output holds symbols, matrix, texts, the
-text-template version and the source; load it anywhere ptrag takes --embeddings.
+Each gene is described as "Gene SYMBOL. Full name. Biological process: ...; Molecular function: ...;
+Cellular component: ..." from NCBI Gene and Gene Ontology annotation (Bioconductor's org.Hs.eg.db and
+GO.db) and encoded with all-MiniLM-L6-v2 into L2-normalised 384-d vectors. ptrag ships these vectors
+for every human protein-coding gene, so --genes, --data and --all need no network: only genes the
+shipped table lacks (named in a message) are built, from the annotation packages (fetched with
+apt-get download + dpkg-deb -x into ~/.cache/ptrag/annotation, or read from --annotation-dir) and
+the bundled encoder. --from-annotation builds every gene that way. The .npz output holds symbols,
+matrix, texts, the text-template version and the source; load it anywhere ptrag takes embeddings.
 
 Examples:
   ptrag embed-genes --data screen.h5ad --out genes.npz
@@ -43,7 +43,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         metavar="DATA.h5ad",
         help="embed the perturbation targets of this screen (control label excluded).",
     )
-    what.add_argument("--all", action="store_true", help="embed all ~20,000 human protein-coding genes.")
+    what.add_argument("--all", action="store_true", help="write all ~20,600 human protein-coding genes.")
     what.add_argument(
         "--neighbors",
         metavar="SYMBOL",
@@ -55,8 +55,15 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         "--annotation-dir",
         type=Path,
         metavar="DIR",
-        help="directory holding org.Hs.eg.sqlite and GO.sqlite (nothing is downloaded). "
-        "Default: the cache ~/.cache/ptrag/annotation, filled with apt-get on first use.",
+        help="directory holding org.Hs.eg.sqlite and GO.sqlite (nothing is downloaded), for genes the "
+        "shipped table lacks or with --from-annotation. Default: the cache ~/.cache/ptrag/annotation, "
+        "filled with apt-get on first use.",
+    )
+    parser.add_argument(
+        "--from-annotation",
+        action="store_true",
+        help="build every gene from the annotation (e.g. a newer --annotation-dir) instead of taking "
+        "the shipped vectors.",
     )
     parser.add_argument(
         "--threads",
@@ -120,14 +127,19 @@ def read_gene_file(path: Path) -> list[str]:
 def perturbation_targets(path: Path, column: str | None, control_label: str | None) -> list[str]:
     """The distinct perturbation labels of a screen, without the control label; reads obs only."""
     from ptrag.data import columns as cols
-    from ptrag.data.h5read import frame_column, frame_columns, open_h5ad
+    from ptrag.data.readers import open_screen
 
-    with open_h5ad(path) as handle:
-        present = frame_columns(handle["obs"])
+    with open_screen(path) as reader:
         name = cols.choose_column(
-            "perturbation", column, cols.PERTURBATION_ALIASES, present, "--perturbation-column"
+            "perturbation",
+            column,
+            cols.PERTURBATION_ALIASES,
+            reader.obs_columns(),
+            "--perturbation-column",
+            read=reader.obs_column,
+            cell_names=reader.cell_names(),
         )
-        labels = frame_column(handle["obs"], str(name), "obs").dropna().astype(str)
+        labels = reader.obs_column(str(name)).dropna().astype(str)
     control = cols.choose_control_label(control_label, labels, str(name))
     return sorted(set(labels) - {control})
 
@@ -143,9 +155,9 @@ def _print_neighbors(args: argparse.Namespace) -> int:
     symbol = resolution.matched[args.neighbors]
     names: dict[str, str] = {}
     if args.embeddings == "bundled":
-        from ptrag.embeddings.bundled import load_gene_table
+        from ptrag.embeddings.bundled import load_all_genes
 
-        table = load_gene_table()
+        table = load_all_genes()
         names = dict(zip(table["symbol"], table["full_name"], strict=True))
     shown = symbol if symbol == args.neighbors else f"{symbol} (for {args.neighbors})"
     print(f"Nearest genes to {shown} in {embeddings.source} ({len(embeddings)} genes, {embeddings.dim}-d):")
@@ -166,22 +178,15 @@ def _requested_genes(args: argparse.Namespace) -> list[str] | None:
 
 
 def _print_coverage(args: argparse.Namespace) -> int:
-    from ptrag.embeddings import load_embeddings, resolve_genes
+    from ptrag.embeddings import load_embeddings
+    from ptrag.embeddings.resolve import resolve_quietly
     from ptrag.errors import EmbeddingError
 
     genes = _requested_genes(args)
     if genes is None:
         raise EmbeddingError("--coverage needs --genes FILE or --data DATA.h5ad.")
     embeddings = load_embeddings(args.embeddings)
-    resolve_log = logging.getLogger("ptrag.embeddings.resolve")
-    previous_level = resolve_log.level
-    resolve_log.setLevel(logging.ERROR)  # the summary below lists the missing genes itself
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            resolution = resolve_genes(embeddings, genes, policy="drop")
-    finally:
-        resolve_log.setLevel(previous_level)
+    resolution = resolve_quietly(embeddings, genes)  # the summary below lists the missing genes
     print(resolution.summary())
     renamed = {gene: symbol for gene, symbol in resolution.matched.items() if gene != symbol}
     if renamed:
@@ -208,29 +213,22 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise EmbeddingError(f"--batch-size must be at least 1, got {args.batch_size}.")
 
-    from ptrag.embeddings.annotation import Annotation
-    from ptrag.embeddings.build import build_embeddings, save_embeddings_npz
-    from ptrag.embeddings.resolve import resolve_genes
+    from ptrag.embeddings.build import EncodeOptions, embed_genes, save_embeddings_npz
 
     started = time.perf_counter()
     symbols = _requested_genes(args)
-    annotation = Annotation.open(args.annotation_dir)
-    embeddings, texts = build_embeddings(
-        annotation,
+    options = EncodeOptions(threads=args.threads, batch_size=args.batch_size, use_cache=not args.no_cache)
+    embeddings, texts, built = embed_genes(
         symbols,
-        threads=args.threads,
-        batch_size=args.batch_size,
-        use_cache=not args.no_cache,
+        annotation_dir=args.annotation_dir,
+        from_annotation=args.from_annotation,
         skip_unknown=args.skip_unknown,
+        options=options,
     )
     save_embeddings_npz(args.out, embeddings, texts=texts)
     if symbols is not None:
-        with warnings.catch_warnings():  # skipped genes were already reported through logging
-            warnings.simplefilter("ignore")
-            coverage = resolve_genes(embeddings, symbols, policy="drop", aliases=annotation.aliases)
-        print(coverage.summary())
-    print(
-        f"Wrote {len(embeddings)} genes × {embeddings.dim} ({embeddings.source}) to {args.out} "
-        f"in {time.perf_counter() - started:.1f} s"
-    )
+        print(f"{len(embeddings)} of {len(set(symbols))} genes have an embedding")
+    origin = f"{len(embeddings) - len(built)} from the shipped table, {len(built)} built from the annotation"
+    seconds = time.perf_counter() - started
+    print(f"Wrote {len(embeddings)} genes × {embeddings.dim} ({origin}) to {args.out} in {seconds:.1f} s")
     return 0

@@ -132,12 +132,12 @@ def run(args: argparse.Namespace) -> int:
     )
     from ptrag.evaluation.metric_registry import metrics_where
     from ptrag.evaluation.reference_report import COMPARISON_FILE
-    from ptrag.io import atomic_write_text, prepare_output_dir
+    from ptrag.io import atomic_write_text, check_output_dir, staged_output
 
     pred_dir = Path(args.pred_dir)
     pred = _read(pred_dir / "adata_pred.h5ad")
     real = _read(pred_dir / "adata_real.h5ad")
-    out = prepare_output_dir(args.out or pred_dir / "eval", overwrite=args.overwrite)
+    out = check_output_dir(args.out or pred_dir / "eval", overwrite=args.overwrite)
     pca = fit_pca_on_real(real, n_pcs=args.n_pcs, seed=args.seed)
     result = evaluate(
         pred,
@@ -149,7 +149,6 @@ def run(args: argparse.Namespace) -> int:
         include_de=not args.no_de,
         seed=args.seed,
     )
-    results_path, agg_path = write_results(result, out)
     print(
         f"Scored {len(result.results)} (cell type, perturbation) conditions; "
         f"control label {result.control_label!r}."
@@ -160,13 +159,18 @@ def run(args: argparse.Namespace) -> int:
         "NaNs skipped per metric: "
         + (", ".join(f"{m}={n}" for m, n in skipped.items()) if skipped else "none")
     )
-    print(f"Wrote {results_path} and {agg_path}")
     references, details = _score_references(args, pred_dir, real, result, pca)
-    if references:
-        write_reference_results(references, out, details)
-        method = str(pred.uns.get("ptrag", {}).get("arm", "prediction"))
-        table = comparison_table(method, result, references)
-        atomic_write_text(out / COMPARISON_FILE, table.to_csv(index=False))
+    table = None
+    # Everything is written into a staging directory that replaces --out only when complete.
+    with staged_output(out, overwrite=args.overwrite) as staging:
+        written = write_results(result, staging)
+        if references:
+            write_reference_results(references, staging, details)
+            method = str(pred.uns.get("ptrag", {}).get("arm", "prediction"))
+            table = comparison_table(method, result, references)
+            atomic_write_text(staging / COMPARISON_FILE, table.to_csv(index=False))
+    print(f"Wrote {' and '.join(str(out / path.name) for path in written)}")
+    if table is not None:
         shown = ["method", *[m for m in metrics_where("headline") if m in table.columns]]
         print("\nMean over conditions, method and references (same PCA, same real cells):")
         print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))

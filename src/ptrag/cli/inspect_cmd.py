@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ptrag.config import DataConfig, TrainConfig
+
 DESCRIPTION = (
     "Load a perturbation screen (.h5ad) the way training would and print what was detected: cells and "
     "genes, the expression source, cell types, perturbations and control cells per cell type (and per "
@@ -32,30 +34,25 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
         help="Label of control cells in the perturbation column. "
         "Default: detect non-targeting, control, ctrl or NT.",
     )
+    defaults = DataConfig()
     parser.add_argument(
         "--expression",
-        default="auto",
-        help="Expression to read: auto (obsm['X_hvg'] if present, else X), X, an obsm key, or layers/<key>.",
+        help="Expression to read: auto (obsm['X_hvg'] if present, else X), X, an obsm key, or layers/<key> "
+        f"(default: {defaults.expression}).",
     )
     parser.add_argument(
         "--n-top-genes",
         type=int,
-        default=2000,
-        help="Highly variable genes to keep when the data are raw counts.",
+        help=f"Highly variable genes to keep when the data are raw counts (default: {defaults.n_top_genes}).",
     )
 
 
-def data_config(args: argparse.Namespace) -> Any:
-    from ptrag.config import DataConfig
+def data_config(args: argparse.Namespace) -> DataConfig:
+    """The data section: schema defaults, then the options given (range-checked like any config)."""
+    from ptrag.cli.common import data_overrides
+    from ptrag.config import load_config
 
-    return DataConfig(
-        perturbation_column=args.perturbation_column,
-        cell_type_column=args.cell_type_column,
-        batch_column=args.batch_column,
-        control_label=args.control_label,
-        expression=args.expression,
-        n_top_genes=args.n_top_genes,
-    )
+    return load_config(None, data_overrides(args)).data
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
@@ -64,9 +61,9 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser.add_argument(
         "--set-len",
         type=int,
-        default=64,
+        default=TrainConfig().cell_set_len,
         help="Set size S used to warn about perturbations and batches with fewer cells "
-        "(default 64, the paper's).",
+        "(default: train.cell_set_len's default, the paper's %(default)s).",
     )
     parser.add_argument(
         "--per-batch", action="store_true", help="Print control cells for every (cell type, batch) pair."
@@ -96,6 +93,7 @@ def summarize(dataset: Any, set_len: int, per_batch: bool = False) -> str:
         f"Cells:       {dataset.n_cells}",
         f"Genes:       {dataset.n_genes} (expression: {dataset.expression_source}, "
         f"{dataset.expression.nbytes / 2**20:.1f} MiB in memory)",
+        f"Normalised:  {dataset.normalisation.describe()}",
         f"Columns:     perturbation={mapping.perturbation!r}  cell type={mapping.cell_type!r}  "
         f"batch={mapping.batch!r}" + ("" if mapping.batch else " (none: one batch)"),
         f"Control:     {mapping.control_label!r} ({int(control.sum())} cells)",

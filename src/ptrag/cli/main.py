@@ -7,6 +7,7 @@ Each subcommand lives in ``ptrag.cli.<module>`` and exposes ``add_parser(subpars
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -42,19 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_libraries(verbose: bool) -> None:
-    """Keep Lightning's banners and tips out of the way unless --verbose."""
-    import warnings
-
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logger = logging.getLogger(name)
-        logger.propagate = False
-        if not verbose:
-            logger.setLevel(logging.WARNING)
-    if not verbose:
-        warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*weights_only.*")
+def _os_error(exc: OSError) -> str:
+    """One line for an OS error no command turned into a PtragError (a file vanished, a disk filled)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"No space left on the device{where}. Free space or choose --out elsewhere."
+    return f"{exc.strerror or exc}{where}."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,7 +58,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s: %(message)s",
     )
-    _quiet_libraries(args.verbose)
     if args.command is None:
         parser.print_help()
         return 0
@@ -72,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except PtragError as exc:
         print(f"ptrag {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"ptrag {args.command}: error: {_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ptrag {args.command}: interrupted", file=sys.stderr)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
+
+from ptrag.cli.common import add_data_options, data_overrides
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
@@ -28,44 +29,56 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         "--queries",
         help="CSV with columns cell_type, perturbation[, n_cells] for in-silico prediction.",
     )
-    parser.add_argument("--out", required=True, help="output directory.")
+    parser.add_argument(
+        "--checkpoint",
+        default="best",
+        metavar="best|last|FILE",
+        help="which weights: best (lowest validation loss; last.ckpt in a run that never validated), "
+        "last, or a checkpoint file (default: best).",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output directory; written beside it and moved into place when complete.",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for pairing control cells.")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory.")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar.")
+    # For files that name their columns differently from the training file (default: the run's).
+    add_data_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ptrag.data.loading import load_dataset
+    from ptrag.api import Model
     from ptrag.data.splits import Split
-    from ptrag.io import prepare_output_dir
-    from ptrag.prediction.insilico import predict_queries, read_queries
-    from ptrag.prediction.predict import TrainedModel, predict_sets
-    from ptrag.prediction.write import write_prediction
+    from ptrag.io import check_output_dir, staged_output
+    from ptrag.prediction.insilico import read_queries
+    from ptrag.prediction.write import write_prediction_files
 
-    trained = TrainedModel.load(args.run_dir)
-    # Check the cheap inputs before the output directory is created or the screen is read.
+    model = Model.load(args.run_dir, checkpoint=args.checkpoint)
+    # Check the cheap inputs before the screen is read; an existing output stays until the new one is done.
     queries = read_queries(args.queries) if args.queries else None
-    prepare_output_dir(args.out, overwrite=args.overwrite)
-    dataset = load_dataset(args.data, trained.config.data, set_len=None)
-    if queries is not None:
-        prediction = predict_queries(trained, dataset, queries, seed=args.seed)
-    else:
-        split = Split.read(args.split_file or Path(args.run_dir) / "split.toml")
-        split.validate(dataset)
-        prediction = predict_sets(
-            trained,
-            dataset,
-            split.groups(dataset, args.split),
-            seed=args.seed,
-            role=args.split,
-            progress=not args.no_progress,
-        )
-    out = write_prediction(prediction, args.out, overwrite=True)
-    if queries is None:  # the simple references' shifts, for `ptrag evaluate` to score beside the model
-        from ptrag.evaluation import write_reference_shifts
+    check_output_dir(args.out, overwrite=args.overwrite)
+    dataset = model.load_data(args.data, data_overrides(args))
+    split = None
+    if queries is None:
+        split = Split.read(args.split_file) if args.split_file else model.run_split()
+    prediction = model.predict(
+        dataset,
+        split=args.split,
+        split_file=split,
+        queries=queries,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    with staged_output(args.out, overwrite=args.overwrite) as staging:
+        write_prediction_files(prediction, staging)
+        if split is not None:  # the simple references' shifts, for `ptrag evaluate` to score beside the model
+            from ptrag.evaluation import write_reference_shifts
 
-        write_reference_shifts(out, dataset, split, prediction.adata_real, trained.config.embedding.source)
+            source = model.config.embedding.source
+            write_reference_shifts(staging, dataset, split, prediction.adata_real, source)
     n_pred = int((prediction.adata_pred.obs["target_gene"] != dataset.control_label).sum())
-    print(f"predicted {n_pred} cells → {out}")
+    print(f"predicted {n_pred} cells → {args.out}")
     return 0

@@ -46,16 +46,20 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ptrag.io import staged_output
     from ptrag.simulation.api import simulate
     from ptrag.simulation.realism import format_report, write_realism_report
 
-    result = simulate(args.preset, args.seed, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    # Written beside --out and moved into place when complete: an old screen stays until then.
+    with staged_output(args.out, overwrite=args.overwrite) as staging:
+        result = simulate(args.preset, args.seed, staging, overwrite=True, progress=not args.quiet)
+        report = write_realism_report(staging) if args.report else None
     print(
         f"Wrote {result.n_cells} cells x {result.n_genes} genes, {result.n_conditions} "
-        f"(cell line, perturbation) conditions to {result.out_dir} in {result.seconds:.1f} s:\n"
+        f"(cell line, perturbation) conditions to {args.out} in {result.seconds:.1f} s:\n"
         f"  {result.data_path.name}, {result.split_path.name}, {result.unseen_split_path.name}, "
         f"{result.truth_path.name}, {result.conditions_path.name}"
     )
-    if args.report:
-        print(format_report(write_realism_report(result.out_dir)))
+    if report is not None:
+        print(format_report(report))
     return 0

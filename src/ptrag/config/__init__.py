@@ -1,15 +1,18 @@
 """Configuration: typed frozen dataclasses, TOML/YAML files, presets and ``a.b=c`` overrides."""
 
+from ptrag.config.arms import ARMS, Arm, ModelKind, get_arm, parse_arms, register_arm
 from ptrag.config.loading import (
     PRESETS,
     apply_overrides,
     config_from_dict,
     config_to_dict,
     load_config,
+    read_saved_config,
     save_config,
 )
 from ptrag.config.schema import (
-    ARMS,
+    DEFAULT_ARM,
+    DEFAULT_PRESET,
     Config,
     DataConfig,
     EmbeddingConfig,
@@ -20,16 +23,24 @@ from ptrag.config.schema import (
 
 __all__ = [
     "ARMS",
+    "DEFAULT_ARM",
+    "DEFAULT_PRESET",
     "PRESETS",
+    "Arm",
     "Config",
     "DataConfig",
     "EmbeddingConfig",
     "ModelConfig",
+    "ModelKind",
     "RetrievalConfig",
     "TrainConfig",
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
+    "get_arm",
     "load_config",
+    "parse_arms",
+    "read_saved_config",
+    "register_arm",
     "save_config",
 ]

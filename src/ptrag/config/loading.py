@@ -18,10 +18,11 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import tomli_w
 
-from ptrag.config.schema import Config
+from ptrag.config.arms import get_arm
+from ptrag.config.schema import DEFAULT_PRESET, Config
 from ptrag.errors import ConfigError
 
-PRESETS: tuple[str, ...] = ("cpu-small", "paper")
+PRESETS: tuple[str, ...] = (DEFAULT_PRESET, "paper")
 
 
 def _preset_text(name: str) -> str:
@@ -89,13 +90,27 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+def _check_range(value: Any, metadata: typing.Mapping[str, Any], where: str) -> None:
+    """The range a schema field declares (``at_least``, ``above``, ``fraction``)."""
+    if "min" not in metadata or value is None:
+        return
+    low, high = metadata["min"], metadata.get("max_exclusive")
+    exclusive = metadata.get("exclusive", False)
+    if value < low or (exclusive and value == low) or (high is not None and value >= high):
+        if high is not None:
+            wanted = f"in [{low:g}, {high:g})"
+        else:
+            wanted = f"{'greater than' if exclusive else 'at least'} {low:g}"
+        raise ConfigError(f"{where} must be {wanted}, got {value!r}.")
+
+
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
-        if key not in names:
-            raise ConfigError(f"Unknown config key {(where + key)!r}.{_closest(key, names)}")
+        if key not in fields:
+            raise ConfigError(f"Unknown config key {(where + key)!r}.{_closest(key, list(fields))}")
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
@@ -103,11 +118,20 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
             kwargs[key] = _build(hint, value, f"{key}.")
         else:
             kwargs[key] = _coerce(value, hint, f"{where}{key}")
+            _check_range(kwargs[key], fields[key].metadata, f"{where}{key}")
     return cls(**kwargs)
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    return _build(Config, data, "")
+    """A config from nested sections, every value type- and range-checked and the arm registered."""
+    config: Config = _build(Config, data, "")
+    get_arm(config.model.arm)
+    if config.model.hidden_dim % config.model.n_heads:
+        raise ConfigError(
+            f"model.hidden_dim ({config.model.hidden_dim}) must be a multiple of model.n_heads "
+            f"({config.model.n_heads})."
+        )
+    return config
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
@@ -119,16 +143,6 @@ def config_to_dict(config: Config) -> dict[str, Any]:
         return obj
 
     return strip(dataclasses.asdict(config))
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
@@ -158,11 +172,20 @@ def apply_overrides(config: Config, overrides: typing.Sequence[str]) -> Config:
 
 
 def load_config(source: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
-    """Defaults, then a preset name or TOML/YAML file, then ``section.key=value`` overrides."""
-    data: dict[str, Any] = {}
-    if source is not None:
-        data = _merge(data, _read_mapping(source))
-    return apply_overrides(config_from_dict(data), overrides)
+    """Defaults, then a preset name or TOML/YAML file, then the arm's settings, then the overrides.
+
+    The arm (``model.arm`` after the overrides) brings its own settings (``ptrag.config.arms``);
+    they win over the preset or file, and ``section.key=value`` overrides win over them. A saved run
+    config is read with :func:`config_from_dict`, which applies no arm settings.
+    """
+    base = config_from_dict(_read_mapping(source) if source is not None else {})
+    arm = get_arm(apply_overrides(base, overrides).model.arm)
+    return apply_overrides(base, [*arm.overrides, *overrides])
+
+
+def read_saved_config(path: str | Path) -> Config:
+    """A config written by :func:`save_config` (a run's config.toml), exactly as it was saved."""
+    return config_from_dict(_read_mapping(path))
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -1,12 +1,34 @@
-"""Typed, frozen configuration. Every default of ptrag lives here and nowhere else."""
+"""Typed, frozen configuration. Every default of ptrag lives here and nowhere else.
+
+Numeric fields carry their valid range as field metadata (``at_least``, ``above``, ``fraction``);
+:mod:`ptrag.config.loading` checks it whenever a config is built, so a bad value is refused before
+any output exists.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-Arm = Literal["st", "vanilla_rag", "ptrag", "memory"]
-ARMS: tuple[str, ...] = ("st", "vanilla_rag", "ptrag", "memory")
+# The preset a command or ``ptrag.Model.from_config()`` uses when none is named.
+DEFAULT_PRESET = "cpu-small"
+# The arm trained when none is named (a name in ``ptrag.config.arms``).
+DEFAULT_ARM = "ptrag"
+
+
+def at_least(minimum: float, default: Any) -> Any:
+    """A field whose value must be ≥ ``minimum``."""
+    return field(default=default, metadata={"min": minimum})
+
+
+def above(minimum: float, default: Any) -> Any:
+    """A field whose value must be > ``minimum``."""
+    return field(default=default, metadata={"min": minimum, "exclusive": True})
+
+
+def fraction(default: float) -> Any:
+    """A field in [0, 1)."""
+    return field(default=default, metadata={"min": 0.0, "max_exclusive": 1.0})
 
 
 @dataclass(frozen=True)
@@ -19,7 +41,7 @@ class DataConfig:
     control_label: str | None = None
     # "auto": obsm["X_hvg"] when present, else X. Otherwise "X" or an obsm key.
     expression: str = "auto"
-    n_top_genes: int = 2000
+    n_top_genes: int = at_least(1, 2000)
     # Dense float16 halves the memory of float32 with ~3 significant digits, ample for log1p data.
     storage: Literal["auto", "float16", "float32", "sparse"] = "auto"
 
@@ -36,13 +58,14 @@ class EmbeddingConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arm: Arm = "ptrag"
-    hidden_dim: int = 128
-    n_layers: int = 4
-    n_heads: int = 8
-    ff_mult: int = 4
-    dropout: float = 0.0
-    encoder_layers: int = 2
+    # A registered arm (``ptrag.config.arms``): its model kind and its own settings.
+    arm: str = DEFAULT_ARM
+    hidden_dim: int = at_least(1, 128)
+    n_layers: int = at_least(1, 4)
+    n_heads: int = at_least(1, 8)
+    ff_mult: int = at_least(1, 4)
+    dropout: float = fraction(0.0)
+    encoder_layers: int = at_least(1, 2)
     # "embedding" = gene embeddings (the fair default); "onehot" = the paper's STATE arm.
     pert_encoding: Literal["embedding", "onehot"] = "embedding"
     use_batch: bool = True
@@ -50,14 +73,15 @@ class ModelConfig:
     # "basal": the paper's ReLU(W_out(T(h) + f_basal(x))), which must squeeze that variation through H dims.
     output_residual: Literal["expression", "basal"] = "expression"
     loss: Literal["energy", "sinkhorn"] = "energy"
-    sinkhorn_blur: float = 0.05
+    sinkhorn_blur: float = above(0.0, 0.05)
 
 
 @dataclass(frozen=True)
 class RetrievalConfig:
-    top_k: int = 32
-    tau: float = 0.5
-    sparsity_weight: float = 0.1
+    # Candidates per query; must not exceed the training database (checked before training).
+    top_k: int = at_least(1, 32)
+    tau: float = above(0.0, 0.5)
+    sparsity_weight: float = at_least(0.0, 0.1)
     # PT-RAG: "replace_sum" (paper: token := sum of kept contexts) or "residual_mean" (token += mean).
     combine: Literal["replace_sum", "residual_mean"] = "residual_mean"
     # Vanilla RAG: attention output replaces the token or is added to it.
@@ -68,21 +92,28 @@ class RetrievalConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    max_steps: int = 50_000
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    grad_clip: float = 10.0
-    sets_per_batch: int = 64
-    cell_set_len: int = 64
-    val_every: int = 1000
-    val_sets: int = 64
-    checkpoint_every: int = 1000
-    seed: int = 0
-    # 0 = choose: one thread per physical core, at most 4 on CPU.
-    num_threads: int = 0
+    max_steps: int = at_least(1, 50_000)
+    lr: float = above(0.0, 1e-3)
+    weight_decay: float = at_least(0.0, 0.0)
+    grad_clip: float = at_least(0.0, 10.0)  # 0 = no clipping
+    sets_per_batch: int = at_least(1, 64)
+    cell_set_len: int = at_least(1, 64)
+    # Validation loss (energy distance on fixed val sets) every val_every steps and at the last step.
+    val_every: int = at_least(1, 1000)
+    val_sets: int = at_least(1, 64)
+    # A split without val groups: this fraction of the training groups is held out for validation
+    # (seeded, the same for every arm and seed). 0 = no validation; then predict uses last.ckpt.
+    val_fraction: float = fraction(0.1)
+    # Stop after this many validations in a row without a lower validation loss (0 = never stop
+    # early). checkpoints/best.ckpt always holds the weights with the lowest validation loss.
+    patience: int = at_least(0, 0)
+    checkpoint_every: int = at_least(1, 1000)
+    seed: int = at_least(0, 0)
+    # 0 = respect OMP_NUM_THREADS when set, otherwise torch's own setting capped at 4 threads.
+    num_threads: int = at_least(0, 0)
     accelerator: str = "auto"
     devices: str = "1"
-    num_nodes: int = 1
+    num_nodes: int = at_least(1, 1)
     strategy: str = "auto"
     precision: str = "32-true"
     # True asks torch for deterministic kernels (slower on GPU); CPU runs are reproducible either way.

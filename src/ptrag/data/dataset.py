@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
+
+from ptrag.data.normalisation import Normalisation
+
+if TYPE_CHECKING:
+    from ptrag.data.conditions import Conditions
 
 # Standardised obs columns of every PerturbationDataset, whatever the source file called them.
 PERTURBATION = "perturbation"
@@ -56,6 +61,8 @@ class PerturbationDataset:
     warnings: list[str] = field(default_factory=list)
     # Where the expression came from and how it is stored, for `ptrag inspect` and logs.
     expression_source: str = ""
+    # How the values became log1p expression; a run stores it (with ``genes``) to read new data alike.
+    normalisation: Normalisation = field(default_factory=Normalisation)
 
     @property
     def n_cells(self) -> int:
@@ -71,7 +78,14 @@ class PerturbationDataset:
 
     @property
     def is_control(self) -> np.ndarray:
-        return (self.obs[PERTURBATION] == self.control_label).to_numpy()
+        return self.conditions.is_control
+
+    @cached_property
+    def conditions(self) -> Conditions:
+        """The (cell type, perturbation) conditions and their cells, computed once per dataset."""
+        from ptrag.data.conditions import Conditions
+
+        return Conditions.of(self.obs, self.control_label)
 
     @cached_property
     def batch_codes(self) -> np.ndarray:
@@ -84,6 +98,4 @@ class PerturbationDataset:
 
     def perturbations(self, cell_type: str | None = None) -> list[str]:
         """Non-control perturbations with cells (in ``cell_type`` if given), sorted."""
-        obs = self.obs if cell_type is None else self.obs[self.obs[CELL_TYPE] == cell_type]
-        present = obs[PERTURBATION].astype(str).unique()
-        return sorted(p for p in present if p != self.control_label)
+        return self.conditions.perturbations_in(cell_type)

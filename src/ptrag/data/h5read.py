@@ -16,10 +16,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ptrag.data.matrix_source import MatrixSource
 from ptrag.errors import DataError
 
-# About 64 MB of float32 per chunk: large enough for fast HDF5 reads, small next to the 6 GB budget.
-CHUNK_VALUES = 1 << 24
 SPARSE_ENCODINGS = ("csr_matrix", "csc_matrix")
 
 
@@ -93,13 +92,14 @@ def frame_column(group: h5py.Group, name: str, what: str) -> pd.Series:
     return pd.Series(array)
 
 
-class ExpressionSource:
+class ExpressionSource(MatrixSource):
     """A cells × genes matrix inside the file (dense dataset or CSR/CSC group), read by row chunks."""
 
     def __init__(self, element: Any, key: str, n_obs: int) -> None:
         self.key = key
         self.element = element
         self._csc_cache: sp.csc_matrix | None = None
+        self._indptr_cache: np.ndarray | None = None
         if isinstance(element, h5py.Dataset):
             self.format = "dense"
             if element.ndim != 2:
@@ -130,46 +130,25 @@ class ExpressionSource:
             raise DataError(f"Expression {key} has {self.shape[0]} rows but obs has {n_obs} cells.")
 
     @property
-    def is_sparse(self) -> bool:
-        return self.format != "dense"
-
-    @property
     def nnz(self) -> int:
         if not self.is_sparse:
             return self.shape[0] * self.shape[1]
         return int(self.element["data"].shape[0])
 
-    @property
-    def density(self) -> float:
-        total = self.shape[0] * self.shape[1]
-        return self.nnz / total if total else 0.0
-
-    def chunk_rows(self) -> int:
-        """Rows per chunk: about CHUNK_VALUES values."""
-        return max(1, CHUNK_VALUES // max(1, self.shape[1]))
-
     def iter_chunks(self, chunk_rows: int | None = None) -> Iterator[tuple[int, np.ndarray | sp.csr_matrix]]:
-        """Yield ``(start_row, block)``; blocks are float32 dense arrays or float32 CSR matrices."""
-        step = chunk_rows or self.chunk_rows()
         if self.format == "csc":
             # Column-compressed data cannot be sliced by rows cheaply; convert once (memory: nnz).
             yield 0, self._read_csc().tocsr()
             return
-        indptr = self._indptr() if self.format == "csr" else None
-        for start in range(0, self.shape[0], step):
-            stop = min(start + step, self.shape[0])
-            yield start, self.read_rows(start, stop, indptr)
+        yield from super().iter_chunks(chunk_rows)
 
-    def read_rows(
-        self, start: int, stop: int, indptr: np.ndarray | None = None
-    ) -> np.ndarray | sp.csr_matrix:
+    def read_rows(self, start: int, stop: int) -> np.ndarray | sp.csr_matrix:
         try:
             if self.format == "dense":
                 return np.asarray(self.element[start:stop], dtype=np.float32)
             if self.format == "csc":
                 return self._read_csc().tocsr()[start:stop]
-            if indptr is None:
-                indptr = self._indptr()
+            indptr = self._indptr()
             lo, hi = int(indptr[start]), int(indptr[stop])
             data = np.asarray(self.element["data"][lo:hi], dtype=np.float32)
             indices = np.asarray(self.element["indices"][lo:hi], dtype=np.int64)
@@ -181,6 +160,8 @@ class ExpressionSource:
         return sp.csr_matrix((data, indices.astype(np.int32), local_ptr), shape=(stop - start, self.shape[1]))
 
     def _indptr(self) -> np.ndarray:
+        if self._indptr_cache is not None:
+            return self._indptr_cache
         indptr = np.asarray(self.element["indptr"][...], dtype=np.int64)
         if (
             indptr.shape != (self.shape[0] + 1,)
@@ -189,6 +170,7 @@ class ExpressionSource:
             or indptr[-1] != self.nnz
         ):
             raise DataError(f"Sparse expression {self.key} has a malformed indptr; the file is corrupted.")
+        self._indptr_cache = indptr
         return indptr
 
     def _read_csc(self) -> sp.csc_matrix:
@@ -204,16 +186,3 @@ class ExpressionSource:
             raise DataError(f"Sparse expression {self.key} is malformed: {exc}") from exc
         self._csc_cache = matrix
         return matrix
-
-    def sample(self, max_rows: int = 3000, windows: int = 3) -> np.ndarray:
-        """Values from a few evenly spaced row windows (for cheap format checks before the full read)."""
-        n = self.shape[0]
-        if n == 0:
-            return np.zeros(0, dtype=np.float32)
-        width = max(1, max_rows // windows)
-        starts = sorted({int(s) for s in np.linspace(0, max(0, n - width), windows)})
-        values = []
-        for start in starts:
-            block = self.read_rows(start, min(n, start + width))
-            values.append(block.data if sp.issparse(block) else block.ravel())
-        return np.concatenate(values)

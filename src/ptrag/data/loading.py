@@ -1,27 +1,31 @@
-"""Load and validate a perturbation screen from .h5ad: ``load_dataset(path, config)``.
+"""Load and validate a perturbation screen: ``load_dataset(path_or_anndata, config)``.
 
 Rules (documented for users in docs/data.md):
 
-* obs columns are detected from known aliases (see :mod:`ptrag.data.columns`) or given explicitly.
+* The input is an .h5ad path or an ``anndata.AnnData`` (dense or sparse, in memory or backed); an
+  AnnData is read where it is, with the same checks and messages as a file.
+* obs columns are detected from known aliases (see :mod:`ptrag.data.columns`) or given explicitly;
+  several agreeing candidates are resolved to the Replogle/Arc name.
 * Expression comes from ``obsm["X_hvg"]`` when present, else ``X`` (``DataConfig.expression`` picks
   another). Columns of an obsm matrix are named, in order of preference, by ``uns["<key>_genes"]``,
   by ``var_names[var["highly_variable"]]`` when that selects exactly as many genes, or by
   ``var_names`` when var has exactly as many genes; otherwise loading fails.
-* Integer-valued data (checked on a sample of rows, then on every chunk) is treated as raw counts
-  and preprocessed with scanpy: normalize_total → log1p → highly_variable_genes(n_top_genes).
-* The matrix is read in row chunks through h5py straight into float16/float32 dense or CSR storage,
-  so peak memory is the final storage plus one chunk.
+* Integer-valued data (checked on a sample of rows, then on every chunk) is treated as raw counts:
+  normalize_total → log1p, then highly_variable_genes(n_top_genes) — or, when the caller passes an
+  ordered gene list (a trained run's), exactly those genes in that order and no gene selection.
+* The matrix is read in row chunks straight into float16/float32 dense or CSR storage, so peak
+  memory is the final storage plus one chunk.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import h5py
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from ptrag.config import DataConfig
@@ -35,7 +39,9 @@ from ptrag.data.expression import (
     choose_storage,
     to_storage,
 )
-from ptrag.data.h5read import ExpressionSource, frame_column, frame_columns, frame_index, open_h5ad
+from ptrag.data.matrix_source import MatrixSource
+from ptrag.data.normalisation import Normalisation, gene_columns, preprocess_counts
+from ptrag.data.readers import MATRIX_KINDS, ScreenReader, open_screen
 from ptrag.data.validation import (
     check_block,
     check_structure,
@@ -43,6 +49,9 @@ from ptrag.data.validation import (
     small_group_warnings,
 )
 from ptrag.errors import DataError, format_list
+
+if TYPE_CHECKING:
+    import anndata as ad
 
 logger = logging.getLogger(__name__)
 
@@ -52,60 +61,76 @@ LOG_SCALE_LIMIT = 30.0
 
 
 def load_dataset(
-    path: str | Path,
+    data: str | Path | ad.AnnData,
     config: DataConfig = DataConfig(),  # noqa: B008  (frozen dataclass: safe as a default)
     *,
     set_len: int | None = None,
+    genes: Sequence[str] | None = None,
+    normalisation: Normalisation | None = None,
+    prediction_input: bool = False,
 ) -> PerturbationDataset:
-    """Read, validate and (for raw counts) preprocess a screen; see the module docstring."""
-    path = Path(path)
-    with open_h5ad(path) as handle:
-        cell_names = frame_index(handle["obs"], "obs (cell)")
+    """Read, validate and (for raw counts) preprocess a screen; see the module docstring.
+
+    ``genes``: the ordered gene list to return (a trained run's); missing genes are an error and no
+    highly variable genes are selected. ``normalisation``: the run's :class:`Normalisation`, so raw
+    counts are scaled as in training. ``prediction_input``: the file is input for prediction, where
+    controls-only cell types are normal, so they are not warned about.
+    """
+    with open_screen(data) as reader:
+        cell_names = reader.cell_names()
         if cell_names.size == 0:
-            raise DataError(f"{path} is empty: it has 0 cells.")
-        obs, mapping = _read_obs(handle["obs"], cell_names, config)
-        source = _expression_source(handle, config.expression, cell_names.size)
-        genes = _gene_names(handle, source)
-        if len(genes) == 0:
-            raise DataError(f"{path} is empty: expression {source.key} has 0 genes.")
+            raise DataError(f"{reader.label} is empty: it has 0 cells.")
+        obs, mapping = _read_obs(reader, cell_names, config)
+        source = _expression_source(reader, config.expression)
+        names = _gene_names(reader, source)
+        if len(names) == 0:
+            raise DataError(f"{reader.label} is empty: expression {source.key} has 0 genes.")
         _check_unique(cell_names, "cell names (obs_names)", "adata.obs_names_make_unique()")
-        _check_unique(np.asarray(genes, dtype=object), "gene names", "adata.var_names_make_unique()")
+        _check_unique(np.asarray(names, dtype=object), "gene names", "adata.var_names_make_unique()")
         warnings: list[str] = []
-        expression, genes, note = _read_expression(source, genes, config, warnings)
+        expression, kept, note, used = _read_expression(
+            source, names, config, warnings, genes, normalisation, reader.label
+        )
     check_structure(obs, mapping.control_label)
-    warnings.extend(control_only_warnings(obs, mapping.control_label))
+    if not prediction_input:
+        warnings.extend(control_only_warnings(obs, mapping.control_label))
     if set_len is not None:
         warnings.extend(small_group_warnings(obs, mapping.control_label, set_len))
     for message in warnings:
         logger.warning(message)
-    description = f"{source.key}{note}, stored as {expression.storage}"
     return PerturbationDataset(
         expression=expression,
-        genes=tuple(genes),
+        genes=tuple(kept),
         obs=obs,
         columns=mapping,
-        source=str(path),
+        source=reader.label,
         warnings=warnings,
-        expression_source=description,
+        expression_source=f"{source.key}{note}, stored as {expression.storage}",
+        normalisation=used,
     )
 
 
 def _read_obs(
-    group: h5py.Group, cell_names: np.ndarray, config: DataConfig
+    reader: ScreenReader, cell_names: np.ndarray, config: DataConfig
 ) -> tuple[pd.DataFrame, ColumnMapping]:
-    present = frame_columns(group)
-    pert_col = cols.choose_column(
-        "perturbation",
-        config.perturbation_column,
-        cols.PERTURBATION_ALIASES,
-        present,
-        "--perturbation-column",
+    present = reader.obs_columns()
+    roles = (
+        ("perturbation", config.perturbation_column, cols.PERTURBATION_ALIASES, "--perturbation-column"),
+        ("cell type", config.cell_type_column, cols.CELL_TYPE_ALIASES, "--cell-type-column"),
+        ("batch", config.batch_column, cols.BATCH_ALIASES, "--batch-column"),
     )
-    type_col = cols.choose_column(
-        "cell type", config.cell_type_column, cols.CELL_TYPE_ALIASES, present, "--cell-type-column"
-    )
-    batch_col = cols.choose_column(
-        "batch", config.batch_column, cols.BATCH_ALIASES, present, "--batch-column", required=False
+    pert_col, type_col, batch_col = (
+        cols.choose_column(
+            role,
+            override,
+            aliases,
+            present,
+            option,
+            required=role != "batch",
+            read=reader.obs_column,
+            cell_names=cell_names,
+        )
+        for role, override, aliases, option in roles
     )
     chosen = [c for c in (pert_col, type_col, batch_col) if c is not None]
     if len(set(chosen)) != len(chosen):
@@ -117,7 +142,7 @@ def _read_obs(
         if column is None:
             data[role] = pd.Series(np.full(cell_names.size, DEFAULT_BATCH, dtype=object))
             continue
-        series = frame_column(group, column, "obs")
+        series = reader.obs_column(column)
         if len(series) != cell_names.size:
             raise DataError(f"obs column {column!r} has {len(series)} values for {cell_names.size} cells.")
         data[role] = _as_labels(series, column)
@@ -146,44 +171,42 @@ def _as_labels(series: pd.Series, column: str) -> pd.Series:
     return series.astype(str).reset_index(drop=True).astype(object)
 
 
-def _expression_source(handle: h5py.File, choice: str, n_obs: int) -> ExpressionSource:
-    obsm = handle.get("obsm")
+def _expression_source(reader: ScreenReader, choice: str) -> MatrixSource:
     if choice == "auto":
-        if isinstance(obsm, h5py.Group) and "X_hvg" in obsm:
-            return ExpressionSource(obsm["X_hvg"], "obsm['X_hvg']", n_obs)
+        hvg = reader.matrix("obsm", "X_hvg")
+        if hvg is not None:
+            return hvg
         choice = "X"
     if choice == "X":
-        if "X" not in handle:
-            raise DataError("The file has no X matrix and no obsm['X_hvg']; there is no expression to read.")
-        return ExpressionSource(handle["X"], "X", n_obs)
+        x = reader.matrix("X")
+        if x is None:
+            raise DataError("The data has no X matrix and no obsm['X_hvg']; there is no expression to read.")
+        return x
     kind, _, key = choice.partition("/") if "/" in choice else ("obsm", "", choice)
-    container = handle.get(kind)
-    if kind not in ("obsm", "layers") or not isinstance(container, h5py.Group) or key not in container:
-        available = sorted(obsm.keys()) if isinstance(obsm, h5py.Group) else []
+    source = reader.matrix(kind, key) if kind in MATRIX_KINDS else None
+    if source is None:
+        available = reader.matrix_keys("obsm")
         raise DataError(
             f"Expression {choice!r} not found. Use 'X', an obsm key ({format_list(available) or 'none'}) "
             "or 'layers/<key>'."
         )
-    return ExpressionSource(container[key], f"{kind}['{key}']", n_obs)
+    return source
 
 
-def _gene_names(handle: h5py.File, source: ExpressionSource) -> list[str]:
-    var = handle["var"]
-    var_names = frame_index(var, "var (gene)")
+def _gene_names(reader: ScreenReader, source: MatrixSource) -> list[str]:
+    var_names = reader.var_names()
     width = source.shape[1]
     if not source.key.startswith("obsm"):
         if var_names.size != width:
             raise DataError(f"{source.key} has {width} columns but var has {var_names.size} genes.")
         return [str(g) for g in var_names]
     key = source.key[len("obsm['") : -2]
-    uns = handle.get("uns")
-    if isinstance(uns, h5py.Group) and f"{key}_genes" in uns:
-        names = np.asarray(frame_column(uns, f"{key}_genes", "uns"))
-        if names.size == width:
-            return [str(g) for g in names]
+    names = reader.uns_genes(key)
+    if names is not None and names.size == width:
+        return [str(g) for g in names]
     reasons = [f"var has {var_names.size} genes"]
-    if "highly_variable" in frame_columns(var):
-        flags = frame_column(var, "highly_variable", "var")
+    if "highly_variable" in reader.var_columns():
+        flags = reader.var_column("highly_variable")
         if flags.dtype == bool:
             if int(flags.sum()) == width:
                 return [str(g) for g in var_names[flags.to_numpy()]]
@@ -206,28 +229,46 @@ def _check_unique(names: np.ndarray, what: str, fix: str) -> None:
         )
 
 
-def _looks_like_counts(source: ExpressionSource) -> bool:
+def _looks_like_counts(source: MatrixSource) -> bool:
     values = source.sample()
     if values.size == 0 or not np.isfinite(values).all():
         return False
     return bool(np.all(values == np.round(values)) and values.max() >= 1)
 
 
-def _read_expression(
-    source: ExpressionSource, genes: list[str], config: DataConfig, warnings: list[str]
-) -> tuple[DenseExpression | SparseExpression, list[str], str]:
-    raw = _looks_like_counts(source)
-    storage = "sparse" if raw else choose_storage(config.storage, source.is_sparse, source.density)
-    nnz = source.nnz if source.is_sparse and source.format == "csr" else None
-    builder = ExpressionBuilder(source.shape[0], source.shape[1], storage, nnz=nnz)
+def _read_matrix(
+    source: MatrixSource, storage: str, raw: bool, columns: np.ndarray | None
+) -> tuple[DenseExpression | SparseExpression, float]:
+    """Every chunk validated and stored (only ``columns``, in order, when given); the largest value."""
+    n_cols = source.shape[1] if columns is None else len(columns)
+    nnz = source.nnz if source.format == "csr" and columns is None else None
+    builder = ExpressionBuilder(source.shape[0], n_cols, storage, nnz=nnz)  # type: ignore[arg-type]
     largest = 0.0
-    chunks = source.iter_chunks()
     total = -(-source.shape[0] // source.chunk_rows())
+    chunks = source.iter_chunks()
     for start, block in tqdm(chunks, total=total, desc="Reading expression", unit="chunk", disable=total < 4):
+        if columns is not None:
+            block = block[:, columns]
         largest = max(largest, check_block(block, start, source.key, raw))
         builder.add(start, block)
     builder.checked = True  # every chunk passed check_block: finite and non-negative
+    return builder.finish(), largest
+
+
+def _read_expression(
+    source: MatrixSource,
+    names: list[str],
+    config: DataConfig,
+    warnings: list[str],
+    genes: Sequence[str] | None,
+    normalisation: Normalisation | None,
+    label: str,
+) -> tuple[DenseExpression | SparseExpression, list[str], str, Normalisation]:
+    raw = _looks_like_counts(source)
     if not raw:
+        columns = None if genes is None else gene_columns(names, genes, label)
+        storage = choose_storage(config.storage, source.is_sparse, source.density)
+        matrix, largest = _read_matrix(source, storage, raw, columns)
         if largest > LOG_SCALE_LIMIT:
             warnings.append(
                 f"{source.key} has values up to {largest:.1f}, larger than log1p data usually has; "
@@ -238,31 +279,30 @@ def _read_expression(
                 f"{source.key} has values up to {largest:.3g}, too large for float16 storage; "
                 "use storage float32 (data.storage=float32) or log1p-normalise the data."
             )
-        return builder.finish(), genes, ""
-    matrix = builder.finish()
-    assert isinstance(matrix, SparseExpression)  # raw counts are always read as sparse
-    processed, genes = _preprocess_counts(matrix.matrix, genes, config.n_top_genes)
+        if normalisation is not None and normalisation.kind == "counts":
+            warnings.append(
+                f"The run was trained on raw counts ({normalisation.describe()}), but {source.key} is "
+                f"already log-normalised: check that it was scaled to {normalisation.target_sum:g} "
+                "counts per cell."
+            )
+        return matrix, list(genes) if genes is not None else names, "", Normalisation()
+    counts, _ = _read_matrix(source, "sparse", raw, None)
+    assert isinstance(counts, SparseExpression)  # raw counts are always read as sparse
+    target = normalisation.target_sum if normalisation is not None else None
+    processed, kept, used = preprocess_counts(counts.matrix, names, config.n_top_genes, genes, target, label)
     density = processed.nnz / max(1, processed.shape[0] * processed.shape[1])
     # normalize_total + log1p of validated non-negative counts stay finite and non-negative.
     final = to_storage(processed, choose_storage(config.storage, True, density), checked=True)
-    steps = f"normalize_total, log1p, {len(genes)} highly variable genes"
-    warnings.append(f"{source.key} holds raw counts (integer values); preprocessed with scanpy: {steps}.")
-    return final, genes, f" (raw counts → {steps})"
-
-
-def _preprocess_counts(
-    counts: sp.csr_matrix, genes: list[str], n_top_genes: int
-) -> tuple[sp.csr_matrix, list[str]]:
-    import anndata as ad
-    import scanpy as sc
-
-    adata = ad.AnnData(X=counts, var=pd.DataFrame(index=pd.Index(genes)))
-    sc.pp.normalize_total(adata)
-    sc.pp.log1p(adata)
-    if adata.n_vars > n_top_genes:
-        try:
-            sc.pp.highly_variable_genes(adata, n_top_genes=n_top_genes)
-        except (ValueError, IndexError) as exc:
-            raise DataError(f"scanpy could not select {n_top_genes} highly variable genes: {exc}") from exc
-        adata = adata[:, adata.var["highly_variable"].to_numpy()]
-    return sp.csr_matrix(adata.X, dtype=np.float32), [str(g) for g in adata.var_names]
+    chosen = f"{len(kept)} highly variable genes" if genes is None else f"the {len(kept)} given genes"
+    steps = f"normalize_total, log1p, {chosen}"
+    message = (
+        f"{source.key} holds raw counts (integer values); preprocessed with scanpy: {steps} "
+        f"({used.target_sum:g} counts per cell)."
+    )
+    if normalisation is None:
+        warnings.append(message)
+    elif normalisation.kind == "counts":
+        logger.info(message)  # expected: the run was trained on raw counts too
+    else:
+        warnings.append(f"{message} The run was trained on log-normalised data: check the scales match.")
+    return final, kept, f" (raw counts → {steps})", used

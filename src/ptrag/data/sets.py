@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ptrag.data.dataset import BATCH, CELL_TYPE, PERTURBATION, PerturbationDataset
+from ptrag.data.conditions import split_by_key
+from ptrag.data.dataset import BATCH, PerturbationDataset
 from ptrag.errors import DataError, format_list
 
 
@@ -33,20 +34,6 @@ class CellSet:
     n_real: int
 
 
-def _split_by_key(keys: np.ndarray, members: np.ndarray) -> dict[int, np.ndarray]:
-    """Map each distinct key to the (sorted) members carrying it."""
-    order = np.argsort(keys[members], kind="stable")
-    sorted_members = members[order]
-    sorted_keys = keys[sorted_members]
-    boundaries = np.flatnonzero(np.diff(sorted_keys)) + 1
-    starts = np.concatenate([[0], boundaries])
-    return {
-        int(sorted_keys[s]): chunk
-        for s, chunk in zip(starts, np.split(sorted_members, boundaries), strict=True)
-        if chunk.size
-    }
-
-
 class SetSampler:
     """Draw random training sets and fixed evaluation sets for the given (cell type, perturbation) groups."""
 
@@ -56,39 +43,31 @@ class SetSampler:
         if set_len < 1:
             raise DataError(f"The set size must be at least 1, not {set_len}.")
         self.set_len, self.seed = int(set_len), int(seed)
-        obs = dataset.obs
-        self._types = [str(c) for c in obs[CELL_TYPE].cat.categories]
-        self._perts = [str(p) for p in obs[PERTURBATION].cat.categories]
-        self._batches = [str(b) for b in obs[BATCH].cat.categories]
-        type_codes = obs[CELL_TYPE].cat.codes.to_numpy().astype(np.int64)
-        pert_codes = obs[PERTURBATION].cat.codes.to_numpy().astype(np.int64)
+        conditions = dataset.conditions
+        self._batches = [str(b) for b in dataset.obs[BATCH].cat.categories]
         self.batch_codes = dataset.batch_codes
         n_batches = max(1, len(self._batches))
-        all_cells = np.arange(len(obs), dtype=np.int64)
-        is_control = pert_codes == self._perts.index(dataset.control_label)
-
-        by_group = _split_by_key(type_codes * max(1, len(self._perts)) + pert_codes, all_cells[~is_control])
-        controls = all_cells[is_control]
-        self._controls_by_type = _split_by_key(type_codes, controls)
-        self._controls_by_type_batch = _split_by_key(type_codes * n_batches + self.batch_codes, controls)
+        controls = np.flatnonzero(conditions.is_control)
+        self._controls_by_type = split_by_key(conditions.type_code, controls)
+        self._controls_by_type_batch = split_by_key(
+            conditions.type_code * n_batches + self.batch_codes, controls
+        )
         self._n_batches = n_batches
 
-        type_index = {t: i for i, t in enumerate(self._types)}
-        pert_index = {p: i for i, p in enumerate(self._perts)}
         self.groups: list[tuple[str, str]] = [(str(c), str(p)) for c, p in groups]
         self._group_cells: list[np.ndarray] = []
         self._group_type: list[int] = []
         missing = []
         for cell_type, pert in self.groups:
-            key = type_index.get(cell_type, -1) * max(1, len(self._perts)) + pert_index.get(pert, -1)
-            cells = by_group.get(key) if cell_type in type_index and pert in pert_index else None
-            if cells is None:
+            cells = conditions.cells((cell_type, pert)) if pert != dataset.control_label else None
+            if cells is None or cells.size == 0:
                 missing.append(f"{cell_type}/{pert}")
                 continue
-            if type_index[cell_type] not in self._controls_by_type:
+            type_code = conditions.cell_types.index(cell_type)
+            if type_code not in self._controls_by_type:
                 raise DataError(f"Cell type {cell_type!r} has no control cells to pair with.")
             self._group_cells.append(cells)
-            self._group_type.append(type_index[cell_type])
+            self._group_type.append(type_code)
         if missing:
             raise DataError(f"No perturbed cells for group(s) {format_list(missing)}.")
 

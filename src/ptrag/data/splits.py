@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ptrag.data.dataset import CELL_TYPE, PERTURBATION, PerturbationDataset
+from ptrag.data.dataset import PerturbationDataset
 from ptrag.errors import SplitError, format_list
 from ptrag.io import atomic_write_text
 
@@ -85,27 +85,17 @@ class Split:
 
     def roles(self, dataset: PerturbationDataset) -> np.ndarray:
         """The role of every cell (``"control"`` for control cells), as a str array."""
-        obs = dataset.obs
-        type_codes = obs[CELL_TYPE].cat.codes.to_numpy().astype(np.int64)
-        pert_codes = obs[PERTURBATION].cat.codes.to_numpy().astype(np.int64)
-        types = [str(c) for c in obs[CELL_TYPE].cat.categories]
-        perts = [str(p) for p in obs[PERTURBATION].cat.categories]
-        combined = type_codes * max(1, len(perts)) + pert_codes
-        present, inverse = np.unique(combined, return_inverse=True)
+        conditions = dataset.conditions
+        present, inverse = np.unique(conditions.code, return_inverse=True)
         table = np.empty(present.size, dtype=object)
         for k, code in enumerate(present):
-            cell_type, pert = types[code // max(1, len(perts))], perts[code % max(1, len(perts))]
+            cell_type, pert = conditions.name(int(code))
             table[k] = "control" if pert == dataset.control_label else self.role(cell_type, pert)
         return table[inverse].astype(str)
 
     def groups(self, dataset: PerturbationDataset, role: str) -> list[tuple[str, str]]:
         """Sorted (cell type, perturbation) pairs of ``role`` that have cells in ``dataset``."""
-        return [
-            (cell_type, pert)
-            for cell_type in dataset.cell_types
-            for pert in dataset.perturbations(cell_type)
-            if self.role(cell_type, pert) == role
-        ]
+        return [group for group in dataset.conditions.groups if self.role(*group) == role]
 
     def validate(self, dataset: PerturbationDataset) -> None:
         """Fail, listing them, if the split names cell types or perturbations absent from ``dataset``."""

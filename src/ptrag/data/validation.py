@@ -74,8 +74,10 @@ def control_only_warnings(obs: pd.DataFrame, control_label: str) -> list[str]:
 
 def small_group_warnings(obs: pd.DataFrame, control_label: str, set_len: int) -> list[str]:
     """Warn about (cell type, perturbation) groups and control pools smaller than one set."""
+    from ptrag.data.conditions import Conditions
+
     messages: list[str] = []
-    counts = obs.groupby([CELL_TYPE, PERTURBATION], observed=True).size()
+    counts = pd.Series(Conditions.of(obs, control_label).sizes())
     perturbed = counts[[p != control_label for _, p in counts.index]]
     small = perturbed[perturbed < set_len].sort_values()
     if len(small):

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ptrag.embeddings.annotation import Annotation
+from ptrag.embeddings.bundled import bundled_texts, load_bundled_aliases, load_bundled_embeddings
 from ptrag.embeddings.cache import default_embedding_cache_dir, encode_with_cache
-from ptrag.embeddings.encoder import MODEL_NAME, encode_texts
+from ptrag.embeddings.encoder import EMBEDDING_DIM, MODEL_NAME, encode_texts
+from ptrag.embeddings.resolve import resolve_quietly
 from ptrag.embeddings.text import TEXT_TEMPLATE_VERSION, texts_for_table
 from ptrag.embeddings.types import GeneEmbeddings
 from ptrag.errors import EmbeddingError, format_list
@@ -20,6 +23,10 @@ from ptrag.io import atomic_save
 
 OFFLINE_SOURCE = f"offline:{MODEL_NAME}:GO-text-{TEXT_TEMPLATE_VERSION}"
 logger = logging.getLogger(__name__)
+
+
+class NoKnownGenesError(EmbeddingError):
+    """Not one requested gene is a protein-coding symbol or alias in the annotation."""
 
 
 def annotation_table(
@@ -57,7 +64,7 @@ def annotation_table(
             f"org.Hs.eg.db: {format_list(unknown)}. Fix the names or remove them from the gene list."
         )
     if not rows:
-        raise EmbeddingError("None of the requested genes is a protein-coding gene in org.Hs.eg.db.")
+        raise NoKnownGenesError("None of the requested genes is a protein-coding gene in org.Hs.eg.db.")
     return pd.DataFrame(rows).reset_index(drop=True)
 
 
@@ -121,3 +128,85 @@ def save_embeddings_npz(
             )
 
     atomic_save(path, write)
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How genes missing from the bundled table are encoded (see :func:`build_embeddings`)."""
+
+    threads: int | None = None
+    batch_size: int = 64
+    progress: bool = True
+    use_cache: bool = True
+
+
+def _build_lacking(
+    lacking: list[str], annotation_dir: str | Path | None, skip_unknown: bool, options: EncodeOptions
+) -> tuple[GeneEmbeddings | None, list[str]]:
+    """Build the genes the bundled table lacks from the annotation packages (fetched if needed)."""
+    where = f"in {annotation_dir}" if annotation_dir is not None else "(fetched with apt-get if not cached)"
+    logger.warning(
+        "%d gene(s) are not in the bundled table of every protein-coding gene: %s. Building them from "
+        "the annotation packages %s.",
+        len(lacking),
+        format_list(lacking),
+        where,
+    )
+    try:
+        annotation = Annotation.open(annotation_dir)
+    except EmbeddingError as exc:
+        if skip_unknown:
+            logger.warning("Leaving out %s: %s", format_list(lacking), exc)
+            return None, []
+        raise EmbeddingError(
+            f"{len(lacking)} gene(s) are not in the bundled table ({format_list(lacking)}) and the "
+            f"annotation to build them is unavailable: {exc} Or pass --skip-unknown to leave them out."
+        ) from exc
+    try:
+        return build_embeddings(annotation, lacking, skip_unknown=skip_unknown, **asdict(options))
+    except NoKnownGenesError:
+        if skip_unknown:
+            return None, []
+        raise
+
+
+def embed_genes(
+    symbols: Sequence[str] | None,
+    annotation_dir: str | Path | None = None,
+    from_annotation: bool = False,
+    skip_unknown: bool = False,
+    options: EncodeOptions = EncodeOptions(),
+) -> tuple[GeneEmbeddings, list[str], list[str]]:
+    """Embeddings for ``symbols`` (every bundled gene when None), the texts, and the genes built.
+
+    Genes the bundled table covers (exact, case-insensitive or alias match) take its vectors; only
+    the others are built from the annotation (``build_embeddings``), so a screen of protein-coding
+    genes needs no network and no encoder. ``from_annotation`` builds every gene from the
+    annotation instead. Output rows are named as requested.
+    """
+    if from_annotation:
+        annotation = Annotation.open(annotation_dir)
+        built, texts = build_embeddings(annotation, symbols, skip_unknown=skip_unknown, **asdict(options))
+        return built, texts, list(built.symbols)
+    bundled = load_bundled_embeddings()
+    requested = list(dict.fromkeys(symbols)) if symbols is not None else list(bundled.symbols)
+    # The genes lacking are reported by name in _build_lacking.
+    resolution = resolve_quietly(bundled, requested, aliases=load_bundled_aliases())
+    official = [resolution.matched[g] for g in resolution.genes]
+    vectors = dict(zip(resolution.genes, resolution.matrix, strict=True))
+    texts = dict(zip(resolution.genes, bundled_texts(official), strict=True))
+    built: list[str] = []
+    if resolution.missing:
+        extra, extra_texts = _build_lacking(list(resolution.missing), annotation_dir, skip_unknown, options)
+        if extra is not None:
+            built = list(extra.symbols)
+            vectors.update(zip(extra.symbols, extra.matrix, strict=True))
+            texts.update(zip(extra.symbols, extra_texts, strict=True))
+    kept = [g for g in requested if g in vectors]
+    embeddings = GeneEmbeddings(
+        symbols=tuple(kept),
+        matrix=np.stack([vectors[g] for g in kept]) if kept else np.zeros((0, EMBEDDING_DIM), np.float32),
+        source=OFFLINE_SOURCE,
+        text_template=TEXT_TEMPLATE_VERSION,
+    )
+    return embeddings, [texts[g] for g in kept], built

@@ -1,13 +1,15 @@
 """The gene table, GO terms, aliases and embeddings that ship inside the package.
 
-Regenerate them with ``python scripts/build_gene_table.py`` (needs apt access or --annotation-dir).
-Sources: NCBI Gene and the Gene Ontology, via Bioconductor's org.Hs.eg.db and GO.db as packaged by
-Debian; see ``resources/PROVENANCE.json``.
+Every human protein-coding gene of org.Hs.eg.db is in the table and has an embedding, so nothing is
+fetched at run time. Regenerate them with ``python scripts/build_gene_table.py`` (needs apt access or
+--annotation-dir). Sources: NCBI Gene and the Gene Ontology, via Bioconductor's org.Hs.eg.db and
+GO.db as packaged by Debian; see ``resources/PROVENANCE.json``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ptrag.embeddings.text import texts_for_table
 from ptrag.embeddings.types import GeneEmbeddings
 from ptrag.errors import EmbeddingError
 
@@ -23,6 +26,7 @@ GO_TERMS_FILE = "go_terms.parquet"
 ALIASES_FILE = "gene_aliases.parquet"
 EMBEDDINGS_FILE = "gene_embeddings.npz"
 PROVENANCE_FILE = "PROVENANCE.json"
+BUNDLED_SOURCE = "bundled"
 
 
 def resource_path(name: str) -> Path:
@@ -36,21 +40,37 @@ def resource_path(name: str) -> Path:
 
 
 @lru_cache(maxsize=1)
-def _gene_table() -> pd.DataFrame:
+def _all_genes() -> pd.DataFrame:
     table = pd.read_parquet(resource_path(GENE_TABLE_FILE))
     table["go_ids"] = [list(ids) for ids in table["go_ids"]]
     return table
 
 
-def load_gene_table() -> pd.DataFrame:
-    """``symbol``, ``entrez_id``, ``full_name``, ``go_ids`` (list[str]), ``category``, in a fixed order.
-
-    ``category`` is the complex/process family the gene was selected for (see
-    ``ptrag.embeddings.families``), ``"other"`` or ``"background"``. A fresh copy on every call.
-    """
-    table = _gene_table().copy()
+def _copy(table: pd.DataFrame) -> pd.DataFrame:
+    table = table.copy()
     table["go_ids"] = [list(ids) for ids in table["go_ids"]]
     return table
+
+
+def load_all_genes() -> pd.DataFrame:
+    """Every human protein-coding gene (~20,600): the :func:`load_gene_table` columns, same order.
+
+    Rows follow the embeddings' order: first the genes of :func:`load_gene_table`, then the rest by
+    symbol. ``category`` is None for genes outside the simulator's selection and ``go_ids`` is empty
+    for genes without GO annotation. A fresh copy on every call.
+    """
+    return _copy(_all_genes())
+
+
+def load_gene_table() -> pd.DataFrame:
+    """The ~5,000 genes the simulator draws from, with ``category``, in a fixed order.
+
+    Columns ``symbol``, ``entrez_id``, ``full_name``, ``go_ids`` (list[str]), ``category``: the
+    complex/process family the gene was selected for (see ``ptrag.embeddings.families``), ``"other"``
+    or ``"background"``. Ordered by category, then symbol. A fresh copy on every call.
+    """
+    table = _all_genes()
+    return _copy(table[table["category"].notna()].reset_index(drop=True))
 
 
 @lru_cache(maxsize=1)
@@ -76,19 +96,32 @@ def load_bundled_aliases() -> pd.DataFrame:
     return _aliases().copy()
 
 
+def read_stored_matrix(path: Path) -> tuple[tuple[str, ...], np.ndarray, str]:
+    """Symbols, the matrix exactly as stored (float16) and the text template of an embeddings .npz."""
+    with np.load(path, allow_pickle=False) as data:
+        return tuple(str(s) for s in data["symbols"]), data["matrix"], str(data["text_template"])
+
+
 @lru_cache(maxsize=1)
 def load_bundled_embeddings() -> GeneEmbeddings:
-    """384-d all-MiniLM-L6-v2 embeddings of the bundled genes' texts, L2-normalised, float32."""
-    path = resource_path(EMBEDDINGS_FILE)
-    with np.load(path, allow_pickle=False) as data:
-        symbols = tuple(str(s) for s in data["symbols"])
-        matrix = data["matrix"].astype(np.float32)
-        template = str(data["text_template"])
+    """384-d all-MiniLM-L6-v2 embeddings of every protein-coding gene's text, L2-normalised, float32."""
+    symbols, stored, template = read_stored_matrix(resource_path(EMBEDDINGS_FILE))
+    matrix = stored.astype(np.float32)
     # float16 storage loses ~1e-3 of norm; renormalise so cosine = dot product exactly as documented.
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     matrix = matrix / np.where(norms > 0, norms, 1.0)
     matrix.setflags(write=False)
-    return GeneEmbeddings(symbols=symbols, matrix=matrix, source="bundled", text_template=template)
+    return GeneEmbeddings(symbols=symbols, matrix=matrix, source=BUNDLED_SOURCE, text_template=template)
+
+
+def bundled_texts(symbols: Sequence[str]) -> list[str]:
+    """The template texts the bundled vectors of ``symbols`` (official symbols) were encoded from."""
+    table = _all_genes().set_index("symbol")
+    unknown = [s for s in symbols if s not in table.index]
+    if unknown:
+        raise EmbeddingError(f"{unknown[:5]} are not symbols of the bundled gene table.")
+    rows = table.loc[list(symbols)]
+    return texts_for_table(zip(symbols, rows["full_name"], rows["go_ids"], strict=True), _go_terms())
 
 
 def load_provenance() -> dict[str, object]:

@@ -211,9 +211,10 @@ def resolve_genes(
     if missing and policy == "error":
         raise EmbeddingError(
             f"{len(missing)} of {len(set(requested))} genes have no embedding in {embeddings.source} "
-            f"(tried exact, case-insensitive and alias matches): {format_list(missing)}. Use embeddings "
-            "that cover them (e.g. `ptrag embed-genes --data ...`), or choose the 'drop' or 'zero' "
-            "missing-gene policy explicitly."
+            f"(tried exact, case-insensitive and alias matches): {format_list(missing)}. Check the names, "
+            "or use embeddings that cover them (`ptrag embed-genes --coverage` shows what a table covers); "
+            "a training run can instead leave them out or zero them with the missing-gene policy "
+            "embedding.missing = 'drop' or 'zero'."
         )
     kept = requested if policy == "zero" else tuple(g for g in requested if g in matched)
     matrix = np.zeros((len(kept), embeddings.dim), dtype=np.float32)
@@ -239,3 +240,20 @@ def resolve_genes(
         warnings.warn(message, EmbeddingCoverageWarning, stacklevel=2)
         logger.warning(message)
     return resolution
+
+
+def resolve_quietly(
+    embeddings: GeneEmbeddings,
+    genes: Sequence[str],
+    aliases: pd.DataFrame | Mapping[str, str | Sequence[str]] | None = None,
+) -> Resolution:
+    """:func:`resolve_genes` with policy "drop" and no warning or log line, for callers that report
+    the missing genes themselves."""
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EmbeddingCoverageWarning)
+            return resolve_genes(embeddings, genes, policy="drop", aliases=aliases)
+    finally:
+        logger.setLevel(level)

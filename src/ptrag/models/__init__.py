@@ -1,6 +1,5 @@
 """Plain nn.Modules: the ST generator, vanilla RAG, PT-RAG and the response-memory arm."""
 
-from ptrag.models.build import build_model
 from ptrag.models.generator import STGenerator
 from ptrag.models.losses import SetDistributionLoss
 from ptrag.models.model import ModelOutput, PerturbationModel
@@ -17,5 +16,4 @@ __all__ = [
     "STGenerator",
     "Selection",
     "SetDistributionLoss",
-    "build_model",
 ]

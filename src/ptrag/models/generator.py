@@ -45,12 +45,12 @@ class PerturbationEncoder(nn.Module):
         hidden_dim: int,
         n_layers: int,
         kind: Literal["embedding", "onehot"],
-        dropout: float = 0.0,
+        dropout: float,
     ) -> None:
         super().__init__()
         self.kind = kind
-        # Fixed embeddings of the perturbation vocabulary; a buffer so it travels with checkpoints.
-        self.register_buffer("gene_embeddings", gene_embeddings.float(), persistent=True)
+        # Fixed embeddings of the perturbation vocabulary: the spec holds them, so not in state dicts.
+        self.register_buffer("gene_embeddings", gene_embeddings.float(), persistent=False)
         if kind == "onehot":
             self.table = nn.Embedding(gene_embeddings.shape[0], hidden_dim)
         self.project = mlp(gene_embeddings.shape[1], hidden_dim, hidden_dim, n_layers, dropout)
@@ -70,16 +70,18 @@ class STGenerator(nn.Module):
         n_genes: int,
         gene_embeddings: torch.Tensor,
         n_batches: int,
-        hidden_dim: int = 128,
-        n_layers: int = 4,
-        n_heads: int = 8,
-        ff_mult: int = 4,
-        dropout: float = 0.0,
-        encoder_layers: int = 2,
-        pert_encoding: Literal["embedding", "onehot"] = "embedding",
-        use_batch: bool = True,
-        output_residual: Literal["expression", "basal"] = "expression",
+        *,
+        hidden_dim: int,
+        n_layers: int,
+        n_heads: int,
+        ff_mult: int,
+        dropout: float,
+        encoder_layers: int,
+        pert_encoding: Literal["embedding", "onehot"],
+        use_batch: bool,
+        output_residual: Literal["expression", "basal"],
     ) -> None:
+        # No defaults here: every setting comes from ptrag.config.schema through ptrag.run.build.
         super().__init__()
         self.output_residual = output_residual
         self.basal_encoder = mlp(n_genes, hidden_dim, hidden_dim, encoder_layers, dropout)

@@ -9,7 +9,7 @@ from torch import nn
 class SetDistributionLoss(nn.Module):
     """Energy distance (default) or Sinkhorn divergence per set, averaged over sets (geomloss)."""
 
-    def __init__(self, kind: str = "energy", blur: float = 0.05) -> None:
+    def __init__(self, kind: str, blur: float) -> None:
         super().__init__()
         from geomloss import SamplesLoss
 

@@ -1,4 +1,7 @@
-"""The four arms behind one interface: ST, vanilla RAG, PT-RAG and response memory."""
+"""Every model kind behind one interface: ST, vanilla RAG, PT-RAG and response memory.
+
+Which parts a model has comes from its arm's kind in ``ptrag.config.arms``, not from the arm's name.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ptrag.config import Config
+from ptrag.config import Config, get_arm
 from ptrag.models.generator import STGenerator
 from ptrag.models.layers import mlp
 from ptrag.models.retriever import Candidates, Retriever
@@ -42,25 +45,27 @@ class PerturbationModel(nn.Module):
     ) -> None:
         super().__init__()
         self.arm = config.model.arm
+        kind = get_arm(self.arm).kind
+        self.uses_memory = kind.memory
         self.generator = generator
         self.retriever = retriever
         hidden = config.model.hidden_dim
         r = config.retrieval
         self.selector: CandidateSelector | None = None
         self.attention: CandidateAttention | None = None
-        if self.arm in ("ptrag", "memory"):
+        if kind.head == "selector":
             self.selector = CandidateSelector(hidden, r.tau, r.combine, r.inference)
-        if self.arm == "vanilla_rag":
+        if kind.head == "attention":
             self.attention = CandidateAttention(hidden, config.model.n_heads, r.vanilla_combine)
-        if self.arm == "memory":
+        if kind.memory:
             self.shift_encoder = mlp(n_genes, hidden, hidden, 2)
             self.same_perturbation = nn.Embedding(2, hidden)
-        if self.arm != "st" and retriever is None:
+        if kind.retriever and retriever is None:
             raise ValueError(f"arm {self.arm!r} needs a retriever")
 
     def encode_candidates(self, candidates: Candidates) -> torch.Tensor:
         encoded = self.generator.pert_encoder.from_embeddings(candidates.embedding)
-        if self.arm == "memory":
+        if self.uses_memory:
             assert candidates.shift is not None and candidates.same_perturbation is not None
             encoded = encoded + self.shift_encoder(candidates.shift)
             encoded = encoded + self.same_perturbation(candidates.same_perturbation.long())
@@ -75,10 +80,10 @@ class PerturbationModel(nn.Module):
     ) -> ModelOutput:
         basal, query, tokens = self.generator.encode(control, pert_index, batch_codes)
         output = ModelOutput(predicted=control)
-        if self.retriever is not None and self.arm != "st":
+        if self.retriever is not None:
             # Retrieval runs identically in training and prediction: no training-only attribute gates it.
             candidates = self.retriever(pert_index, cell_type_index)
-            if self.arm == "memory":
+            if self.uses_memory:
                 query_embedding = self.generator.pert_encoder.gene_embeddings[pert_index]
                 candidates.cosine = F.cosine_similarity(
                     query_embedding[:, None, :], candidates.embedding, dim=-1

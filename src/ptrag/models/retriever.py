@@ -1,9 +1,10 @@
 """Candidate lookup inside the model: precomputed neighbour tables held as buffers.
 
 While the gene embeddings are fixed, N(p) never changes, so the whole neighbour table is computed
-once (vectorised, self excluded by index) and a training step only gathers rows from it. Keeping the
-tables as buffers puts the retrieval database into every checkpoint and makes it identical on every
-distributed rank.
+once (vectorised, self excluded by index) and a training step only gathers rows from it. The tables
+are non-persistent buffers: they move to the model's device, but checkpoints store only the spec
+they are derived from (``ptrag.run.spec``), and every build (each distributed rank, each
+prediction) derives the same tables from it.
 """
 
 from __future__ import annotations
@@ -85,20 +86,24 @@ class Retriever(nn.Module):
         self.memory = memory
         self.cell_types = tuple(cell_types)
         self.top_k = top_k
-        self.register_buffer("database_embeddings", torch.from_numpy(database.embeddings.copy()))
+        self.register_buffer(
+            "database_embeddings", torch.from_numpy(database.embeddings.copy()), persistent=False
+        )
         for name, value in _tables(database, vocabulary, vocabulary_embeddings, top_k).items():
-            self.register_buffer(name, value)
+            self.register_buffer(name, value, persistent=False)
         if memory is not None:
             memory_rows_vocab = database.row_of(memory.perturbations)
             if (memory_rows_vocab < 0).any():
                 raise ValueError("every response-memory perturbation must be in the training database")
-            self.register_buffer("memory_shifts", torch.from_numpy(memory.shifts.copy()))
-            self.register_buffer("memory_database_row", torch.from_numpy(memory_rows_vocab))
+            self.register_buffer("memory_shifts", torch.from_numpy(memory.shifts.copy()), persistent=False)
+            self.register_buffer(
+                "memory_database_row", torch.from_numpy(memory_rows_vocab), persistent=False
+            )
             tables = _memory_tables(
                 memory, database, vocabulary, vocabulary_embeddings, self.cell_types, top_k
             )
             for name, value in tables.items():
-                self.register_buffer(name, value)
+                self.register_buffer(name, value, persistent=False)
 
     def forward(self, pert_index: torch.Tensor, cell_type_index: torch.Tensor) -> Candidates:
         if self.memory is not None:

@@ -31,9 +31,9 @@ class CandidateSelector(nn.Module):
     def __init__(
         self,
         hidden_dim: int,
-        tau: float = 0.5,
-        combine: Literal["replace_sum", "residual_mean"] = "residual_mean",
-        inference: Literal["deterministic", "sample"] = "deterministic",
+        tau: float,
+        combine: Literal["replace_sum", "residual_mean"],
+        inference: Literal["deterministic", "sample"],
     ) -> None:
         super().__init__()
         self.tau = tau
@@ -130,7 +130,7 @@ class CandidateSelector(nn.Module):
 class CandidateAttention(nn.Module):
     """Vanilla RAG: softmax cross-attention from each cell token to its K candidates."""
 
-    def __init__(self, hidden_dim: int, n_heads: int, combine: Literal["replace", "add"] = "add") -> None:
+    def __init__(self, hidden_dim: int, n_heads: int, combine: Literal["replace", "add"]) -> None:
         super().__init__()
         self.combine = combine
         self.attention = nn.MultiheadAttention(hidden_dim, n_heads, batch_first=True)

@@ -54,7 +54,7 @@ def align_genes(
             f"The data lacks {len(missing)} of the {len(genes)} genes {what} was trained on: "
             f"{format_list(missing)}"
             + (f"; it has {len(extra)} genes the model does not know: {format_list(extra)}" if extra else "")
-            + ". Predict on data with the same gene list (genes.txt in the run directory)."
+            + ". Predict on data with the training data's genes (ptrag.Model.load(RUN).genes lists them)."
         )
     if extra:
         log.warning(

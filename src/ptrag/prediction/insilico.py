@@ -10,10 +10,15 @@ import pandas as pd
 from ptrag.data.dataset import BATCH, CELL_TYPE, PerturbationDataset
 from ptrag.data.sets import CellSet
 from ptrag.errors import DataError, format_list
-from ptrag.prediction.genes import align_genes
-from ptrag.prediction.predict import Prediction, TrainedModel, run_sets, spec_covering, to_anndata
-from ptrag.training.batches import SetTensorizer
-from ptrag.training.threads import configure_threads
+from ptrag.prediction.predict import (
+    MIN_SETS_PER_BATCH,
+    Prediction,
+    predicted_obs,
+    predictor,
+    run_sets,
+    to_anndata,
+)
+from ptrag.run.checkpoint import Checkpoint
 
 DEFAULT_CELLS_PER_QUERY = 100
 
@@ -73,7 +78,7 @@ def _query_sets(
         )
     sets: list[CellSet] = []
     for row in queries.itertuples(index=False):
-        pool = np.flatnonzero(dataset.is_control & (cell_types == str(row.cell_type)))
+        pool = dataset.conditions.controls(str(row.cell_type))
         n = int(row.n_cells)
         cells = rng.choice(pool, size=n, replace=n > len(pool))
         for start in range(0, n, set_len):
@@ -87,25 +92,28 @@ def _query_sets(
 
 
 def predict_queries(
-    trained: TrainedModel, dataset: PerturbationDataset, queries: pd.DataFrame, seed: int = 0
+    checkpoint: Checkpoint,
+    dataset: PerturbationDataset,
+    queries: pd.DataFrame,
+    seed: int = 0,
+    progress: bool = True,
 ) -> Prediction:
     """Predict ``n_cells`` cells for each (cell type, perturbation) query from control cells."""
-    configure_threads(trained.config.train.num_threads)
-    dataset = align_genes(dataset, trained.spec.genes)
-    spec = spec_covering(trained, queries["perturbation"].astype(str).tolist())
-    model = trained.model_for(spec)
-    sets = _query_sets(dataset, queries, trained.config.train.cell_set_len, seed)
-    predicted, record = run_sets(model, sets, SetTensorizer(dataset, spec), 64, progress=True)
-    names = dataset.obs.index.to_numpy()
-    batches = dataset.obs[BATCH].astype(str).to_numpy()
-    obs = pd.DataFrame(
-        {
-            "target_gene": np.concatenate([[s.perturbation] * s.n_real for s in sets]),
-            "cell_type": np.concatenate([[s.cell_type] * s.n_real for s in sets]),
-            "batch": np.concatenate([batches[s.control_idx[: s.n_real]] for s in sets]),
-            "control_barcode": np.concatenate([names[s.control_idx[: s.n_real]] for s in sets]),
-        }
+    sets = _query_sets(dataset, queries, checkpoint.config.train.cell_set_len, seed)
+    run = predictor(
+        checkpoint,
+        dataset,
+        queries["perturbation"].astype(str).tolist(),
+        queries["cell_type"].astype(str).tolist(),
     )
+    dataset = run.dataset
+    missing = sorted(set(queries["perturbation"].astype(str)) - set(run.spec.vocabulary))
+    if missing:
+        raise DataError(
+            f"No gene embedding for the perturbations {format_list(missing)}; cannot predict them."
+        )
+    predicted, record = run_sets(run.model, sets, run.tensorize, MIN_SETS_PER_BATCH, progress=progress)
+    obs = predicted_obs(dataset, sets)
     obs.index = [f"pred_{i}" for i in range(len(obs))]
-    uns = {"control_label": dataset.control_label, "split": "in_silico", "arm": trained.config.model.arm}
-    return Prediction(to_anndata(np.vstack(predicted), obs, spec.genes, uns), None, record)
+    uns = {"control_label": dataset.control_label, "split": "in_silico", "arm": checkpoint.config.model.arm}
+    return Prediction(to_anndata(np.vstack(predicted), obs, run.spec.genes, uns), None, record)

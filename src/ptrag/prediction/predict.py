@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,76 +13,69 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ptrag.config import Config
 from ptrag.data.dataset import BATCH, CELL_TYPE, PerturbationDataset
 from ptrag.data.sets import CellSet, SetSampler
-from ptrag.errors import DataError, PtragError, format_list
+from ptrag.errors import PtragError, format_list
 from ptrag.models import ModelOutput
-from ptrag.models.build import ModelSpec, build_model, load_weights
 from ptrag.prediction.genes import align_genes
 from ptrag.prediction.record import retrieval_rows
-from ptrag.training.batches import SetTensorizer
-from ptrag.training.checkpoints import read_checkpoint
-from ptrag.training.module import CHECKPOINT_KEY
-from ptrag.training.run import LAST_CHECKPOINT
-from ptrag.training.threads import configure_threads
+from ptrag.run.checkpoint import Checkpoint
+from ptrag.run.groups import embeddable
+from ptrag.run.spec import ModelSpec
+from ptrag.run.tensors import SetTensorizer
+from ptrag.run.threads import configure_threads
+from ptrag.run.vocabulary import spec_covering
 
 log = logging.getLogger(__name__)
 
 # Control cells written beside the predictions, per cell type (cell-eval computes deltas and DE
 # against them); capped so that million-cell screens still give files of a sensible size.
 MAX_CONTROLS_PER_CELL_TYPE = 5000
-
-
-@dataclass
-class TrainedModel:
-    config: Config
-    spec: ModelSpec
-    state_dict: dict[str, torch.Tensor]
-    source: str
-
-    @classmethod
-    def load(cls, run_dir: str | Path) -> TrainedModel:
-        from ptrag.config import config_from_dict
-
-        path = Path(run_dir)
-        checkpoint = path / LAST_CHECKPOINT if path.is_dir() else path
-        payload = read_checkpoint(checkpoint)
-        info = payload[CHECKPOINT_KEY]
-        state = {
-            k.removeprefix("model."): v for k, v in payload["state_dict"].items() if k.startswith("model.")
-        }
-        return cls(
-            config_from_dict(info["config"]), ModelSpec.from_state(info["spec"]), state, str(checkpoint)
-        )
-
-    def model_for(self, spec: ModelSpec) -> torch.nn.Module:
-        model = build_model(self.config, spec)
-        load_weights(model, self.state_dict)
-        return model.eval()
+# Sets per forward pass at prediction (at least this many, or the run's training batch size).
+MIN_SETS_PER_BATCH = 64
 
 
 @dataclass
 class Prediction:
+    """Predicted cells (and, for held-out groups, the real ones) plus the retrieval record.
+
+    Unpacks as ``adata_pred, adata_real = prediction``.
+    """
+
     adata_pred: ad.AnnData
     adata_real: ad.AnnData | None
     retrieval: pd.DataFrame
 
+    def __iter__(self) -> Iterator[ad.AnnData | None]:
+        return iter((self.adata_pred, self.adata_real))
 
-def spec_covering(trained: TrainedModel, names: Sequence[str]) -> ModelSpec:
-    """The trained spec, extended with embeddings for perturbations it has never seen."""
-    unknown = sorted(set(names) - set(trained.spec.vocabulary))
-    if not unknown:
-        return trained.spec
-    from ptrag.training.prepare import resolve_vocabulary
+    def write(self, out_dir: str | Path, overwrite: bool = False) -> Path:
+        """Write adata_pred.h5ad, adata_real.h5ad and retrieval.csv; ``out_dir`` is replaced atomically."""
+        from ptrag.prediction.write import write_prediction
 
-    resolved, matrix, _ = resolve_vocabulary(unknown, trained.config)
-    dropped = sorted(set(unknown) - set(resolved))
-    if dropped:
-        raise DataError(
-            f"No gene embedding for the perturbations {format_list(dropped)}; cannot predict them."
-        )
-    return trained.spec.extended(resolved, matrix)
+        return write_prediction(self, out_dir, overwrite=overwrite)
+
+
+@dataclass
+class Predictor:
+    """A checkpoint's model for one dataset: genes aligned, spec covering every query."""
+
+    dataset: PerturbationDataset
+    spec: ModelSpec
+    model: torch.nn.Module
+    tensorize: SetTensorizer
+
+
+def predictor(
+    checkpoint: Checkpoint,
+    dataset: PerturbationDataset,
+    perturbations: Sequence[str],
+    cell_types: Sequence[str],
+) -> Predictor:
+    configure_threads(checkpoint.config.train.num_threads)
+    dataset = align_genes(dataset, checkpoint.spec.genes)
+    spec = spec_covering(checkpoint.spec, checkpoint.config, perturbations, cell_types)
+    return Predictor(dataset, spec, checkpoint.model(spec), SetTensorizer(dataset, spec))
 
 
 def run_sets(
@@ -116,14 +109,27 @@ def run_sets(
 
 def _control_cells(dataset: PerturbationDataset, cell_types: Sequence[str], seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    obs_type = dataset.obs[CELL_TYPE].astype(str).to_numpy()
     chosen = []
     for cell_type in sorted(set(cell_types)):
-        cells = np.flatnonzero(dataset.is_control & (obs_type == cell_type))
+        cells = dataset.conditions.controls(cell_type)
         if len(cells) > MAX_CONTROLS_PER_CELL_TYPE:
             cells = np.sort(rng.choice(cells, MAX_CONTROLS_PER_CELL_TYPE, replace=False))
         chosen.append(cells)
     return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def predicted_obs(dataset: PerturbationDataset, sets: Sequence[CellSet]) -> pd.DataFrame:
+    """obs of the predicted cells: one row per real cell of each set, with the control it started from."""
+    names = dataset.obs.index.to_numpy()
+    batches = dataset.obs[BATCH].astype(str).to_numpy()
+    return pd.DataFrame(
+        {
+            "target_gene": np.concatenate([[s.perturbation] * s.n_real for s in sets]),
+            "cell_type": np.concatenate([[s.cell_type] * s.n_real for s in sets]),
+            "batch": np.concatenate([batches[s.control_idx[: s.n_real]] for s in sets]),
+            "control_barcode": np.concatenate([names[s.control_idx[: s.n_real]] for s in sets]),
+        }
+    )
 
 
 def to_anndata(
@@ -137,7 +143,7 @@ def to_anndata(
 
 
 def predict_sets(
-    trained: TrainedModel,
+    checkpoint: Checkpoint,
     dataset: PerturbationDataset,
     groups: Sequence[tuple[str, str]],
     *,
@@ -146,32 +152,36 @@ def predict_sets(
     progress: bool = True,
     with_real: bool = True,
 ) -> Prediction:
-    """Predict every cell of each (cell type, perturbation) group, n-matched to the real cells."""
-    configure_threads(trained.config.train.num_threads)
-    if not groups:
-        raise PtragError(f"No {role} perturbations to predict.")
-    dataset = align_genes(dataset, trained.spec.genes)
-    spec = spec_covering(trained, [p for _, p in groups])
-    model = trained.model_for(spec)
-    tensorize = SetTensorizer(dataset, spec)
-    sampler = SetSampler(dataset, groups, trained.config.train.cell_set_len, seed)
-    sets = sampler.fixed_sets()
-    batch_size = max(trained.config.train.sets_per_batch, 64)
-    predicted, record = run_sets(model, sets, tensorize, batch_size, progress)
+    """Predict every cell of each (cell type, perturbation) group, n-matched to the real cells.
 
-    control_cells = _control_cells(dataset, [c for c, _ in groups], seed)
+    Groups whose perturbation the run cannot embed (``embedding.missing = drop``) are left out, as
+    training left them out, with one warning line.
+    """
+    run = predictor(checkpoint, dataset, [p for _, p in groups], [c for c, _ in groups])
+    dataset = run.dataset
+    usable = embeddable(groups, run.spec.vocabulary)
+    skipped = [f"{c}/{p}" for c, p in groups if (c, p) not in set(usable)]
+    if skipped:
+        log.warning(
+            "Skipping %d %s group(s) whose perturbation has no embedding (embedding.missing = %s): %s",
+            len(skipped),
+            role,
+            checkpoint.config.embedding.missing,
+            format_list(skipped),
+        )
+    if not usable:
+        raise PtragError(f"No {role} perturbations to predict.")
+    sampler = SetSampler(dataset, usable, checkpoint.config.train.cell_set_len, seed)
+    sets = sampler.fixed_sets()
+    batch_size = max(checkpoint.config.train.sets_per_batch, MIN_SETS_PER_BATCH)
+    predicted, record = run_sets(run.model, sets, run.tensorize, batch_size, progress)
+
+    control_cells = _control_cells(dataset, [c for c, _ in usable], seed)
     label = dataset.control_label
     obs_cells = dataset.obs.index.to_numpy()
     batches = dataset.obs[BATCH].astype(str).to_numpy()
     cell_types = dataset.obs[CELL_TYPE].astype(str).to_numpy()
-    pert_rows = pd.DataFrame(
-        {
-            "target_gene": np.concatenate([[s.perturbation] * s.n_real for s in sets]),
-            "cell_type": np.concatenate([[s.cell_type] * s.n_real for s in sets]),
-            "batch": np.concatenate([batches[s.control_idx[: s.n_real]] for s in sets]),
-            "control_barcode": np.concatenate([obs_cells[s.control_idx[: s.n_real]] for s in sets]),
-        }
-    )
+    pert_rows = predicted_obs(dataset, sets)
     control_rows = pd.DataFrame(
         {
             "target_gene": label,
@@ -184,12 +194,13 @@ def predict_sets(
     uns = {
         "control_label": label,
         "split": role,
-        "arm": trained.config.model.arm,
-        "checkpoint": trained.source,
+        "arm": checkpoint.config.model.arm,
+        "checkpoint": str(checkpoint.path),
+        "checkpoint_step": checkpoint.step,
     }
     pred_obs = pd.concat([pert_rows, control_rows], ignore_index=True)
     pred_obs.index = [f"pred_{i}" for i in range(len(pred_obs))]
-    adata_pred = to_anndata(np.vstack([*predicted, control_values]), pred_obs, spec.genes, uns)
+    adata_pred = to_anndata(np.vstack([*predicted, control_values]), pred_obs, run.spec.genes, uns)
     adata_real = None
     if with_real:
         real_idx = np.concatenate([s.target_idx[: s.n_real] for s in sets])
@@ -198,5 +209,5 @@ def predict_sets(
         real_obs = pd.concat([real_obs, control_rows.drop(columns="control_barcode")], ignore_index=True)
         real_obs.index = np.concatenate([obs_cells[real_idx], obs_cells[control_cells]]).astype(str)
         real_values = np.vstack([dataset.expression.rows(real_idx), control_values])
-        adata_real = to_anndata(real_values, real_obs, spec.genes, {**uns, "arm": "real"})
+        adata_real = to_anndata(real_values, real_obs, run.spec.genes, {**uns, "arm": "real"})
     return Prediction(adata_pred, adata_real, record)

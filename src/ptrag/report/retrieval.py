@@ -36,10 +36,14 @@ N_EXAMPLES = 5
 SAME_PERTURBATION_SEPARATOR = "@"  # the memory arm names a candidate "PERTURBATION@cell_type"
 
 
+def _logged(frame: pd.DataFrame | None, column: str) -> bool:
+    """Whether ``frame`` has ``column`` with a value (metrics.csv has every column, empty if unused)."""
+    return frame is not None and column in frame.columns and bool(frame[column].notna().any())
+
+
 def has_selector(retrieval: pd.DataFrame | None, training: pd.DataFrame | None) -> bool:
-    in_prediction = retrieval is not None and all(c in retrieval.columns for c in SELECTION_COLUMNS)
-    in_training = training is not None and TRAINING_RATE in training.columns
-    return bool(in_prediction or in_training)
+    in_prediction = all(_logged(retrieval, c) for c in SELECTION_COLUMNS)
+    return in_prediction or _logged(training, TRAINING_RATE)
 
 
 def _per_cell_type(retrieval: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -115,8 +119,7 @@ def arm_selection(retrieval: pd.DataFrame | None, training: pd.DataFrame | None)
     entry: dict[str, Any] = {"training": _curves(training) if training is not None else {}}
     finals = [curve["selection_rate"][-1] for curve in entry["training"].values() if curve["selection_rate"]]
     entry["training_final_rate"] = float(np.mean(finals)) if finals else None
-    usable = retrieval is not None and len(retrieval) and all(c in retrieval for c in SELECTION_COLUMNS)
-    if not usable:
+    if not all(_logged(retrieval, c) for c in SELECTION_COLUMNS):
         entry.update(prediction={}, selection_rate=None, kept_fraction=None, collapsed=None, examples=[])
         entry.update(examples_kept=False, extra_columns=[], same_perturbation=None)
         return entry

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ptrag.errors import CheckpointError, PtragError
+from ptrag.errors import PtragError
 
 
 def l2_normalise(matrix: np.ndarray) -> np.ndarray:
@@ -78,19 +77,3 @@ class RetrievalDatabase:
         index = np.where(valid, index, 0)
         cosine = np.where(valid, cosine, 0.0).astype(np.float32)
         return Neighbours(index.astype(np.int64), cosine, valid)
-
-    def save(self, path: str | Path) -> None:
-        from ptrag.io import atomic_path
-
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, perturbations=np.array(self.perturbations), embeddings=self.embeddings)
-
-    @classmethod
-    def load(cls, path: str | Path) -> RetrievalDatabase:
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                return cls(
-                    tuple(str(p) for p in data["perturbations"]), data["embeddings"].astype(np.float32)
-                )
-        except (OSError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"Cannot read the retrieval database {path}: {exc}") from exc

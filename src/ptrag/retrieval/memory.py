@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy import sparse
 
-from ptrag.data.dataset import CELL_TYPE, PERTURBATION, PerturbationDataset
-from ptrag.errors import CheckpointError
+from ptrag.data.dataset import PerturbationDataset
 
 
 @dataclass(frozen=True)
@@ -37,13 +35,9 @@ class ResponseMemory:
         cls, dataset: PerturbationDataset, train_mask: np.ndarray, chunk_size: int = 4096
     ) -> ResponseMemory:
         """Mean shifts of every training (perturbation, cell type); ``train_mask`` marks training cells."""
-        obs = dataset.obs
-        pert = obs[PERTURBATION].astype(str).to_numpy()
-        ctype = obs[CELL_TYPE].astype(str).to_numpy()
-        control = dataset.is_control
-        keys = np.char.add(np.char.add(ctype.astype(str), "\x1f"), pert.astype(str))
-        use = train_mask | control
-        uniq, inverse = np.unique(keys[use], return_inverse=True)
+        conditions = dataset.conditions
+        use = train_mask | conditions.is_control
+        uniq, inverse = np.unique(conditions.code[use], return_inverse=True)
         sums = np.zeros((len(uniq), dataset.n_genes), dtype=np.float64)
         counts = np.bincount(inverse, minlength=len(uniq)).astype(np.float64)
         cells = np.flatnonzero(use)
@@ -56,7 +50,7 @@ class ResponseMemory:
             )
             sums += indicator @ dataset.expression.rows(block).astype(np.float64)
         means = sums / counts[:, None]
-        parts = [key.split("\x1f") for key in uniq]
+        parts = [conditions.name(int(code)) for code in uniq]
         control_mean = {c: means[i] for i, (c, p) in enumerate(parts) if p == dataset.control_label}
         rows = [
             (p, c, means[i] - control_mean[c]) for i, (c, p) in enumerate(parts) if p != dataset.control_label
@@ -97,26 +91,3 @@ class ResponseMemory:
             for j, (row, is_same) in enumerate(chosen[:k]):
                 rows[i, j], valid[i, j], same[i, j] = row, True, is_same
         return MemoryCandidates(rows, valid, same)
-
-    def save(self, path: str | Path) -> None:
-        from ptrag.io import atomic_path
-
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(
-                handle,
-                perturbations=np.array(self.perturbations),
-                cell_types=np.array(self.cell_types),
-                shifts=self.shifts,
-            )
-
-    @classmethod
-    def load(cls, path: str | Path) -> ResponseMemory:
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                return cls(
-                    tuple(str(p) for p in data["perturbations"]),
-                    tuple(str(c) for c in data["cell_types"]),
-                    data["shifts"].astype(np.float32),
-                )
-        except (OSError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"Cannot read the response memory {path}: {exc}") from exc

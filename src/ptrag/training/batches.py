@@ -8,36 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ptrag.data.dataset import PerturbationDataset
-from ptrag.data.sets import CellSet, SetSampler, collate
-from ptrag.models.build import ModelSpec
-
-
-class SetTensorizer:
-    """Turn cell sets into the tensors a PerturbationModel takes, with the spec's index maps."""
-
-    def __init__(self, dataset: PerturbationDataset, spec: ModelSpec) -> None:
-        self.dataset = dataset
-        self.vocabulary = {name: i for i, name in enumerate(spec.vocabulary)}
-        self.cell_types = {name: i for i, name in enumerate(spec.cell_types)}
-        # Dataset batch codes → spec batch codes; unknown batches map to the reserved last row.
-        spec_batches = {name: i for i, name in enumerate(spec.batches)}
-        categories = [str(b) for b in dataset.obs["batch"].cat.categories]
-        self.batch_map = np.array(
-            [spec_batches.get(b, len(spec.batches)) for b in categories], dtype=np.int64
-        )
-
-    def __call__(self, sets: Sequence[CellSet]) -> dict[str, torch.Tensor]:
-        arrays = collate(list(sets), self.dataset)
-        return {
-            "control": torch.from_numpy(arrays["control"]),
-            "target": torch.from_numpy(arrays["target"]),
-            "batch_codes": torch.from_numpy(self.batch_map[arrays["batch_codes"]]),
-            "pert_index": torch.tensor(
-                [self.vocabulary[p] for p in arrays["perturbation"]], dtype=torch.long
-            ),
-            "cell_type_index": torch.tensor([self.cell_types.get(c, 0) for c in arrays["cell_type"]]),
-        }
+from ptrag.data.sets import CellSet, SetSampler
+from ptrag.run.tensors import SetTensorizer
 
 
 class TrainingSteps(Dataset):
@@ -81,15 +53,8 @@ class ResumingStepSampler(Sampler[int]):
         return max(self.steps - self.start(), 0)
 
 
-class FixedBatches(Dataset):
-    """Pre-built evaluation batches (fixed sets), for validation."""
-
-    def __init__(self, sets: Sequence[CellSet], tensorize: SetTensorizer, sets_per_batch: int) -> None:
-        self.chunks = [list(sets[i : i + sets_per_batch]) for i in range(0, len(sets), sets_per_batch)]
-        self.tensorize = tensorize
-
-    def __len__(self) -> int:
-        return len(self.chunks)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.tensorize(self.chunks[index])
+def fixed_batches(
+    sets: Sequence[CellSet], tensorize: SetTensorizer, sets_per_batch: int
+) -> list[dict[str, torch.Tensor]]:
+    """Pre-built evaluation batches of fixed sets, for validation."""
+    return [tensorize(list(sets[i : i + sets_per_batch])) for i in range(0, len(sets), sets_per_batch)]

@@ -1,95 +1,97 @@
-"""From a dataset, a split and a config to everything training needs: groups, vocabulary, databases."""
+"""From a dataset, a split and a config to everything training needs: groups, vocabulary, databases.
+
+Everything here runs before any output exists, so a split or config that cannot work (no training
+groups, ``top_k`` larger than the database) is refused without leaving a half-made run directory.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ptrag.config import Config
-from ptrag.data.dataset import BATCH, CELL_TYPE, PERTURBATION, PerturbationDataset
+from ptrag.config import Config, get_arm
+from ptrag.data.conditions import Group
+from ptrag.data.dataset import BATCH, PerturbationDataset
 from ptrag.data.splits import Split
-from ptrag.embeddings import load_embeddings, resolve_genes
-from ptrag.errors import DataError
-from ptrag.models.build import ModelSpec
-from ptrag.retrieval import ResponseMemory, RetrievalDatabase
+from ptrag.errors import ConfigError, DataError
+from ptrag.retrieval import ResponseMemory
+from ptrag.run.groups import groups_by_role, with_validation_groups
+from ptrag.run.layout import held_out_note
+from ptrag.run.spec import ModelSpec
+from ptrag.run.vocabulary import resolve_vocabulary
 
 log = logging.getLogger(__name__)
-
-Group = tuple[str, str]  # (cell type, perturbation)
 
 
 @dataclass
 class PreparedData:
     dataset: PerturbationDataset
-    split: Split
+    split: Split  # the split the run uses: the given one, plus any held-out val groups
     spec: ModelSpec
-    roles: np.ndarray  # per cell: "train" | "val" | "test" | "control"
     groups: dict[str, list[Group]]  # role → sorted (cell type, perturbation) groups with cells
+    held_out_note: str | None = None  # set when val groups were held out of the training groups
 
     def groups_for(self, role: str) -> list[Group]:
         return self.groups.get(role, [])
 
 
-def _groups_by_role(
-    dataset: PerturbationDataset, roles: np.ndarray, vocabulary: set[str]
-) -> dict[str, list[Group]]:
-    frame = dataset.obs[[CELL_TYPE, PERTURBATION]].astype(str).assign(role=roles)
-    frame = frame[(frame["role"] != "control") & frame[PERTURBATION].isin(vocabulary)]
-    unique = frame.drop_duplicates()
-    return {
-        role: sorted(zip(part[CELL_TYPE], part[PERTURBATION], strict=True))
-        for role, part in unique.groupby("role", sort=True)
-    }
+def _training_memory(dataset: PerturbationDataset, split: Split, database: list[str]) -> ResponseMemory:
+    memory = ResponseMemory.from_training_cells(dataset, split.roles(dataset) == "train")
+    keep = np.isin(np.array(memory.perturbations), database)
+    rows = np.flatnonzero(keep)
+    return ResponseMemory(
+        tuple(memory.perturbations[i] for i in rows),
+        tuple(memory.cell_types[i] for i in rows),
+        memory.shifts[keep],
+    )
 
 
-def resolve_vocabulary(names: Sequence[str], config: Config) -> tuple[list[str], np.ndarray, str]:
-    """Embeddings for ``names`` under the configured source and missing-gene policy."""
-    embeddings = load_embeddings(config.embedding.source)
-    resolution = resolve_genes(embeddings, list(names), policy=config.embedding.missing)
-    return list(resolution.genes), np.asarray(resolution.matrix, dtype=np.float32), embeddings.source
+def _check_top_k(config: Config, n_database: int) -> None:
+    # A training perturbation never retrieves itself, so it has n_database - 1 candidates.
+    available = n_database - 1
+    if config.retrieval.top_k > available:
+        raise ConfigError(
+            f"retrieval.top_k = {config.retrieval.top_k}, but the retrieval database holds "
+            f"{n_database} training perturbations, so a query can retrieve at most {available} "
+            f"(never itself). Set --set retrieval.top_k={max(available, 1)} or lower, or train on "
+            "more perturbations."
+        )
 
 
 def prepare(dataset: PerturbationDataset, split: Split, config: Config) -> PreparedData:
     split.validate(dataset)
-    roles = split.roles(dataset)
+    n_train_groups = len(split.groups(dataset, "train"))
+    split, held_out = with_validation_groups(split, dataset, config.train.val_fraction)
+    note = held_out_note(held_out, n_train_groups, config.train.val_fraction) if held_out else None
     vocabulary, vocab_embeddings, source = resolve_vocabulary(dataset.perturbations(), config)
-    groups = _groups_by_role(dataset, roles, set(vocabulary))
-    if not groups.get("train"):
+    groups = groups_by_role(dataset, split, vocabulary)
+    if not groups["train"]:
         raise DataError("The split leaves no training perturbations with cells; check the split file.")
     # The database holds training perturbations only (any cell type): no held-out gene can be retrieved.
-    train_perturbations = sorted({p for _, p in groups["train"]})
-    row = {name: i for i, name in enumerate(vocabulary)}
-    database = RetrievalDatabase.build(
-        train_perturbations, vocab_embeddings[[row[p] for p in train_perturbations]]
-    )
-    memory = None
-    if config.model.arm == "memory":
-        train_mask = roles == "train"
-        memory = ResponseMemory.from_training_cells(dataset, train_mask)
-        keep = np.isin(np.array(memory.perturbations), train_perturbations)
-        memory = ResponseMemory(
-            tuple(np.array(memory.perturbations)[keep]),
-            tuple(np.array(memory.cell_types)[keep]),
-            memory.shifts[keep],
-        )
-    spec = ModelSpec(
-        genes=tuple(dataset.genes),
-        vocabulary=tuple(vocabulary),
+    database = sorted({p for _, p in groups["train"]})
+    kind = get_arm(config.model.arm).kind
+    if kind.retriever:
+        _check_top_k(config, len(database))
+    spec = ModelSpec.build(
+        genes=dataset.genes,
+        vocabulary=vocabulary,
         vocabulary_embeddings=vocab_embeddings,
-        cell_types=tuple(dataset.cell_types),
-        batches=tuple(str(b) for b in dataset.obs[BATCH].cat.categories),
-        database=database,
-        memory=memory,
+        cell_types=dataset.cell_types,
+        batches=[str(b) for b in dataset.obs[BATCH].cat.categories],
+        database_perturbations=database,
+        memory=_training_memory(dataset, split, database) if kind.memory else None,
         embedding_source=source,
+        normalisation=dataset.normalisation,
     )
+    if note:
+        log.info("%s.", note)
     log.info(
         "prepared %d train / %d val / %d test groups; database of %d training perturbations",
-        len(groups.get("train", [])),
-        len(groups.get("val", [])),
-        len(groups.get("test", [])),
+        len(groups["train"]),
+        len(groups["val"]),
+        len(groups["test"]),
         len(database),
     )
-    return PreparedData(dataset, split, spec, roles, groups)
+    return PreparedData(dataset, split, spec, groups, note)

@@ -1,0 +1,121 @@
+"""The checkpoint format: what a ptrag checkpoint holds, writing it atomically, reading it back.
+
+A checkpoint is a torch file with
+- ``"ptrag"``: the ptrag version, the config and the ModelSpec (genes, vocabulary and embeddings,
+  cell types, batches, database perturbations, response memory), each stored once;
+- ``"state_dict"``: the trained parameters (keys ``model.…``), without derived buffers;
+- ``"global_step"``; a training checkpoint (``last.ckpt``) also holds Lightning's optimizer and loop
+  state, the callbacks' state and the random number generators' states, so a run resumes exactly.
+
+A run directory keeps two: ``checkpoints/last.ckpt`` (resume) and ``checkpoints/best.ckpt`` (the
+weights with the lowest validation loss; prediction's default).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ptrag import __version__
+from ptrag.config import Config, config_from_dict, config_to_dict
+from ptrag.errors import CheckpointError
+from ptrag.io import atomic_path
+from ptrag.models.model import PerturbationModel
+from ptrag.run.build import build_model, load_weights
+from ptrag.run.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_KEY = "ptrag"
+CHECKPOINT_CHOICES = ("best", "last")
+CHECKPOINT_FILES = {"last": Path("checkpoints/last.ckpt"), "best": Path("checkpoints/best.ckpt")}
+MODEL_PREFIX = "model."
+
+
+def run_info(config: Config, spec: ModelSpec) -> dict[str, Any]:
+    """The ``"ptrag"`` entry of every checkpoint: enough to rebuild the model."""
+    return {"version": __version__, "config": config_to_dict(config), "spec": spec.to_state()}
+
+
+def write_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
+    """Write a checkpoint to a temporary file and rename it: a crash leaves the previous one.
+
+    torch writes through a Python file object, so a full disk or a read-only location surfaces as
+    an OSError, which ``atomic_path`` turns into a one-line OutputError naming the file.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint {path} does not exist. Train first, or point to a run directory.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(
+            f"Checkpoint {path} is corrupted or truncated ({type(exc).__name__}: {exc}). "
+            "Resume from an earlier checkpoint or retrain."
+        ) from exc
+    if not isinstance(payload, dict) or CHECKPOINT_KEY not in payload or "state_dict" not in payload:
+        raise CheckpointError(f"{path} is not a ptrag checkpoint (no config, gene list or vocabulary in it).")
+    return payload
+
+
+def checkpoint_file(source: str | Path, which: str = "best") -> Path:
+    """The checkpoint file a run directory (or a file) and ``which`` (best, last or a path) name.
+
+    ``best`` falls back to ``last`` in a run that never validated (no val groups, val_fraction 0).
+    """
+    source = Path(source)
+    if which not in CHECKPOINT_CHOICES:
+        return Path(which)
+    if not source.is_dir():
+        return source  # a checkpoint file, or a missing path that read_checkpoint will name
+    best, last = source / CHECKPOINT_FILES["best"], source / CHECKPOINT_FILES["last"]
+    if which == "best" and not best.is_file() and last.is_file():
+        log.info("%s has no best.ckpt (the run never validated); using last.ckpt", source)
+        return last
+    return best if which == "best" else last
+
+
+@dataclass
+class Checkpoint:
+    """A trained run as prediction sees it: config, spec and weights from one checkpoint file."""
+
+    config: Config
+    spec: ModelSpec
+    state_dict: dict[str, torch.Tensor]  # the PerturbationModel's parameters
+    path: Path
+    step: int
+
+    @classmethod
+    def load(cls, source: str | Path, which: str = "best") -> Checkpoint:
+        path = checkpoint_file(source, which)
+        payload = read_checkpoint(path)
+        info = payload[CHECKPOINT_KEY]
+        state = {
+            key.removeprefix(MODEL_PREFIX): value
+            for key, value in payload["state_dict"].items()
+            if key.startswith(MODEL_PREFIX)
+        }
+        config = config_from_dict(info["config"])
+        spec = ModelSpec.from_state(info["spec"])
+        return cls(config, spec, state, path, int(payload.get("global_step", 0)))
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run directory holding this checkpoint, if it sits in one."""
+        parent = self.path.parent
+        return parent.parent if parent.name == "checkpoints" else None
+
+    def model(self, spec: ModelSpec | None = None) -> PerturbationModel:
+        """The trained model in eval mode, for ``spec`` (the trained one or an extension of it)."""
+        model = build_model(self.config, spec or self.spec)
+        load_weights(model, self.state_dict)
+        return model.eval()

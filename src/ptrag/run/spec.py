@@ -1,0 +1,133 @@
+"""The ModelSpec: the facts about the data that fix a model's shapes, stored once in every checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from ptrag.data.normalisation import Normalisation
+from ptrag.retrieval import ResponseMemory, RetrievalDatabase
+
+
+def _strings(values: Sequence[str]) -> list[str]:
+    return [str(value) for value in values]  # numpy str_ would need numpy's unpickler
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Ordered genes, perturbation vocabulary (+ embeddings), cell types, batches and databases.
+
+    ``normalisation`` says how the training data became log1p values, so that new data is read the
+    same way (``ptrag.data.loading.load_dataset(..., genes=spec.genes, normalisation=...)``). The
+    retrieval database is the training perturbations' rows of the vocabulary; the response
+    memory holds observed training shifts. Everything a retriever precomputes from these (neighbour
+    tables, candidate rows) is derived again whenever a model is built, never stored.
+    """
+
+    genes: tuple[str, ...]
+    vocabulary: tuple[str, ...]
+    vocabulary_embeddings: np.ndarray  # (V, D) float32
+    cell_types: tuple[str, ...]
+    batches: tuple[str, ...]
+    database: RetrievalDatabase
+    memory: ResponseMemory | None = None
+    embedding_source: str = "bundled"
+    normalisation: Normalisation = field(default_factory=Normalisation)
+
+    @classmethod
+    def build(
+        cls,
+        genes: Sequence[str],
+        vocabulary: Sequence[str],
+        vocabulary_embeddings: np.ndarray,
+        cell_types: Sequence[str],
+        batches: Sequence[str],
+        database_perturbations: Sequence[str],
+        memory: ResponseMemory | None = None,
+        embedding_source: str = "bundled",
+        normalisation: Normalisation = Normalisation(),  # noqa: B008  (frozen dataclass)
+    ) -> ModelSpec:
+        """A spec whose database holds ``database_perturbations``' rows of the vocabulary."""
+        row = {name: i for i, name in enumerate(vocabulary)}
+        embeddings = np.asarray(vocabulary_embeddings, dtype=np.float32)
+        database = RetrievalDatabase.build(
+            list(database_perturbations), embeddings[[row[p] for p in database_perturbations]]
+        )
+        return cls(
+            tuple(genes),
+            tuple(vocabulary),
+            embeddings,
+            tuple(cell_types),
+            tuple(batches),
+            database,
+            memory,
+            embedding_source,
+            normalisation,
+        )
+
+    def vocabulary_index(self, names: Sequence[str]) -> np.ndarray:
+        lookup = {name: i for i, name in enumerate(self.vocabulary)}
+        return np.array([lookup[name] for name in names], dtype=np.int64)
+
+    def extended(self, names: Sequence[str], embeddings: np.ndarray) -> ModelSpec:
+        """A spec whose vocabulary also holds ``names`` (perturbations never seen in training)."""
+        new = [(n, e) for n, e in zip(names, embeddings, strict=True) if n not in set(self.vocabulary)]
+        if not new:
+            return self
+        added_names, added = zip(*new, strict=True)
+        return replace(
+            self,
+            vocabulary=self.vocabulary + tuple(added_names),
+            vocabulary_embeddings=np.vstack([self.vocabulary_embeddings, np.stack(added)]).astype(np.float32),
+        )
+
+    def with_cell_types(self, names: Sequence[str]) -> ModelSpec:
+        """A spec that also knows ``names`` (cell types never seen in training).
+
+        A new cell type has no response-memory rows, so the memory arm retrieves for it only the
+        query perturbation measured in the training cell types, never neighbours "in" the new type.
+        """
+        new = [name for name in dict.fromkeys(names) if name not in self.cell_types]
+        return replace(self, cell_types=self.cell_types + tuple(new)) if new else self
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain strings and tensors only, so a checkpoint loads with ``torch.load(weights_only=True)``."""
+        state: dict[str, Any] = {
+            "genes": _strings(self.genes),
+            "vocabulary": _strings(self.vocabulary),
+            "vocabulary_embeddings": torch.from_numpy(self.vocabulary_embeddings),
+            "cell_types": _strings(self.cell_types),
+            "batches": _strings(self.batches),
+            "database_perturbations": _strings(self.database.perturbations),
+            "embedding_source": str(self.embedding_source),
+            "normalisation": self.normalisation.to_dict(),
+        }
+        if self.memory is not None:
+            state["memory"] = {
+                "perturbations": _strings(self.memory.perturbations),
+                "cell_types": _strings(self.memory.cell_types),
+                "shifts": torch.from_numpy(self.memory.shifts),
+            }
+        return state
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> ModelSpec:
+        memory = None
+        if state.get("memory") is not None:
+            m = state["memory"]
+            memory = ResponseMemory(tuple(m["perturbations"]), tuple(m["cell_types"]), m["shifts"].numpy())
+        return cls.build(
+            genes=state["genes"],
+            vocabulary=state["vocabulary"],
+            vocabulary_embeddings=state["vocabulary_embeddings"].numpy(),
+            cell_types=state["cell_types"],
+            batches=state["batches"],
+            database_perturbations=state["database_perturbations"],
+            memory=memory,
+            embedding_source=str(state.get("embedding_source", "")),
+            normalisation=Normalisation.from_dict(state.get("normalisation", {})),
+        )

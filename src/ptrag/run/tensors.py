@@ -1,0 +1,48 @@
+"""Cell sets as the tensors a PerturbationModel takes, through a spec's index maps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ptrag.data.dataset import PerturbationDataset
+from ptrag.data.sets import CellSet, collate
+from ptrag.run.spec import ModelSpec
+
+
+class SetTensorizer:
+    """Turn cell sets into model inputs; every perturbation and cell type must be in the spec.
+
+    Prediction extends the spec with unseen perturbations and cell types first
+    (``ptrag.run.vocabulary.spec_covering``), so nothing is ever mapped to another entry's row.
+    Batches unseen in training map to the generator's reserved zero row.
+    """
+
+    def __init__(self, dataset: PerturbationDataset, spec: ModelSpec) -> None:
+        self.dataset = dataset
+        self.vocabulary = {name: i for i, name in enumerate(spec.vocabulary)}
+        self.cell_types = {name: i for i, name in enumerate(spec.cell_types)}
+        spec_batches = {name: i for i, name in enumerate(spec.batches)}
+        categories = [str(b) for b in dataset.obs["batch"].cat.categories]
+        self.batch_map = np.array(
+            [spec_batches.get(b, len(spec.batches)) for b in categories], dtype=np.int64
+        )
+
+    @staticmethod
+    def _index(lookup: dict[str, int], names: Sequence[str], what: str) -> torch.Tensor:
+        missing = sorted(set(names) - set(lookup))
+        if missing:
+            raise ValueError(f"{what} {missing} are not in the model spec; extend the spec first")
+        return torch.tensor([lookup[name] for name in names], dtype=torch.long)
+
+    def __call__(self, sets: Sequence[CellSet]) -> dict[str, torch.Tensor]:
+        arrays = collate(list(sets), self.dataset)
+        return {
+            "control": torch.from_numpy(arrays["control"]),
+            "target": torch.from_numpy(arrays["target"]),
+            "batch_codes": torch.from_numpy(self.batch_map[arrays["batch_codes"]]),
+            "pert_index": self._index(self.vocabulary, arrays["perturbation"], "perturbations"),
+            "cell_type_index": self._index(self.cell_types, arrays["cell_type"], "cell types"),
+        }
