@@ -15,7 +15,7 @@ from scipy.stats import wilcoxon
 from ptrag.evaluation import REFERENCE_REGISTRY
 from ptrag.report import MAX_TABLE_COLUMNS, SplitResults, build_summary, fmt, write_report
 from ptrag.report.document import Table
-from ptrag.report.headline import seed_warnings
+from ptrag.report.headline import seed_warnings, unit_notes
 
 ARMS = ("st", "ptrag", "memory")
 REFERENCES = ("control", "train_mean", "perturb_shift", "linear", "noise_floor")
@@ -304,3 +304,22 @@ def test_noise_floor_row_is_explained(written, summary):
 def test_tables_never_exceed_the_column_limit():
     with pytest.raises(ValueError, match="columns"):
         Table("too wide", [f"c{i}" for i in range(MAX_TABLE_COLUMNS + 1)], [])
+
+
+def test_an_unstable_effect_unit_is_named():
+    tests = [
+        {"arm": "st", "baseline": "control", "metric": "w1", "outcome": "better", "p_value": 0.001},
+        {
+            "arm": "st",
+            "baseline": "control",
+            "metric": "energy_gene",
+            "outcome": "no different",
+            "p_value": 0.7,
+        },
+        {"arm": "ptrag", "baseline": "control", "metric": "energy_gene", "outcome": "worse", "p_value": 0.01},
+    ]
+    notes = unit_notes({"unseen": {"label": "unseen", "paired_tests": tests}}, "st", ["w1", "energy_gene"])
+    assert notes == [
+        "unseen split: ST does not clearly beat control on energy_gene (p = 0.7), so effects given as "
+        "shares of its gain there are large and unstable."
+    ]

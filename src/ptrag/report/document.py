@@ -279,7 +279,7 @@ def build_document(summary: dict[str, Any]) -> list[Block]:
         lines = [_subject(h["arm"], h["sentence"]) for h in summary["headline"] if h["split"] == name]
         n = section.get("info", {}).get("n_test_groups")
         sentences.append((_split_title(label) + (f" ({n} test perturbations)" if n else ""), lines))
-    note = method_note(summary["n_seeds"], summary["baseline"])
+    note = " ".join([method_note(summary["n_seeds"], summary["baseline"]), *summary.get("notes", [])])
     blocks: list[Block] = [Headline(summary["title"], sentences, list(summary.get("warnings", [])), note)]
     for name, section in splits.items():
         blocks += _split_blocks(summary, name, section)

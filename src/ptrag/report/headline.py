@@ -7,7 +7,7 @@ from typing import Any
 
 from ptrag.evaluation.metric_registry import metric
 from ptrag.evaluation.references import REFERENCE_REGISTRY
-from ptrag.report.comparisons import NOISE_FLOOR, SIGNIFICANCE, improvement
+from ptrag.report.comparisons import CONTROL, NOISE_FLOOR, SIGNIFICANCE, improvement
 from ptrag.report.retrieval import COLLAPSED_BELOW
 
 MIN_SEEDS = 3
@@ -112,6 +112,27 @@ def seed_warnings(n_seeds: int) -> list[str]:
         "of the same arm can score differently, and these tests cannot see that variation; rerun with "
         f"--seeds {MIN_SEEDS} before drawing conclusions."
     ]
+
+
+def unit_notes(sections: Mapping[str, Mapping[str, Any]], baseline: str, metrics: Sequence[str]) -> list[str]:
+    """Where the baseline does not clearly beat control, shares of its gain are large and unstable."""
+    notes = []
+    for name, section in sections.items():
+        weak = [
+            f"{row['metric']} ({_p(row['p_value'])})"
+            for m in metrics
+            for row in section["paired_tests"]
+            if row["arm"] == baseline
+            and row["baseline"] == CONTROL
+            and row["metric"] == m
+            and row["outcome"] != "better"
+        ]
+        if weak:
+            notes.append(
+                f"{section.get('label') or name} split: {display(baseline)} does not clearly beat control on "
+                f"{', '.join(weak)}, so effects given as shares of its gain there are large and unstable."
+            )
+    return notes
 
 
 def collapse_warnings(sections: Mapping[str, Mapping[str, Any]]) -> list[str]:

@@ -13,6 +13,7 @@ Schema (``schema_version`` 3)::
                                               # `verdict` metric (registry) of each family
       "metric_info": {metric: {"family", "direction", "description"}},
       "warnings": [str],                      # fewer than 3 seeds; a collapsed selection
+      "notes": [str],                         # where the effect unit (baseline − control) is unstable
       "headline": [{"split", "arm", "sentence"}],
       "splits": {                             # one section per split, in run order
         split: {
@@ -66,7 +67,13 @@ from ptrag.evaluation.metric_registry import METRICS, metric, metrics_where
 from ptrag.evaluation.references import REFERENCE_REGISTRY
 from ptrag.evaluation.stats import bootstrap_ci
 from ptrag.report.comparisons import SIGNIFICANCE, baseline_gain, best_references, paired_comparisons
-from ptrag.report.headline import arm_sentence, collapse_warnings, noise_floor_notes, seed_warnings
+from ptrag.report.headline import (
+    arm_sentence,
+    collapse_warnings,
+    noise_floor_notes,
+    seed_warnings,
+    unit_notes,
+)
 from ptrag.report.retrieval import retrieval_section
 
 SCHEMA_VERSION = 3
@@ -206,6 +213,7 @@ def build_summary(
         "headline_metrics": headline_metrics,
         "metric_info": {m: _metric_info(m) for m in shown},
         "warnings": seed_warnings(n_seeds) + collapse_warnings(sections),
+        "notes": unit_notes(sections, baseline, headline_metrics),
         "headline": headline,
         "splits": sections,
         "info": dict(info or {}),
