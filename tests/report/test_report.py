@@ -320,6 +320,6 @@ def test_an_unstable_effect_unit_is_named():
     ]
     notes = unit_notes({"unseen": {"label": "unseen", "paired_tests": tests}}, "st", ["w1", "energy_gene"])
     assert notes == [
-        "unseen split: ST does not clearly beat control on energy_gene (p = 0.7), so effects given as "
+        "Unseen split: ST does not clearly beat control on energy_gene (p = 0.7), so effects given as "
         "shares of its gain there are large and unstable."
     ]

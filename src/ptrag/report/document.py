@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ptrag.evaluation.metric_registry import FAMILIES, metrics_where
-from ptrag.report.headline import display, method_note
+from ptrag.report.headline import display, method_note, split_title
 from ptrag.report.retrieval import COLLAPSED_BELOW
 
 MAX_TABLE_COLUMNS = 8
@@ -90,10 +90,6 @@ def _percent(value: Any) -> str:
 
 def _chunks(names: list[str], size: int) -> list[list[str]]:
     return [names[i : i + size] for i in range(0, len(names), size)]
-
-
-def _split_title(label: str) -> str:
-    return f"{label[:1].upper()}{label[1:]} split"
 
 
 def _metric_table(section: dict[str, Any], metrics: list[str], title: str, note: str, folded: bool) -> Table:
@@ -232,7 +228,7 @@ def _retrieval_blocks(section: dict[str, Any], split: str) -> list[Block]:
 def _split_blocks(summary: dict[str, Any], name: str, section: dict[str, Any]) -> list[Block]:
     label = section.get("label") or name
     info = section.get("info", {})
-    blocks: list[Block] = [Heading(_split_title(label))]
+    blocks: list[Block] = [Heading(split_title(label))]
     if section.get("description"):
         facts = f" {fmt(info['n_test_groups'])} test perturbations." if "n_test_groups" in info else ""
         blocks.append(Text(section["description"] + facts))
@@ -278,7 +274,7 @@ def build_document(summary: dict[str, Any]) -> list[Block]:
         label = section.get("label") or name
         lines = [_subject(h["arm"], h["sentence"]) for h in summary["headline"] if h["split"] == name]
         n = section.get("info", {}).get("n_test_groups")
-        sentences.append((_split_title(label) + (f" ({n} test perturbations)" if n else ""), lines))
+        sentences.append((split_title(label) + (f" ({n} test perturbations)" if n else ""), lines))
     note = " ".join([method_note(summary["n_seeds"], summary["baseline"]), *summary.get("notes", [])])
     blocks: list[Block] = [Headline(summary["title"], sentences, list(summary.get("warnings", [])), note)]
     for name, section in splits.items():

@@ -31,6 +31,11 @@ def display(name: str) -> str:
     return "ST" if name == "st" else name
 
 
+def split_title(label: str) -> str:
+    """ "few-shot" → "Few-shot split"."""
+    return f"{label[:1].upper()}{label[1:]} split"
+
+
 def _effect(row: Mapping[str, Any], baseline: str, versus_baseline: bool, with_unit: bool) -> str:
     """The effect in units of the baseline's gain over control, in words (the unit named once)."""
     fraction = row.get("relative_to_baseline_gain")
@@ -129,8 +134,8 @@ def unit_notes(sections: Mapping[str, Mapping[str, Any]], baseline: str, metrics
         ]
         if weak:
             notes.append(
-                f"{section.get('label') or name} split: {display(baseline)} does not clearly beat control on "
-                f"{', '.join(weak)}, so effects given as shares of its gain there are large and unstable."
+                f"{split_title(section.get('label') or name)}: {display(baseline)} does not clearly beat "
+                f"control on {', '.join(weak)}, so effects given as shares of its gain there are large and unstable."
             )
     return notes
 
