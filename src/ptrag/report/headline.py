@@ -135,7 +135,8 @@ def unit_notes(sections: Mapping[str, Mapping[str, Any]], baseline: str, metrics
         if weak:
             notes.append(
                 f"{split_title(section.get('label') or name)}: {display(baseline)} does not clearly beat "
-                f"control on {', '.join(weak)}, so effects given as shares of its gain there are large and unstable."
+                f"control on {', '.join(weak)}, so effects given as shares of its gain there are large and "
+                "unstable."
             )
     return notes
 
