@@ -36,7 +36,7 @@ def test_a_requested_split_must_exist_and_the_error_says_how_to_make_it(tmp_path
     with pytest.raises(DataError, match=r"data\.h5ad; it is missing"):
         resolve_splits(tmp_path / "nowhere")
     (tmp_path / "split.toml").unlink()
-    with pytest.raises(DataError, match="holds no split file"):
+    with pytest.raises(DataError, match=r"must hold data\.h5ad and split\.toml .*; split\.toml is missing"):
         resolve_splits(tmp_path)
 
 

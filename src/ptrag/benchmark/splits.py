@@ -76,6 +76,8 @@ def resolve_splits(
                 f"{name} from --splits."
             )
     if not chosen:
-        files = format_list([s.file for s in BENCHMARK_SPLITS.values()])
-        raise DataError(f"--data {data_dir} holds no split file; it needs {SPLIT_FILE} (or any of {files}).")
+        raise DataError(
+            f"--data {data_dir} must hold {DATA_FILE} and {SPLIT_FILE} (optionally {UNSEEN_SPLIT_FILE}); "
+            f"{SPLIT_FILE} is missing."
+        )
     return chosen
