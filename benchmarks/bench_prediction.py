@@ -72,7 +72,7 @@ def time_forward(trained: Any, dataset: Any, groups: list, repeats: int) -> tupl
     def run() -> None:
         with torch.inference_mode():
             for b in batches:
-                model(b["control"], b["pert_index"], b["cell_type_index"], b["batch_codes"])
+                model.on_batch(b)
 
     run()
     times = []

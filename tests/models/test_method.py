@@ -28,7 +28,7 @@ def _config(arm: str, *extra: str):
 
 
 def _forward(model, batch):
-    return model(batch["control"], batch["pert_index"], batch["cell_type_index"], batch["batch_codes"])
+    return model.on_batch(batch)
 
 
 def test_retrieved_candidates_never_include_the_query(spec: ModelSpec) -> None:
@@ -68,17 +68,23 @@ def test_straight_through_gradient_reaches_the_scorer(spec: ModelSpec, make_batc
     assert sum(float(g.abs().sum()) for g in scorer_grads) > 0
 
 
-def test_sparsity_term_is_lambda_times_selection_rate(spec: ModelSpec, make_batch) -> None:
-    module = PerturbationLightningModule(_config("ptrag", "retrieval.sparsity_weight=0.37"), spec)
+@pytest.mark.parametrize("mode", ["absolute", "relative"])
+def test_sparsity_term_is_lambda_times_selection_rate(spec: ModelSpec, make_batch, mode: str) -> None:
+    settings = ("retrieval.sparsity_weight=0.37", f"retrieval.sparsity={mode}", "retrieval.keep_bias=0")
+    module = PerturbationLightningModule(_config("ptrag", *settings), spec)
     module.train()
     torch.manual_seed(1)
-    _, sparsity, output = module.losses(make_batch())
+    distribution, sparsity, output = module.losses(make_batch())
     rate = output.selection_rate()
     weights = output.selection.weights
     valid = output.selection.valid[:, None, :].expand_as(weights)
     assert float(rate) == pytest.approx(float(weights[valid].mean()))
     assert 0.0 < float(rate) < 1.0
-    assert float(sparsity) == pytest.approx(0.37 * float(rate), rel=1e-6)
+    # Relative: on the distributional loss's own scale, so it can never outweigh it.
+    scale = float(distribution) if mode == "relative" else 1.0
+    assert float(sparsity) == pytest.approx(0.37 * float(rate) * scale, rel=1e-6)
+    if mode == "relative":
+        assert float(sparsity) < 0.37 * float(distribution)
 
 
 @pytest.mark.parametrize("arm", list(ARMS))

@@ -34,7 +34,9 @@ def reference_selection(selector: CandidateSelector, tokens, basal, query, candi
 def test_factorised_selector_matches_the_concat_formula(combine: str) -> None:
     torch.manual_seed(0)
     b, s, k, h = 3, 5, 7, 16
-    selector = CandidateSelector(h, tau=0.5, combine=combine, inference="deterministic").eval()
+    selector = CandidateSelector(
+        h, tau=0.5, combine=combine, inference="deterministic", keep_bias=1.5, training_selection="gumbel"
+    ).eval()
     with torch.no_grad():  # non-trivial LayerNorm gain and bias so that folding them in is exercised
         selector.norm.weight.copy_(torch.rand(3 * h) + 0.5)
         selector.norm.bias.copy_(torch.randn(3 * h) * 0.3)

@@ -9,7 +9,7 @@ from ptrag.cli.common import add_config_options, add_data_options, data_override
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
-    from ptrag.config.arms import ARMS, default_benchmark_arms
+    from ptrag.config.arms import ARMS, ablation_arms, default_benchmark_arms
 
     parser = sub.add_parser(
         name,
@@ -31,6 +31,11 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         "--arms",
         default=",".join(default_benchmark_arms()),
         help=f"comma-separated arms, from: {', '.join(ARMS)}.",
+    )
+    parser.add_argument(
+        "--ablations",
+        action="store_true",
+        help=f"add the ablation arms ({', '.join(ablation_arms())}): each isolates one component.",
     )
     parser.add_argument(
         "--splits",
@@ -74,9 +79,12 @@ def run(args: argparse.Namespace) -> int:
     from ptrag.benchmark.pipeline import run_benchmark
     from ptrag.benchmark.splits import parse_splits
     from ptrag.config import DEFAULT_PRESET, parse_arms
+    from ptrag.config.arms import ablation_arms
     from ptrag.errors import ConfigError
 
     arms = [arm.name for arm in parse_arms(args.arms)]
+    if args.ablations:
+        arms += [name for name in ablation_arms() if name not in arms]
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}.")
     summary = run_benchmark(

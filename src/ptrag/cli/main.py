@@ -19,11 +19,12 @@ from ptrag.errors import PtragError
 # (command, module, one-line help)
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("inspect", "inspect_cmd", "Show what ptrag detects in a perturbation screen (.h5ad)."),
-    ("split", "split_cmd", "Generate a few-shot or zero-shot split and write it as STATE TOML."),
+    ("split", "split_cmd", "Generate a few-shot, unseen or zero-shot split and write it as STATE TOML."),
     ("embed-genes", "embed_cmd", "Build GenePT-style gene embeddings offline, or show a gene's neighbours."),
     ("simulate", "simulate_cmd", "Write a simulated Replogle-like CRISPRi screen (the offline benchmark)."),
-    ("train", "train_cmd", "Train ST, vanilla RAG, PT-RAG or response-memory on a screen."),
+    ("train", "train_cmd", "Train an arm (ST, vanilla RAG, PT-RAG, the evidence memory, …) on a screen."),
     ("predict", "predict_cmd", "Predict perturbed cells from a trained run directory."),
+    ("memory", "memory_cmd", "Grow a trained run's evidence memory with new measurements (no retraining)."),
     ("evaluate", "evaluate_cmd", "Score predictions against real cells (cell-eval files and metrics)."),
     ("benchmark", "benchmark_cmd", "Train, predict and evaluate every arm with references; write a report."),
 )

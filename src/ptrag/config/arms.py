@@ -48,6 +48,14 @@ class Arm:
     overrides: tuple[str, ...] = ()
     # Part of `ptrag benchmark`'s default --arms.
     in_default_benchmark: bool = False
+    # An ablation (added by `ptrag benchmark --ablations`) names the arm it takes one component out
+    # of, and that component in words: the report says what the component adds, arm vs ablation.
+    ablates: str | None = None
+    component: str = ""
+
+    @property
+    def ablation(self) -> bool:
+        return self.ablates is not None
 
 
 ARMS: dict[str, Arm] = {}
@@ -59,10 +67,14 @@ def register_arm(
     description: str,
     overrides: Iterable[str] = (),
     in_default_benchmark: bool = False,
+    ablates: str | None = None,
+    component: str = "",
 ) -> Arm:
     if name in ARMS:
         raise ValueError(f"arm {name!r} is already registered")
-    arm = Arm(name, KINDS[kind], description, tuple(overrides), in_default_benchmark)
+    if ablates is not None and (ablates not in ARMS or not component):
+        raise ValueError(f"ablation {name!r} must name a registered arm and the component it removes")
+    arm = Arm(name, KINDS[kind], description, tuple(overrides), in_default_benchmark, ablates, component)
     ARMS[name] = arm
     return arm
 
@@ -89,6 +101,10 @@ def default_benchmark_arms() -> tuple[str, ...]:
     return tuple(name for name, arm in ARMS.items() if arm.in_default_benchmark)
 
 
+def ablation_arms() -> tuple[str, ...]:
+    return tuple(name for name, arm in ARMS.items() if arm.ablation)
+
+
 register_arm(
     "st",
     "st",
@@ -100,6 +116,16 @@ register_arm(
     "st",
     "ST with a learned one-hot perturbation table: the paper's STATE arm.",
     overrides=("model.pert_encoding=onehot",),
+    ablates="st",
+    component="Gene-embedding perturbation encoding (vs the paper's one-hot table)",
+)
+register_arm(
+    "st_unanchored",
+    "st",
+    "ST on the sampled control cells as they are, without re-centring them on the control pool.",
+    overrides=("model.anchor=none",),
+    ablates="st",
+    component="Anchoring each set to its cell type's control pool",
 )
 register_arm(
     "vanilla_rag",
@@ -116,13 +142,34 @@ register_arm(
 register_arm(
     "ptrag_paper",
     "ptrag",
-    "PT-RAG exactly as published: kept contexts replace the token (replace_sum), lambda = 0.1.",
-    overrides=("retrieval.combine=replace_sum", "retrieval.sparsity_weight=0.1"),
+    "PT-RAG exactly as published: embedding-only candidates, kept contexts replace the token "
+    "(replace_sum), absolute sparsity lambda = 0.1, unbiased keep/drop start.",
+    overrides=(
+        "retrieval.combine=replace_sum",
+        "retrieval.sparsity=absolute",
+        "retrieval.sparsity_weight=0.1",
+        "retrieval.keep_bias=0",
+        "retrieval.candidate_features=false",
+    ),
+    ablates="ptrag",
+    component="ptrag's changes to the paper's stage 2 (candidate features, keep-biased start, "
+    "relative sparsity, residual combine)",
 )
 register_arm(
     "memory",
     "memory",
-    "PT-RAG's selection over observed training responses: the query measured in other cell types, "
-    "then its neighbours in the query's cell type.",
+    "The evidence arm: observed mean shifts (the query measured in other cell types, then its "
+    "neighbours in the query's cell type) added in expression space, chosen per cell by PT-RAG's "
+    "selector, shrunk where they do not stand out of their own noise.",
     in_default_benchmark=True,
+)
+register_arm(
+    "memory_shuffled",
+    "memory",
+    "The memory arm with as many random measured rows as candidates instead of the query's own "
+    "measurements and nearest neighbours: what is left is capacity, not content.",
+    overrides=("retrieval.candidates=shuffled",),
+    ablates="memory",
+    component="What is retrieved (the query's own measurements and nearest neighbours, vs as many "
+    "random measured rows)",
 )

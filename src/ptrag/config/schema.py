@@ -72,6 +72,9 @@ class ModelConfig:
     # "expression": each predicted cell = its control cell + a learned response (keeps per-cell variation);
     # "basal": the paper's ReLU(W_out(T(h) + f_basal(x))), which must squeeze that variation through H dims.
     output_residual: Literal["expression", "basal"] = "expression"
+    # "control_pool": each set of control cells is re-centred on its cell type's whole control pool
+    # before the response is added (a 32-64-cell mean is noisy); "none": the sampled cells as they are.
+    anchor: Literal["none", "control_pool"] = "control_pool"
     loss: Literal["energy", "sinkhorn"] = "energy"
     sinkhorn_blur: float = above(0.0, 0.05)
 
@@ -81,11 +84,35 @@ class RetrievalConfig:
     # Candidates per query; must not exceed the training database (checked before training).
     top_k: int = at_least(1, 32)
     tau: float = above(0.0, 0.5)
-    sparsity_weight: float = at_least(0.0, 0.1)
+    # "relative": λ · selection rate · distribution loss (detached), so dropping everything can gain
+    # at most λ of the loss whatever its scale; "absolute": λ · selection rate (the paper).
+    sparsity: Literal["relative", "absolute"] = "relative"
+    sparsity_weight: float = at_least(0.0, 0.01)
+    # Initial keep logit minus drop logit of the selector (P(keep) = sigmoid of it).
+    keep_bias: float = 3.0
+    # The scorer also sees each candidate's cosine (and, for the memory arm, the same-perturbation
+    # flag, its share of the evidence mixture and the evidence's noise); false = the paper's scorer.
+    candidate_features: bool = True
+    # "nearest": the top-K by cosine; "shuffled": as many random training candidates (an ablation).
+    candidates: Literal["nearest", "shuffled"] = "nearest"
+    # Evidence path (memory arm): initial weight of the query's own shift measured in other cell types
+    # over its neighbours (a logit offset), and the initial James-Stein factor of the per-gene noise
+    # shrinkage (0 turns shrinkage off). Both are learned from there.
+    same_prior: float = at_least(0.0, 6.0)
+    # Neighbours' initial weights: cos^sharpness (1 = plain cosine weighting).
+    sharpness: float = above(0.0, 4.0)
+    # Training only: the fraction of sets whose query is hidden from its own measurements in other
+    # cell types, so the model also learns from its neighbours alone (as for a perturbation never
+    # measured anywhere: unseen splits, in-silico queries).
+    same_dropout: float = fraction(0.5)
+    shrinkage: float = at_least(0.0, 4.0)
     # PT-RAG: "replace_sum" (paper: token := sum of kept contexts) or "residual_mean" (token += mean).
     combine: Literal["replace_sum", "residual_mean"] = "residual_mean"
     # Vanilla RAG: attention output replaces the token or is added to it.
     vanilla_combine: Literal["replace", "add"] = "add"
+    # Training selection: hard Gumbel-Softmax samples (PT-RAG) or the inference decision itself
+    # ("threshold"); both pass softmax(l/τ)'s gradient straight through.
+    training_selection: Literal["gumbel", "threshold"] = "gumbel"
     # Inference selection: deterministic argmax (default) or Gumbel sampling.
     inference: Literal["deterministic", "sample"] = "deterministic"
 

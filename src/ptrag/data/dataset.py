@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 PERTURBATION = "perturbation"
 CELL_TYPE = "cell_type"
 BATCH = "batch"
+# Control cells read at a time when averaging a cell type's pool (bounds memory on big screens).
+CONTROL_MEAN_CHUNK = 8192
 
 
 class ExpressionMatrix(Protocol):
@@ -91,6 +93,25 @@ class PerturbationDataset:
     def batch_codes(self) -> np.ndarray:
         """int64 batch code of every cell (computed once: collate reads it for every training step)."""
         return self.obs[BATCH].cat.codes.to_numpy().astype(np.int64)
+
+    @cached_property
+    def control_means(self) -> dict[str, np.ndarray]:
+        """Mean expression (float32) of each cell type's whole control pool, read in chunks.
+
+        Predictions are anchored to it: the 32-64 controls of one set have a noisy mean, the pool
+        does not.
+        """
+        means: dict[str, np.ndarray] = {}
+        for cell_type in self.cell_types:
+            cells = self.conditions.controls(cell_type)
+            if cells.size == 0:
+                continue
+            total = np.zeros(self.n_genes, dtype=np.float64)
+            for start in range(0, cells.size, CONTROL_MEAN_CHUNK):
+                block = cells[start : start + CONTROL_MEAN_CHUNK]
+                total += self.expression.rows(block).sum(axis=0, dtype=np.float64)
+            means[cell_type] = (total / cells.size).astype(np.float32)
+        return means
 
     @property
     def cell_types(self) -> list[str]:

@@ -234,7 +234,7 @@ def training_memory(
     if missing:
         raise DataError(f"The data lacks genes of the evaluated files: {format_list(missing)}.")
     columns = np.array([position[g] for g in genes], dtype=np.int64)
-    return ResponseMemory(memory.perturbations, memory.cell_types, memory.shifts[:, columns])
+    return memory.subset(np.arange(len(memory)), columns)
 
 
 def mean_training_shifts(

@@ -80,10 +80,12 @@ class STGenerator(nn.Module):
         pert_encoding: Literal["embedding", "onehot"],
         use_batch: bool,
         output_residual: Literal["expression", "basal"],
+        anchor: Literal["none", "control_pool"],
     ) -> None:
         # No defaults here: every setting comes from ptrag.config.schema through ptrag.run.build.
         super().__init__()
         self.output_residual = output_residual
+        self.anchor = anchor
         self.basal_encoder = mlp(n_genes, hidden_dim, hidden_dim, encoder_layers, dropout)
         self.pert_encoder = PerturbationEncoder(
             gene_embeddings, hidden_dim, encoder_layers, pert_encoding, dropout
@@ -110,12 +112,28 @@ class STGenerator(nn.Module):
             tokens = tokens + self.batch_embedding(batch_codes)
         return basal, pert, tokens
 
-    def decode(self, tokens: torch.Tensor, basal: torch.Tensor, control: torch.Tensor) -> torch.Tensor:
+    def decode(
+        self,
+        tokens: torch.Tensor,
+        basal: torch.Tensor,
+        control: torch.Tensor,
+        control_mean: torch.Tensor | None = None,
+        evidence: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predicted cells (B,S,G). ``control_mean`` (B,G): the cell type's control-pool mean;
+        ``evidence`` (B,S,G): retrieved observations, added in expression space."""
         mixed = self.backbone(tokens)
         if self.output_residual == "basal":
             # The paper's form: ReLU(W_out(T(h)_i + f_basal(x_i))).
             return torch.relu(self.output(mixed + basal))
         # Residual in expression space: each predicted cell is its own control cell plus a response.
+        if self.anchor == "control_pool" and control_mean is not None:
+            # Re-centre the set on its cell type's whole control pool: the mean of 32-64 sampled
+            # controls is noisy and a prediction would inherit that noise. Each cell keeps its own
+            # deviation from the set mean, so the predicted spread is the controls' spread.
+            control = control - control.mean(dim=1, keepdim=True) + control_mean[:, None, :]
+        if evidence is not None:
+            control = control + evidence
         response = self.output(mixed)
         if torch.is_grad_enabled():
             return torch.relu(control + response)
@@ -124,7 +142,11 @@ class STGenerator(nn.Module):
         return response.add_(control).relu_()
 
     def forward(
-        self, control: torch.Tensor, pert_index: torch.Tensor, batch_codes: torch.Tensor | None = None
+        self,
+        control: torch.Tensor,
+        pert_index: torch.Tensor,
+        batch_codes: torch.Tensor | None = None,
+        control_mean: torch.Tensor | None = None,
     ) -> torch.Tensor:
         basal, _, tokens = self.encode(control, pert_index, batch_codes)
-        return self.decode(tokens, basal, control)
+        return self.decode(tokens, basal, control, control_mean)

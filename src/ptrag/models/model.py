@@ -1,19 +1,19 @@
-"""Every model kind behind one interface: ST, vanilla RAG, PT-RAG and response memory.
+"""Every model kind behind one interface: ST, vanilla RAG, PT-RAG and the evidence memory.
 
 Which parts a model has comes from its arm's kind in ``ptrag.config.arms``, not from the arm's name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ptrag.config import Config, get_arm
+from ptrag.models.evidence import EvidencePath
 from ptrag.models.generator import STGenerator
-from ptrag.models.layers import mlp
 from ptrag.models.retriever import Candidates, Retriever
 from ptrag.models.selection import CandidateAttention, CandidateSelector, Selection
 
@@ -24,6 +24,10 @@ class ModelOutput:
     candidates: Candidates | None = None
     selection: Selection | None = None  # PT-RAG and memory arms
     attention: torch.Tensor | None = None  # vanilla RAG: (B, S, K) attention weights
+    evidence_weights: torch.Tensor | None = None  # memory arm: (B, S, K) weight of each candidate's shift
+    # Memory arm: (B, K) each candidate's share of its query's evidence mixture relative to the
+    # largest share (detached); the sparsity term charges a kept candidate 1 − this.
+    evidence_share: torch.Tensor | None = None
 
     def selection_rate(self) -> torch.Tensor | None:
         """Mean keep weight over valid (cell, candidate) pairs."""
@@ -32,6 +36,16 @@ class ModelOutput:
         valid = self.selection.valid[:, None, :].expand_as(self.selection.weights)
         return self.selection.weights[valid].mean() if valid.any() else self.selection.weights.sum() * 0.0
 
+    def charged_rate(self) -> torch.Tensor | None:
+        """What the sparsity term charges: the selection rate, each kept evidence candidate weighted
+        by the share of the mixture it does NOT carry. Keeping the query's own measurement costs
+        nothing; keeping a neighbour that carries almost no weight costs what PT-RAG charges."""
+        if self.selection is None or self.evidence_share is None:
+            return self.selection_rate()
+        cost = (1.0 - self.evidence_share)[:, None, :].expand_as(self.selection.weights)
+        valid = self.selection.valid[:, None, :].expand_as(self.selection.weights)
+        return (self.selection.weights * cost)[valid].mean() if valid.any() else cost.sum() * 0.0
+
     def kept_per_set(self) -> torch.Tensor | None:
         """Distinct candidates kept by at least one cell, per set."""
         if self.selection is None:
@@ -39,9 +53,13 @@ class ModelOutput:
         return (self.selection.weights.amax(dim=1) > 0).sum(dim=1).float()
 
 
+# Cosine, same-perturbation flag, share of the evidence mixture, evidence noise.
+N_MEMORY_FEATURES = 4
+
+
 class PerturbationModel(nn.Module):
     def __init__(
-        self, config: Config, generator: STGenerator, retriever: Retriever | None, n_genes: int
+        self, config: Config, generator: STGenerator, retriever: Retriever | None
     ) -> None:
         super().__init__()
         self.arm = config.model.arm
@@ -53,23 +71,63 @@ class PerturbationModel(nn.Module):
         r = config.retrieval
         self.selector: CandidateSelector | None = None
         self.attention: CandidateAttention | None = None
+        self.same_dropout = r.same_dropout
+        self.candidate_features: nn.Linear | None = None
+        self.evidence: EvidencePath | None = None
         if kind.head == "selector":
-            self.selector = CandidateSelector(hidden, r.tau, r.combine, r.inference)
+            self.selector = CandidateSelector(
+                hidden, r.tau, r.combine, r.inference, r.keep_bias, r.training_selection
+            )
+            if r.candidate_features:
+                self.candidate_features = nn.Linear(N_MEMORY_FEATURES if kind.memory else 1, hidden)
         if kind.head == "attention":
             self.attention = CandidateAttention(hidden, config.model.n_heads, r.vanilla_combine)
         if kind.memory:
-            self.shift_encoder = mlp(n_genes, hidden, hidden, 2)
             self.same_perturbation = nn.Embedding(2, hidden)
+            self.evidence = EvidencePath(hidden, r.same_prior, r.sharpness, r.shrinkage)
         if kind.retriever and retriever is None:
             raise ValueError(f"arm {self.arm!r} needs a retriever")
+
+    def _features(self, candidates: Candidates) -> torch.Tensor:
+        """What the scorer needs to judge a candidate, beyond its gene embedding (B, K, F)."""
+        if self.evidence is None:
+            return candidates.cosine[..., None]
+        assert candidates.same_perturbation is not None and candidates.noise is not None
+        share = self.evidence.prior_probability(
+            candidates.cosine, candidates.same_perturbation, candidates.valid
+        )
+        # Logs divided by a typical magnitude so that every feature is O(1).
+        return torch.stack(
+            [
+                candidates.cosine,
+                candidates.same_perturbation.to(candidates.cosine.dtype),
+                torch.log(share.clamp_min(1e-6)) / 6.0,
+                torch.log(candidates.noise.mean(dim=-1).clamp_min(1e-8)) / 6.0,
+            ],
+            dim=-1,
+        )
 
     def encode_candidates(self, candidates: Candidates) -> torch.Tensor:
         encoded = self.generator.pert_encoder.from_embeddings(candidates.embedding)
         if self.uses_memory:
-            assert candidates.shift is not None and candidates.same_perturbation is not None
-            encoded = encoded + self.shift_encoder(candidates.shift)
+            # A candidate's evidence reaches the scorer as what judges it (same perturbation, share,
+            # noise: the features below), not as its 2,000-gene shift: encoding the shift itself
+            # measured worse on validation (it lets the scorer memorise training responses).
+            assert candidates.same_perturbation is not None
             encoded = encoded + self.same_perturbation(candidates.same_perturbation.long())
+        if self.candidate_features is not None:
+            encoded = encoded + self.candidate_features(self._features(candidates))
         return encoded
+
+    def on_batch(self, batch: Mapping[str, torch.Tensor]) -> ModelOutput:
+        """Run on a batch as ``ptrag.run.tensors.SetTensorizer`` makes it (training and prediction)."""
+        return self(
+            batch["control"],
+            batch["pert_index"],
+            batch["cell_type_index"],
+            batch["batch_codes"],
+            batch.get("control_mean"),
+        )
 
     def forward(
         self,
@@ -77,22 +135,27 @@ class PerturbationModel(nn.Module):
         pert_index: torch.Tensor,
         cell_type_index: torch.Tensor,
         batch_codes: torch.Tensor | None = None,
+        control_mean: torch.Tensor | None = None,
     ) -> ModelOutput:
         basal, query, tokens = self.generator.encode(control, pert_index, batch_codes)
         output = ModelOutput(predicted=control)
+        evidence = None
         if self.retriever is not None:
             # Retrieval runs identically in training and prediction: no training-only attribute gates it.
             candidates = self.retriever(pert_index, cell_type_index)
-            if self.uses_memory:
-                query_embedding = self.generator.pert_encoder.gene_embeddings[pert_index]
-                candidates.cosine = F.cosine_similarity(
-                    query_embedding[:, None, :], candidates.embedding, dim=-1
-                )
+            if self.training and self.same_dropout > 0 and candidates.same_perturbation is not None:
+                hidden = torch.rand(len(pert_index), device=pert_index.device) < self.same_dropout
+                candidates.valid = candidates.valid & ~(candidates.same_perturbation & hidden[:, None])
             encoded = self.encode_candidates(candidates)
             output.candidates = candidates
             if self.selector is not None:
                 tokens, output.selection = self.selector(tokens, basal, query, encoded, candidates.valid)
             elif self.attention is not None:
                 tokens, output.attention = self.attention(tokens, encoded, candidates.valid)
-        output.predicted = self.generator.decode(tokens, basal, control)
+            if self.evidence is not None:
+                assert output.selection is not None
+                evidence, output.evidence_weights, output.evidence_share = self.evidence(
+                    output.selection.weights, encoded, query, candidates
+                )
+        output.predicted = self.generator.decode(tokens, basal, control, control_mean, evidence)
         return output

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ptrag.retrieval import ResponseMemory, RetrievalDatabase
+from ptrag.retrieval import ResponseMemory, RetrievalDatabase, l2_normalise
 
 # Neighbours ranked for the response memory: wider than K because only those measured in the
 # query's cell type count.
@@ -31,12 +31,13 @@ class Candidates:
     valid: torch.Tensor  # (B, K) bool
     shift: torch.Tensor | None = None  # (B, K, G) observed mean shifts (memory arm)
     same_perturbation: torch.Tensor | None = None  # (B, K) bool (memory arm)
+    noise: torch.Tensor | None = None  # (B, K, G) squared standard errors of the shifts (memory arm)
 
 
 def _tables(
-    database: RetrievalDatabase, names: Sequence[str], embeddings: np.ndarray, k: int
+    database: RetrievalDatabase, names: Sequence[str], embeddings: np.ndarray, k: int, shuffled: bool
 ) -> dict[str, torch.Tensor]:
-    found = database.neighbours(names, embeddings, k)
+    found = database.neighbours(names, embeddings, k, shuffled=shuffled)
     return {
         "neighbour_index": torch.from_numpy(found.index),
         "neighbour_cosine": torch.from_numpy(found.cosine),
@@ -51,6 +52,7 @@ def _memory_tables(
     embeddings: np.ndarray,
     cell_types: Sequence[str],
     k: int,
+    shuffled: bool,
 ) -> dict[str, torch.Tensor]:
     ranked = database.neighbours(names, embeddings, k * MEMORY_RANKING_FACTOR)
     ranked_names = [
@@ -61,11 +63,19 @@ def _memory_tables(
     queries_p = [p for p in names for _ in cell_types]
     queries_c = [ct for _ in names for ct in cell_types]
     ranked_rep = [r for r in ranked_names for _ in cell_types]
-    found = memory.candidates(queries_p, queries_c, ranked_rep, k)
+    found = memory.candidates(queries_p, queries_c, ranked_rep, k, shuffled=shuffled)
+    # Cosine of each query with each candidate row's perturbation (embeddings are L2-normalised).
+    rows_db = database.row_of(memory.perturbations)[found.rows]
+    queries = l2_normalise(np.asarray(embeddings, dtype=np.float32))
+    query_rows = np.repeat(np.arange(v), c)
+    cosine = np.einsum("qkd,qd->qk", database.embeddings[rows_db], queries[query_rows])
     return {
         "memory_index": torch.from_numpy(found.rows.reshape(v, c, k)),
         "memory_valid": torch.from_numpy(found.valid.reshape(v, c, k)),
         "memory_same": torch.from_numpy(found.same_perturbation.reshape(v, c, k)),
+        "memory_cosine": torch.from_numpy(
+            np.where(found.valid, cosine, 0.0).astype(np.float32).reshape(v, c, k)
+        ),
     }
 
 
@@ -80,8 +90,10 @@ class Retriever(nn.Module):
         top_k: int,
         memory: ResponseMemory | None = None,
         cell_types: Sequence[str] = (),
+        candidates: str = "nearest",
     ) -> None:
         super().__init__()
+        shuffled = candidates == "shuffled"
         self.database = database
         self.memory = memory
         self.cell_types = tuple(cell_types)
@@ -89,18 +101,19 @@ class Retriever(nn.Module):
         self.register_buffer(
             "database_embeddings", torch.from_numpy(database.embeddings.copy()), persistent=False
         )
-        for name, value in _tables(database, vocabulary, vocabulary_embeddings, top_k).items():
+        for name, value in _tables(database, vocabulary, vocabulary_embeddings, top_k, shuffled).items():
             self.register_buffer(name, value, persistent=False)
         if memory is not None:
             memory_rows_vocab = database.row_of(memory.perturbations)
             if (memory_rows_vocab < 0).any():
                 raise ValueError("every response-memory perturbation must be in the training database")
             self.register_buffer("memory_shifts", torch.from_numpy(memory.shifts.copy()), persistent=False)
+            self.register_buffer("memory_noise", torch.from_numpy(memory.noise.copy()), persistent=False)
             self.register_buffer(
                 "memory_database_row", torch.from_numpy(memory_rows_vocab), persistent=False
             )
             tables = _memory_tables(
-                memory, database, vocabulary, vocabulary_embeddings, self.cell_types, top_k
+                memory, database, vocabulary, vocabulary_embeddings, self.cell_types, top_k, shuffled
             )
             for name, value in tables.items():
                 self.register_buffer(name, value, persistent=False)
@@ -109,15 +122,14 @@ class Retriever(nn.Module):
         if self.memory is not None:
             rows = self.memory_index[pert_index, cell_type_index]
             valid = self.memory_valid[pert_index, cell_type_index]
-            db_rows = self.memory_database_row[rows]
-            query = self.database_embeddings[db_rows]  # embeddings of the candidates' perturbations
             return Candidates(
                 index=rows,
-                embedding=query,
-                cosine=torch.zeros_like(rows, dtype=query.dtype),
+                embedding=self.database_embeddings[self.memory_database_row[rows]],
+                cosine=self.memory_cosine[pert_index, cell_type_index],
                 valid=valid,
                 shift=self.memory_shifts[rows],
                 same_perturbation=self.memory_same[pert_index, cell_type_index],
+                noise=self.memory_noise[rows],
             )
         rows = self.neighbour_index[pert_index]
         return Candidates(

@@ -34,16 +34,28 @@ class CandidateSelector(nn.Module):
         tau: float,
         combine: Literal["replace_sum", "residual_mean"],
         inference: Literal["deterministic", "sample"],
+        keep_bias: float,
+        training_selection: Literal["gumbel", "threshold"],
     ) -> None:
         super().__init__()
         self.tau = tau
+        self.training_selection = training_selection
         self.combine = combine
         self.inference = inference
         self.norm = nn.LayerNorm(3 * hidden_dim)
         self.scorer = mlp(3 * hidden_dim, hidden_dim, 2, n_layers=2)
         self.context = mlp(3 * hidden_dim, hidden_dim, hidden_dim, n_layers=2)
+        # Start by keeping most candidates (P(keep) = sigmoid(keep_bias)) and let training drop
+        # what does not help; 0 is the paper's unbiased start.
+        with torch.no_grad():
+            self.scorer[-1].bias[KEEP] += keep_bias
 
     def select(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.training and self.training_selection == "threshold":
+            # The inference decision in training too (no Gumbel noise), with softmax(l/τ)'s gradient.
+            soft = (logits / self.tau).softmax(dim=-1)[..., KEEP]
+            hard = (logits[..., KEEP] > logits[..., DROP]).to(logits.dtype)
+            return hard + soft - soft.detach()
         if self.training or self.inference == "sample":
             return F.gumbel_softmax(logits, tau=self.tau, hard=True, dim=-1)[..., KEEP]
         return (logits[..., KEEP] > logits[..., DROP]).to(logits.dtype)

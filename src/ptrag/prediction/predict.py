@@ -19,6 +19,7 @@ from ptrag.errors import PtragError, format_list
 from ptrag.models import ModelOutput
 from ptrag.prediction.genes import align_genes
 from ptrag.prediction.record import retrieval_rows
+from ptrag.retrieval import COLLAPSED_SELECTION
 from ptrag.run.checkpoint import Checkpoint
 from ptrag.run.groups import embeddable
 from ptrag.run.spec import ModelSpec
@@ -96,14 +97,19 @@ def run_sets(
             strict=True,
         ):
             batch = tensorize(chunk)
-            output: ModelOutput = model(
-                batch["control"], batch["pert_index"], batch["cell_type_index"], batch["batch_codes"]
-            )
+            output: ModelOutput = model.on_batch(batch)
             values = output.predicted.numpy()
             predicted += [values[i, : s.n_real] for i, s in enumerate(chunk)]
             if output.candidates is not None:
                 records.append(retrieval_rows(output, chunk, start, model))
     record = pd.concat(records, ignore_index=True) if records else pd.DataFrame()
+    if "keep_weight" in record and float(record["keep_weight"].mean()) < COLLAPSED_SELECTION:
+        log.warning(
+            "Selection has collapsed: %.2g%% of retrieved candidates kept across these predictions "
+            "(under %.0f%%), so retrieval adds next to nothing to them (retrieval.csv has the detail).",
+            100 * float(record["keep_weight"].mean()),
+            100 * COLLAPSED_SELECTION,
+        )
     return predicted, record
 
 

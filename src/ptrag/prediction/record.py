@@ -19,7 +19,10 @@ def retrieval_rows(
 
     ``keep_weight`` is the fraction of the set's real cells that kept the candidate (PT-RAG, memory),
     ``keep_probability`` the mean softmax probability of "keep", and ``kept`` whether any cell kept
-    it. For vanilla RAG ``attention`` holds the mean attention weight instead.
+    it. For vanilla RAG ``attention`` holds the mean attention weight instead. The memory arm adds
+    what each candidate is: ``same_perturbation`` (the query measured in another cell type),
+    ``n_cells`` behind its evidence, and ``evidence_weight``, the mean weight of its shift in the
+    predicted cells (a_ik, see ptrag.models.evidence).
     """
     candidates = output.candidates
     assert candidates is not None
@@ -50,5 +53,10 @@ def retrieval_rows(
         frame["kept"] = (weight > 0).ravel() & valid.ravel()
     if output.attention is not None:
         frame["attention"] = per_cell_mean(output.attention.numpy()).ravel()
+    if output.evidence_weights is not None and candidates.same_perturbation is not None:
+        counts = model.retriever.memory.counts  # type: ignore[union-attr]
+        frame["same_perturbation"] = candidates.same_perturbation.numpy().ravel()
+        frame["n_cells"] = counts[candidates.index.numpy()].ravel()
+        frame["evidence_weight"] = per_cell_mean(output.evidence_weights.numpy()).ravel()
     table = pd.DataFrame(frame)
     return table[table["valid"]].drop(columns="valid").reset_index(drop=True)

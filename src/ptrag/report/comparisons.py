@@ -100,18 +100,53 @@ def paired_comparisons(
         compared = [a for a in arms if a != comparator]
         if not compared:
             continue
-        pairs = results[results["method"].isin([*compared, comparator])]
-        tests = paired_tests(pairs, baseline=comparator, metrics=metrics, arm_col="method")
-        for row in tests.to_dict(orient="records"):
-            gain = mean_improvement(table, row["arm"], comparator, row["metric"])
-            p_value = None if pd.isna(row["p_value"]) else float(row["p_value"])
-            row.update(
-                comparator_kind=kinds.get(comparator, "arm"),
-                mean_improvement=gain,
-                relative_to_baseline_gain=relative(gain, unit.get(row["metric"])),
-                outcome=outcome(p_value, int(row["wins"]), int(row["losses"]), gain),
-            )
-            rows.append(row)
+        kind = kinds.get(comparator, "arm")
+        rows += _tests(results, [*compared, comparator], comparator, kind, metrics, table, unit)
+    return rows
+
+
+def _tests(
+    results: pd.DataFrame,
+    methods: Sequence[str],
+    comparator: str,
+    kind: str,
+    metrics: Sequence[str],
+    table: pd.DataFrame,
+    unit: Mapping[str, float | None],
+) -> list[dict[str, Any]]:
+    """Paired tests of ``methods`` against ``comparator`` (of ``kind``), with effects and outcomes."""
+    pairs = results[results["method"].isin(methods)]
+    rows = paired_tests(pairs, baseline=comparator, metrics=metrics, arm_col="method").to_dict("records")
+    for row in rows:
+        gain = mean_improvement(table, row["arm"], comparator, row["metric"])
+        p_value = None if pd.isna(row["p_value"]) else float(row["p_value"])
+        row.update(
+            comparator_kind=kind,
+            mean_improvement=gain,
+            relative_to_baseline_gain=relative(gain, unit.get(row["metric"])),
+            outcome=outcome(p_value, int(row["wins"]), int(row["losses"]), gain),
+        )
+    return rows
+
+
+def component_comparisons(
+    results: pd.DataFrame, kinds: Mapping[str, str], baseline: str, metrics: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Every ablation arm present against the arm it ablates (both run): what the removed component
+    adds. Rows as :func:`paired_comparisons` (``arm`` = the full arm, ``baseline`` = the ablation),
+    plus ``component``."""
+    from ptrag.config.arms import ARMS
+
+    present = {name for name, kind in kinds.items() if kind == "arm"} & set(results["method"])
+    unit = baseline_gain(results, baseline, metrics)
+    table = wide(results, metrics)
+    rows: list[dict[str, Any]] = []
+    for ablation in sorted(present):
+        arm = ARMS.get(ablation)
+        if arm is None or arm.ablates not in present:
+            continue
+        tests = _tests(results, [arm.ablates, ablation], ablation, "ablation", metrics, table, unit)
+        rows += [{**row, "component": arm.component} for row in tests]
     return rows
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ptrag.evaluation.metric_registry import FAMILIES, metrics_where
 from ptrag.report.headline import display, method_note, split_title
-from ptrag.report.retrieval import COLLAPSED_BELOW
+from ptrag.retrieval import COLLAPSED_SELECTION
 
 MAX_TABLE_COLUMNS = 8
 
@@ -171,7 +171,7 @@ def _selection_words(arm: str, entry: dict[str, Any]) -> Text:
         )
     if entry.get("collapsed"):
         parts.append(
-            f" Selection has collapsed (under {COLLAPSED_BELOW:.0%} kept): retrieval contributes next to "
+            f" Selection has collapsed (under {COLLAPSED_SELECTION:.0%} kept): retrieval contributes next to "
             "nothing to this arm's predictions."
         )
     return Text("".join(parts), warning=bool(entry.get("collapsed")))

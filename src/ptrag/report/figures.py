@@ -20,7 +20,7 @@ import numpy as np
 from ptrag.evaluation.metric_registry import metric as metric_spec
 from ptrag.evaluation.metric_registry import metrics_where
 from ptrag.report.comparisons import NOISE_FLOOR
-from ptrag.report.retrieval import COLLAPSED_BELOW
+from ptrag.retrieval import COLLAPSED_SELECTION
 
 REFERENCE_COLOUR = "#9a9a9a"
 RATE_FLOOR = 1e-4  # selection rates of 0 are drawn here on the log axis
@@ -114,7 +114,8 @@ def selection_curves(section: dict[str, Any], label: str) -> bytes | None:
                 markersize=7,
                 label=f"{arm} (kept at prediction)",
             )
-    axis.axhline(COLLAPSED_BELOW, color="#bb0000", lw=0.8, ls=":", label=f"{COLLAPSED_BELOW:.0%}: collapsed")
+    collapsed = f"{COLLAPSED_SELECTION:.0%}: collapsed"
+    axis.axhline(COLLAPSED_SELECTION, color="#bb0000", lw=0.8, ls=":", label=collapsed)
     # Log scale: a collapsed selector (rates of 1e-3) must look different from a sparse one (5 %).
     axis.set_yscale("log")
     axis.set_ylim(RATE_FLOOR * 0.7, 1.4)

@@ -8,7 +8,7 @@ from typing import Any
 from ptrag.evaluation.metric_registry import metric
 from ptrag.evaluation.references import REFERENCE_REGISTRY
 from ptrag.report.comparisons import CONTROL, NOISE_FLOOR, SIGNIFICANCE, improvement
-from ptrag.report.retrieval import COLLAPSED_BELOW
+from ptrag.retrieval import COLLAPSED_SELECTION
 
 MIN_SEEDS = 3
 OUTCOME_ORDER = ("better", "worse", "no different")
@@ -98,6 +98,17 @@ def arm_sentence(
     return f"{display(arm)} is " + "; ".join(clauses) + "."
 
 
+def component_sentence(
+    ablation: str, tests: Sequence[Mapping[str, Any]], baseline: str, metrics: Sequence[str]
+) -> str | None:
+    """One sentence: what the component an ablation removes adds (the full arm vs the ablation)."""
+    rows = [r for m in metrics for r in tests if r["baseline"] == ablation and r["metric"] == m]
+    if not rows:
+        return None
+    clauses = _clauses(rows, ablation, baseline, False)
+    return f"{rows[0]['component']}: {display(rows[0]['arm'])} is " + "; ".join(clauses) + "."
+
+
 def method_note(n_seeds: int, baseline: str) -> str:
     seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
     return (
@@ -153,8 +164,8 @@ def collapse_warnings(sections: Mapping[str, Mapping[str, Any]]) -> list[str]:
         return []
     listed = "; ".join(f"{arm} ({', '.join(where)})" for arm, where in collapsed.items())
     return [
-        f"Selection has collapsed (under {COLLAPSED_BELOW:.0%} of retrieved candidates kept at prediction), "
-        f"so retrieval adds next to nothing to these predictions: {listed}."
+        f"Selection has collapsed (under {COLLAPSED_SELECTION:.0%} of retrieved candidates kept at "
+        f"prediction), so retrieval adds next to nothing to these predictions: {listed}."
     ]
 
 

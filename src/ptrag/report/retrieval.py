@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ptrag.retrieval import COLLAPSED_SELECTION
+
 TRAINING_RATE = "train/selection_rate"
 SELECTION_COLUMNS = ("keep_weight", "kept")
 BASE_COLUMNS = (
@@ -30,7 +32,6 @@ BASE_COLUMNS = (
     "keep_weight",
     "kept",
 )
-COLLAPSED_BELOW = 0.01  # kept fraction at prediction under which selection has collapsed
 MAX_CURVE_POINTS = 200
 N_EXAMPLES = 5
 SAME_PERTURBATION_SEPARATOR = "@"  # the memory arm names a candidate "PERTURBATION@cell_type"
@@ -131,7 +132,7 @@ def arm_selection(retrieval: pd.DataFrame | None, training: pd.DataFrame | None)
         prediction=_per_cell_type(retrieval),
         selection_rate=float(retrieval["keep_weight"].mean()),
         kept_fraction=kept_fraction,
-        collapsed=kept_fraction < COLLAPSED_BELOW,
+        collapsed=kept_fraction < COLLAPSED_SELECTION,
         examples=examples,
         examples_kept=examples_kept,
         extra_columns=extra,

@@ -14,7 +14,7 @@ Schema (``schema_version`` 3)::
       "metric_info": {metric: {"family", "direction", "description"}},
       "warnings": [str],                      # fewer than 3 seeds; a collapsed selection
       "notes": [str],                         # where the effect unit (baseline − control) is unstable
-      "headline": [{"split", "arm", "sentence"}],
+      "headline": [{"split", "arm", "sentence"}],  # an ablation's sentence: what its component adds
       "splits": {                             # one section per split, in run order
         split: {
           "label": str, "description": str,   # e.g. "few-shot", what is held out
@@ -29,6 +29,8 @@ Schema (``schema_version`` 3)::
                             "median_difference", "mean_difference", "wins", "losses", "ties",
                             "statistic", "p_value", "mean_improvement",
                             "relative_to_baseline_gain", "outcome"}],
+          "component_tests": [...],           # as paired_tests: each full arm vs its ablation,
+                                              # plus "component" (ptrag.config.arms)
           "noise_floor_notes": [str],
           "retrieval": {arm: {                # arms with a selector only
               "training": {"seed<k>": {"step": [int], "selection_rate": [float]}},
@@ -66,10 +68,17 @@ import pandas as pd
 from ptrag.evaluation.metric_registry import METRICS, metric, metrics_where
 from ptrag.evaluation.references import REFERENCE_REGISTRY
 from ptrag.evaluation.stats import bootstrap_ci
-from ptrag.report.comparisons import SIGNIFICANCE, baseline_gain, best_references, paired_comparisons
+from ptrag.report.comparisons import (
+    SIGNIFICANCE,
+    baseline_gain,
+    best_references,
+    component_comparisons,
+    paired_comparisons,
+)
 from ptrag.report.headline import (
     arm_sentence,
     collapse_warnings,
+    component_sentence,
     noise_floor_notes,
     seed_warnings,
     unit_notes,
@@ -175,6 +184,7 @@ def split_section(
         "baseline_gain": baseline_gain(results, baseline, shown),
         "best_reference": best_references(clean_methods, split.kinds, shown),
         "paired_tests": paired_comparisons(results, split.kinds, baseline, shown) if has_baseline else [],
+        "component_tests": component_comparisons(results, split.kinds, baseline, shown),
         "noise_floor_notes": noise_floor_notes(clean_methods, shown),
         "retrieval": retrieval_section(split.retrieval, split.training, arms),
     }
@@ -199,9 +209,13 @@ def build_summary(
     for name, section in sections.items():
         arms = [m for m, entry in section["methods"].items() if entry["kind"] == "arm"]
         for arm in arms:
-            sentence = arm_sentence(
-                arm, section["paired_tests"], section["best_reference"], baseline, headline_metrics
-            )
+            # An ablation beside its full arm says what the removed component adds; any other arm
+            # is set against the baseline and the best simple reference.
+            sentence = component_sentence(arm, section["component_tests"], baseline, headline_metrics)
+            if sentence is None:
+                sentence = arm_sentence(
+                    arm, section["paired_tests"], section["best_reference"], baseline, headline_metrics
+                )
             headline.append({"split": name, "arm": arm, "sentence": sentence})
     summary = {
         "schema_version": SCHEMA_VERSION,

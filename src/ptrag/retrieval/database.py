@@ -7,12 +7,20 @@ its own row is masked by index before the top-K, for every query at once.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ptrag.errors import PtragError
+
+
+def random_scores(names: Sequence[str], n: int) -> np.ndarray:
+    """(len(names), n) uniform scores, seeded by each name: a query's random ranking never changes."""
+    return np.stack(
+        [np.random.default_rng(zlib.crc32(str(name).encode())).random(n) for name in names]
+    ).reshape(len(names), n)
 
 
 def l2_normalise(matrix: np.ndarray) -> np.ndarray:
@@ -50,10 +58,17 @@ class RetrievalDatabase:
         lookup = {name: i for i, name in enumerate(self.perturbations)}
         return np.array([lookup.get(name, -1) for name in names], dtype=np.int64)
 
-    def neighbours(self, query_names: Sequence[str], query_embeddings: np.ndarray, k: int) -> Neighbours:
-        """The K most cosine-similar database rows of each query, never the query itself."""
+    def neighbours(
+        self, query_names: Sequence[str], query_embeddings: np.ndarray, k: int, shuffled: bool = False
+    ) -> Neighbours:
+        """The K most cosine-similar database rows of each query, never the query itself.
+
+        ``shuffled`` (an ablation) takes K random rows instead, the same for a query name in every
+        run, still never the query itself; their true cosines are reported.
+        """
         queries = l2_normalise(np.asarray(query_embeddings, dtype=np.float32))
-        scores = queries @ self.embeddings.T
+        cosines = queries @ self.embeddings.T
+        scores = random_scores(query_names, len(self)) if shuffled else cosines.copy()
         own_row = self.row_of(query_names)
         has_row = own_row >= 0
         scores[np.flatnonzero(has_row), own_row[has_row]] = -np.inf
@@ -67,8 +82,8 @@ class RetrievalDatabase:
         top_scores = np.take_along_axis(scores, top, axis=1)
         order = np.argsort(-top_scores, axis=1, kind="stable")
         index = np.take_along_axis(top, order, axis=1)
-        cosine = np.take_along_axis(top_scores, order, axis=1)
-        valid = np.isfinite(cosine)
+        valid = np.isfinite(np.take_along_axis(top_scores, order, axis=1))
+        cosine = np.take_along_axis(cosines, index, axis=1)
         pad = k - k_eff
         if pad:
             index = np.pad(index, ((0, 0), (0, pad)))

@@ -38,6 +38,7 @@ def build_model(config: Config, spec: ModelSpec) -> PerturbationModel:
         pert_encoding=m.pert_encoding,
         use_batch=m.use_batch,
         output_residual=m.output_residual,
+        anchor=m.anchor,
     )
     retriever = None
     if kind.retriever:
@@ -48,8 +49,9 @@ def build_model(config: Config, spec: ModelSpec) -> PerturbationModel:
             config.retrieval.top_k,
             memory=spec.memory if kind.memory else None,
             cell_types=spec.cell_types,
+            candidates=config.retrieval.candidates,
         )
-    return PerturbationModel(config, generator, retriever, len(spec.genes))
+    return PerturbationModel(config, generator, retriever)
 
 
 def load_weights(model: PerturbationModel, state_dict: Mapping[str, torch.Tensor]) -> None:

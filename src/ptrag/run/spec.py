@@ -111,6 +111,8 @@ class ModelSpec:
                 "perturbations": _strings(self.memory.perturbations),
                 "cell_types": _strings(self.memory.cell_types),
                 "shifts": torch.from_numpy(self.memory.shifts),
+                "noise": torch.from_numpy(self.memory.noise),
+                "counts": torch.from_numpy(self.memory.counts),
             }
         return state
 
@@ -119,7 +121,13 @@ class ModelSpec:
         memory = None
         if state.get("memory") is not None:
             m = state["memory"]
-            memory = ResponseMemory(tuple(m["perturbations"]), tuple(m["cell_types"]), m["shifts"].numpy())
+            memory = ResponseMemory(
+                tuple(m["perturbations"]),
+                tuple(m["cell_types"]),
+                m["shifts"].numpy(),
+                m["noise"].numpy(),
+                m["counts"].numpy(),
+            )
         return cls.build(
             genes=state["genes"],
             vocabulary=state["vocabulary"],

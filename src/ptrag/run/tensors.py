@@ -29,6 +29,9 @@ class SetTensorizer:
         self.batch_map = np.array(
             [spec_batches.get(b, len(spec.batches)) for b in categories], dtype=np.int64
         )
+        # The anchor of every set: its cell type's control-pool mean in THIS dataset (at prediction,
+        # the controls given with the query), computed once.
+        self.control_means = dataset.control_means
 
     @staticmethod
     def _index(lookup: dict[str, int], names: Sequence[str], what: str) -> torch.Tensor:
@@ -45,4 +48,5 @@ class SetTensorizer:
             "batch_codes": torch.from_numpy(self.batch_map[arrays["batch_codes"]]),
             "pert_index": self._index(self.vocabulary, arrays["perturbation"], "perturbations"),
             "cell_type_index": self._index(self.cell_types, arrays["cell_type"], "cell types"),
+            "control_mean": torch.from_numpy(np.stack([self.control_means[c] for c in arrays["cell_type"]])),
         }

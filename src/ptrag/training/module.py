@@ -56,15 +56,21 @@ class PerturbationLightningModule(L.LightningModule):
         self.step_values: dict[str, torch.Tensor | float] = {}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
-        return self.model(
-            batch["control"], batch["pert_index"], batch["cell_type_index"], batch["batch_codes"]
-        )
+        return self.model.on_batch(batch)
 
     def losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, ModelOutput]:
         output = self(batch)
         distribution = self.distribution_loss(output.predicted, batch["target"])
-        rate = output.selection_rate()
-        sparsity = self.config.retrieval.sparsity_weight * rate if rate is not None else distribution * 0.0
+        rate = output.charged_rate()
+        r = self.config.retrieval
+        if rate is None:
+            sparsity = distribution * 0.0
+        elif r.sparsity == "relative":
+            # On the loss's own scale: dropping every candidate can gain at most λ of the loss, so the
+            # penalty cannot swamp the distributional loss whatever its magnitude.
+            sparsity = r.sparsity_weight * rate * distribution.detach()
+        else:
+            sparsity = r.sparsity_weight * rate
         return distribution, sparsity, output
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -39,13 +39,7 @@ class PreparedData:
 
 def _training_memory(dataset: PerturbationDataset, split: Split, database: list[str]) -> ResponseMemory:
     memory = ResponseMemory.from_training_cells(dataset, split.roles(dataset) == "train")
-    keep = np.isin(np.array(memory.perturbations), database)
-    rows = np.flatnonzero(keep)
-    return ResponseMemory(
-        tuple(memory.perturbations[i] for i in rows),
-        tuple(memory.cell_types[i] for i in rows),
-        memory.shifts[keep],
-    )
+    return memory.subset(np.flatnonzero(np.isin(np.array(memory.perturbations), database)))
 
 
 def _check_top_k(config: Config, n_database: int) -> None:

@@ -42,6 +42,8 @@ class RunProgress(L.Callback):
         self.log_every = log_every
         self.best_loss = math.inf
         self.best_step = -1
+        # The deterministic (prediction-time) selection rate on the val sets at the best step.
+        self.best_selection_rate: float | None = None
         self.bad_validations = 0
         self.stopped = ""  # "early" or "max_steps" once training has ended
         self.stopped_step = -1
@@ -52,7 +54,7 @@ class RunProgress(L.Callback):
         return STATE_KEY
 
     def state_dict(self) -> dict[str, Any]:
-        keys = ("best_loss", "best_step", "bad_validations", "stopped", "stopped_step")
+        keys = ("best_loss", "best_step", "best_selection_rate", "bad_validations", "stopped", "stopped_step")
         return {key: getattr(self, key) for key in keys}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -91,6 +93,7 @@ class RunProgress(L.Callback):
         loss = float(trainer.strategy.reduce(torch.tensor(loss, device=module.device), reduce_op="mean"))
         if loss < self.best_loss:
             self.best_loss, self.best_step, self.bad_validations = loss, step, 0
+            self.best_selection_rate = rate
             if trainer.is_global_zero:
                 payload = {
                     CHECKPOINT_KEY: run_info(module.config, module.spec),

@@ -22,6 +22,7 @@ from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.sets import SetSampler
 from ptrag.data.splits import Split
 from ptrag.io import replace_dir
+from ptrag.retrieval import COLLAPSED_SELECTION
 from ptrag.run.checkpoint import CHECKPOINT_FILES
 from ptrag.run.layout import METRICS_FILE, write_run_config, write_run_files
 from ptrag.run.tensors import SetTensorizer
@@ -81,10 +82,20 @@ def _training_loader(prepared: PreparedData, config: Config, trainer: L.Trainer)
     )
 
 
-def _summary(run_dir: Path, arm: str, steps: int, stopped: str, best_step: int) -> TrainingOutcome:
+def _summary(
+    run_dir: Path, arm: str, steps: int, stopped: str, best_step: int, rate: float | None = None
+) -> TrainingOutcome:
     early = " (stopped early)" if stopped == "early" else ""
     best = f"; lowest validation loss at step {best_step}" if best_step >= 0 else ""
     message = f"trained {arm} for {steps} steps{early}{best} → {run_dir}"
+    if rate is not None and rate < COLLAPSED_SELECTION:
+        log.warning(
+            "Selection collapsed: the best checkpoint keeps %.2g%% of retrieved candidates on the "
+            "validation sets (under %.0f%%), so retrieval adds next to nothing to its predictions "
+            "(train/selection_rate and val/selection_rate in metrics.csv show when).",
+            100 * rate,
+            100 * COLLAPSED_SELECTION,
+        )
     return TrainingOutcome(run_dir, steps, stopped, best_step, message)
 
 
@@ -159,7 +170,14 @@ def _fit(
     )
     if trainer.is_global_zero:
         replace_dir(plan.work_dir, run_dir)
-    return _summary(run_dir, config.model.arm, trainer.global_step, callback.stopped, callback.best_step)
+    return _summary(
+        run_dir,
+        config.model.arm,
+        trainer.global_step,
+        callback.stopped,
+        callback.best_step,
+        callback.best_selection_rate,
+    )
 
 
 def retrieval_digest(module: PerturbationLightningModule) -> str:

@@ -1,0 +1,151 @@
+"""Memory updates without retraining: new measurements become evidence rows of a trained run.
+
+``ptrag memory add RUN_DIR --data NEW.h5ad --out NEW_RUN_DIR`` measures every (perturbation, cell
+type) of NEW.h5ad against that file's own control cells — the evidence a trained memory arm retrieves
+— and writes a copy of the run whose memory holds them too. The weights are untouched: the model
+learned how to use evidence, so more evidence (a perturbation now measured in another cell line,
+related perturbations measured in the query's line) changes its predictions at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ptrag.config import get_arm
+from ptrag.data.dataset import PerturbationDataset
+from ptrag.errors import CheckpointError, DataError, format_list
+from ptrag.io import staged_output
+from ptrag.retrieval import ResponseMemory
+from ptrag.run.checkpoint import (
+    CHECKPOINT_FILES,
+    CHECKPOINT_KEY,
+    Checkpoint,
+    read_checkpoint,
+    write_checkpoint,
+)
+from ptrag.run.layout import CONFIG_FILE, METRICS_FILE, SPLIT_FILE
+from ptrag.run.spec import ModelSpec
+from ptrag.run.vocabulary import resolve_vocabulary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvidenceUpdate:
+    out: Path
+    added: int  # rows added (new (perturbation, cell type) pairs)
+    replaced: int  # rows whose earlier measurement was replaced
+    new_perturbations: tuple[str, ...]  # not in the run's vocabulary before
+    rows: int  # memory rows after the update
+
+    @property
+    def message(self) -> str:
+        return (
+            f"added {self.added} measured (perturbation, cell type) rows"
+            + (f", replaced {self.replaced}" if self.replaced else "")
+            + f" ({len(self.new_perturbations)} perturbation(s) new to the run); "
+            f"the memory now holds {self.rows} rows → {self.out}"
+        )
+
+
+def measured_evidence(dataset: PerturbationDataset) -> ResponseMemory:
+    """Every perturbed (perturbation, cell type) of ``dataset``, measured against its own controls."""
+    lacking = sorted(
+        {c for c, _ in dataset.conditions.groups if dataset.conditions.controls(c).size == 0}
+    )
+    if lacking:
+        raise DataError(
+            f"Cell type(s) {format_list(lacking)} of {dataset.source or 'the data'} have no "
+            f"{dataset.control_label!r} control cells: a measured shift needs that file's own controls."
+        )
+    evidence = ResponseMemory.from_training_cells(dataset, ~dataset.is_control)
+    if not len(evidence):
+        raise DataError(f"{dataset.source or 'The data'} has no perturbed cells: nothing to add.")
+    return evidence
+
+
+def spec_with_evidence(
+    checkpoint: Checkpoint, evidence: ResponseMemory, replace_rows: bool
+) -> tuple[ModelSpec, tuple[str, ...], int]:
+    """The run's spec with ``evidence`` in its memory (and its perturbations in the vocabulary and
+    the retrieval database); also the perturbations new to the vocabulary and the rows replaced."""
+    spec = checkpoint.spec
+    assert spec.memory is not None
+    new = [p for p in dict.fromkeys(evidence.perturbations) if p not in spec.vocabulary]
+    if new:
+        resolved, matrix, _ = resolve_vocabulary(new, checkpoint.config)
+        unembedded = sorted(set(new) - set(resolved))
+        if unembedded:
+            log.warning("Leaving out %d perturbation(s) without a gene embedding: %s",
+                        len(unembedded), format_list(unembedded))  # fmt: skip
+            keep = np.flatnonzero(~np.isin(np.array(evidence.perturbations), unembedded))
+            evidence = evidence.subset(keep)
+        spec = spec.extended(resolved, matrix)
+    known = set(zip(spec.memory.perturbations, spec.memory.cell_types, strict=True))
+    replaced = sum(key in known for key in zip(evidence.perturbations, evidence.cell_types, strict=True))
+    try:
+        memory = spec.memory.merged(evidence, replace=replace_rows)
+    except ValueError as exc:
+        raise DataError(
+            f"The new data measures (perturbation, cell type) pairs the run's memory already holds "
+            f"({exc}). Pass --replace to use the new measurements instead."
+        ) from None
+    database = list(spec.database.perturbations)
+    database += [p for p in dict.fromkeys(evidence.perturbations) if p not in set(database)]
+    extended = ModelSpec.build(
+        spec.genes,
+        spec.vocabulary,
+        spec.vocabulary_embeddings,
+        spec.cell_types,
+        spec.batches,
+        database,
+        memory,
+        spec.embedding_source,
+        spec.normalisation,
+    )
+    return extended.with_cell_types(evidence.cell_types), tuple(new), replaced
+
+
+def add_evidence(
+    run_dir: str | Path,
+    dataset: PerturbationDataset,
+    out: str | Path,
+    *,
+    replace_rows: bool = False,
+    overwrite: bool = False,
+) -> EvidenceUpdate:
+    """Write ``out``: a copy of ``run_dir`` whose memory also holds ``dataset``'s measurements.
+
+    ``dataset`` must already be read with the run's genes and normalisation
+    (``ptrag.Model.load_data``). The old run is never modified.
+    """
+    run_dir = Path(run_dir)
+    checkpoint = Checkpoint.load(run_dir)
+    arm = get_arm(checkpoint.config.model.arm)
+    if not arm.kind.memory:
+        raise CheckpointError(
+            f"{run_dir} is a {arm.name!r} run, which has no evidence memory; memory add needs a run "
+            "of an arm of the memory kind (e.g. --arm memory)."
+        )
+    if Path(out).resolve() == run_dir.resolve():
+        raise CheckpointError("--out must differ from RUN_DIR: the trained run is never modified.")
+    evidence = measured_evidence(dataset)
+    spec, new, replaced = spec_with_evidence(checkpoint, evidence, replace_rows)
+    with staged_output(out, overwrite=overwrite) as staging:
+        for name in (CONFIG_FILE, SPLIT_FILE, METRICS_FILE):
+            if (run_dir / name).is_file():
+                shutil.copyfile(run_dir / name, staging / name)
+        for relative in CHECKPOINT_FILES.values():
+            if not (run_dir / relative).is_file():
+                continue
+            payload = read_checkpoint(run_dir / relative)
+            payload[CHECKPOINT_KEY] = {**payload[CHECKPOINT_KEY], "spec": spec.to_state()}
+            write_checkpoint(payload, staging / relative)
+    assert spec.memory is not None
+    return EvidenceUpdate(Path(out), len(evidence) - replaced, replaced, new, len(spec.memory))
+
