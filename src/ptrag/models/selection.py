@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ptrag.models.layers import mlp
+from ptrag.models.pairs import pair_dot, pair_weighted_sum
 
 KEEP, DROP = 0, 1
 
@@ -23,7 +24,7 @@ KEEP, DROP = 0, 1
 @dataclass
 class Selection:
     weights: torch.Tensor  # (B, S, K) in {0, 1}; straight-through gradient in training
-    keep_probability: torch.Tensor  # (B, S, K) softmax(l)[keep], for the retrieval record
+    keep_probability: torch.Tensor  # (B, S, K) softmax(l)[keep] = σ(l_keep − l_drop), for the record
     valid: torch.Tensor  # (B, K) bool
 
 
@@ -50,72 +51,64 @@ class CandidateSelector(nn.Module):
         with torch.no_grad():
             self.scorer[-1].bias[KEEP] += keep_bias
 
-    def select(self, logits: torch.Tensor) -> torch.Tensor:
+    def select(self, margin: torch.Tensor) -> torch.Tensor:
+        """Keep weights (B,S,K) from the margin l_keep − l_drop (B,S,K).
+
+        A softmax over (keep, drop) is the sigmoid of the margin, so every form below equals the
+        two-logit one (``F.gumbel_softmax(logits, τ, hard=True)[..., KEEP]`` in training, with the
+        same Gumbel draws and the same straight-through gradient) without a softmax over a size-2
+        dimension, which is slow on a CPU.
+        """
         if self.training and self.training_selection == "threshold":
             # The inference decision in training too (no Gumbel noise), with softmax(l/τ)'s gradient.
-            soft = (logits / self.tau).softmax(dim=-1)[..., KEEP]
-            hard = (logits[..., KEEP] > logits[..., DROP]).to(logits.dtype)
-            return hard + soft - soft.detach()
+            soft = torch.sigmoid(margin / self.tau)
+            return (margin > 0).to(margin.dtype) + soft - soft.detach()
         if self.training or self.inference == "sample":
-            return F.gumbel_softmax(logits, tau=self.tau, hard=True, dim=-1)[..., KEEP]
-        return (logits[..., KEEP] > logits[..., DROP]).to(logits.dtype)
+            # One Gumbel draw for each of keep and drop, in F.gumbel_softmax's order.
+            draws = torch.empty(*margin.shape, 2, dtype=margin.dtype, device=margin.device)
+            gumbels = -draws.exponential_().log()
+            noisy = (margin + gumbels[..., KEEP] - gumbels[..., DROP]) / self.tau
+            soft = torch.sigmoid(noisy)
+            return (noisy >= 0).to(margin.dtype) - soft.detach() + soft
+        return (margin > 0).to(margin.dtype)
 
-    def _first_layer(
+    def _pair_parts(
         self, basal: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor
-    ) -> torch.Tensor:
-        """Both MLPs' first Linear applied to LayerNorm([basal; query; candidate]), without the concat.
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Both MLPs' first Linear on LayerNorm([basal; query; candidate]), as its separable parts.
 
         LayerNorm followed by a Linear is affine in each of the three parts once the per-pair mean and
-        variance are known, so every part is projected at its own size ((B,S,H), (B,H), (B,K,H)) and
-        only the projected (B,S,K,2H) sum is formed, instead of the (B,S,K,3H) concat, its
-        LayerNorm and a matmul over it. The pair statistics come from per-part statistics by the
-        parallel-variance formula, which stays exact to float rounding (no E[x^2] - mu^2 cancellation).
+        variance are known: with the LayerNorm gain folded into the weight W (2H', 3H) and its bias
+        into β, the pre-activation of pair (b, s, k) is (P_bs + C_bk) · r_bsk + β, where each part is
+        projected at its own size and centred by its own mean (the pair mean is the average of the
+        three part means): P_bs = W_basal x_bs − m_bs w/3 + W_query q_b − m_b w/3 (B,S,2H'),
+        C_bk = W_cand c_bk − m_bk w/3 (B,K,2H'), w = W's row sums. r (B,S,K) is the pair's inverse
+        standard deviation, from per-part statistics. Returns (P, C, r, β); ``ptrag.models.pairs``
+        applies GELU and the reductions a few sets at a time, without a (B,S,K,2H') tensor.
         """
         h = basal.shape[-1]
         first = (self.scorer[0], self.context[0])
         stacked = torch.cat([layer.weight for layer in first])  # (2H', 3H): both MLPs in one matmul
         weight = stacked * self.norm.weight  # LayerNorm's gain folded into the columns
         bias = torch.cat([layer.bias for layer in first]) + stacked @ self.norm.bias
+        row_sums = weight.sum(dim=1) / 3
         w_basal, w_query, w_cand = weight.split(h, dim=1)
-        projected = (
-            (basal @ w_basal.T)[:, :, None, :]
-            + (query @ w_query.T)[:, None, None, :]
-            + (candidates @ w_cand.T)[:, None, :, :]
-        )
         var_b, mean_b = torch.var_mean(basal, dim=-1, correction=0)  # (B,S)
         var_q, mean_q = torch.var_mean(query, dim=-1, correction=0)  # (B,)
         var_c, mean_c = torch.var_mean(candidates, dim=-1, correction=0)  # (B,K)
-        mean_b, mean_q, mean_c = mean_b[:, :, None], mean_q[:, None, None], mean_c[:, None, :]
-        var_b, var_q, var_c = var_b[:, :, None], var_q[:, None, None], var_c[:, None, :]
-        mean = (mean_b + mean_q + mean_c) / 3  # (B,S,K)
-        variance = (
-            var_b + var_q + var_c + (mean_b - mean) ** 2 + (mean_q - mean) ** 2 + (mean_c - mean) ** 2
-        ) / 3
-        inverse_std = torch.rsqrt(variance + self.norm.eps)
-        # In place: the (B,S,K,2H') sum is not needed by autograd, so no second tensor of that size.
-        centred = projected.addcmul_(mean[..., None], weight.sum(dim=1), value=-1)
-        return torch.addcmul(bias, centred, inverse_std[..., None])
-
-    def _score(
-        self, basal: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return both MLPs' hidden activations (B,S,K,2H': scorer half, then context half) and the
-        keep/drop logits (B,S,K,2).
-
-        The halves stay in one tensor: slicing them out would copy (B,S,K,H') twice. The scorer's last
-        Linear reads the first half through a zero-padded weight; the Dropout layers have p = 0.
-        """
-        hidden = F.gelu(self._first_layer(basal, query, candidates))
-        last = self.scorer[3]
-        padded = F.pad(last.weight, (0, hidden.shape[-1] - last.in_features))
-        logits = F.linear(self.scorer[2](hidden), padded, last.bias)
-        return self.context[2](hidden), logits
-
-    def _weighted_context(self, hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """sum_k w_k * context_mlp(r_k): the last (linear) layer moves outside the sum over k."""
-        summed = torch.einsum("bsk,bskh->bsh", weights, hidden)[..., self.scorer[0].out_features :]
-        last = self.context[3]
-        return F.linear(summed, last.weight) + weights.sum(dim=2, keepdim=True) * last.bias
+        query_part = torch.addcmul(query @ w_query.T, mean_q[:, None], row_sums, value=-1)  # (B,2H')
+        cell = torch.addcmul(basal @ w_basal.T, mean_b[..., None], row_sums, value=-1) + query_part[:, None]
+        candidate = torch.addcmul(candidates @ w_cand.T, mean_c[..., None], row_sums, value=-1)
+        # 3·(variance + eps) = Σ_parts var + (1/3) Σ_{two parts} (difference of their means)² + 3·eps:
+        # the pair's statistics from the parts' (B,S), (B,) and (B,K) ones, with no E[x²] − μ²
+        # cancellation, and only the (B,S,K) gap between cell and candidate means at full size.
+        gap_cell_query = mean_b - mean_q[:, None]
+        gap_query_cand = mean_q[:, None] - mean_c
+        spread_cell = var_b + var_q[:, None] + gap_cell_query * gap_cell_query / 3 + 3 * self.norm.eps
+        spread_cand = var_c + gap_query_cand * gap_query_cand / 3
+        gap = mean_b[:, :, None] - mean_c[:, None, :]
+        total = torch.addcmul(spread_cell[:, :, None] + spread_cand[:, None, :], gap, gap, value=1 / 3)
+        return cell, candidate, torch.rsqrt(total / 3), bias
 
     def forward(
         self,
@@ -126,17 +119,23 @@ class CandidateSelector(nn.Module):
         valid: torch.Tensor,
     ) -> tuple[torch.Tensor, Selection]:
         """tokens/basal (B,S,H), query (B,H), candidates (B,K,H), valid (B,K) → new tokens, selection."""
-        hidden, logits = self._score(basal, query, candidates)
-        weights = self.select(logits) * valid[:, None, :].to(logits.dtype)
-        context = self._weighted_context(hidden, weights)
-        if self.combine == "replace_sum":
-            # The paper: the token becomes the sum of kept contexts (zero when nothing is kept).
-            new_tokens = context
-        else:
-            kept = weights.sum(dim=2, keepdim=True).clamp_min(1.0)
-            new_tokens = tokens + context / kept
-        keep_probability = logits.softmax(dim=-1)[..., KEEP]
-        return new_tokens, Selection(weights, keep_probability, valid)
+        cell, candidate, inverse_std, bias = self._pair_parts(basal, query, candidates)
+        n = self.scorer[0].out_features  # the scorer's half of the channels, then the context's
+        # The scorer's last Linear, reduced to the margin l_keep − l_drop (the Dropouts have p = 0).
+        last = self.scorer[3]
+        margin = pair_dot(
+            cell[..., :n], candidate[..., :n], inverse_std, bias[:n], last.weight[KEEP] - last.weight[DROP]
+        ) + (last.bias[KEEP] - last.bias[DROP])
+        weights = self.select(margin) * valid[:, None, :].to(margin.dtype)
+        # sum_k w_k * context_mlp(r_k): the last (linear) layer moves outside the sum over k.
+        summed = pair_weighted_sum(cell[..., n:], candidate[..., n:], inverse_std, bias[n:], weights)
+        last = self.context[3]
+        n_kept = weights.sum(dim=2, keepdim=True)
+        context = torch.addcmul(F.linear(summed, last.weight), n_kept, last.bias)
+        # The paper's replace_sum: the token becomes the sum of kept contexts (zero when nothing is
+        # kept); residual_mean adds their mean.
+        new_tokens = context if self.combine == "replace_sum" else tokens + context / n_kept.clamp_min(1.0)
+        return new_tokens, Selection(weights, torch.sigmoid(margin), valid)
 
 
 class CandidateAttention(nn.Module):
