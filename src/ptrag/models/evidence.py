@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ptrag.models.layers import mlp
@@ -70,14 +71,21 @@ class EvidencePath(nn.Module):
         """(B,K) the non-parametric mixture weights, before any learned correction."""
         return masked_softmax(self._prior_logits(cosine, same), valid)
 
+    def _adjustments(self, encoded: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """``adjust([encoded_k; query])`` (B,K,2) without forming the (B,K,2H) concat: the first
+        Linear's query half is applied once per query."""
+        first, last = self.adjust[0], self.adjust[-1]
+        w_candidate, w_query = first.weight.split(encoded.shape[-1], dim=1)
+        hidden = F.linear(encoded, w_candidate, first.bias) + F.linear(query, w_query)[:, None, :]
+        return last(self.adjust[2](self.adjust[1](hidden)))  # GELU, Dropout (p = 0), Linear
+
     def forward(
         self, keep: torch.Tensor, encoded: torch.Tensor, query: torch.Tensor, candidates: Candidates
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """keep (B,S,K), encoded (B,K,H), query (B,H) → evidence (B,S,G), its weights a (B,S,K), and
         each candidate's share of the mixture relative to the largest (B,K, detached)."""
         assert candidates.shift is not None and candidates.same_perturbation is not None
-        pairs = torch.cat([encoded, query[:, None, :].expand_as(encoded)], dim=-1)
-        delta, gain = self.adjust(pairs).unbind(dim=-1)
+        delta, gain = self._adjustments(encoded, query).unbind(dim=-1)
         logits = self._prior_logits(candidates.cosine, candidates.same_perturbation) + delta
         mixture = masked_softmax(logits, candidates.valid) * 2.0 * torch.sigmoid(gain)
         weights = keep * mixture[:, None, :]
@@ -87,11 +95,14 @@ class EvidencePath(nn.Module):
         # The query's own measurements are noisy estimates of the very shift to predict: shrink their
         # part where it does not stand out of its sampling noise. Neighbours' shifts are other
         # perturbations' responses, whose disagreement is not sampling noise: left as they are.
-        same = candidates.same_perturbation.to(weights.dtype)[:, None, :]
-        own = torch.bmm(weights * same, candidates.shift)
-        factor = self._shrinkage((weights * same).mean(dim=1), candidates)
-        others = torch.bmm(weights * (1.0 - same), candidates.shift)
-        return own * factor[:, None, :] + others, weights, share
+        same = candidates.same_perturbation.to(weights.dtype)
+        factor = self._shrinkage((weights * same[:, None, :]).mean(dim=1), candidates)
+        # JS(Σ_own a_k s_k) + Σ_others a_k s_k = Σ_k a_k s'_k with s'_k = factor · s_k for the own
+        # rows and s_k for the others: one (B,S,K) x (B,K,G) product, and the factor is applied
+        # at (B,K,G) rather than (B,S,G) size (K < S in every preset).
+        own_shift = candidates.shift * same[:, :, None]
+        shifted = torch.addcmul(candidates.shift, own_shift, (factor - 1.0)[:, None, :])
+        return torch.bmm(weights, shifted), weights, share
 
     def _shrinkage(self, weights: torch.Tensor, candidates: Candidates) -> torch.Tensor:
         """(B,G) James-Stein factor of the set's mean mixture, max(0, 1 − c · Σ a² v / m²).

@@ -29,12 +29,22 @@ class ModelOutput:
     # largest share (detached); the sparsity term charges a kept candidate 1 − this.
     evidence_share: torch.Tensor | None = None
 
+    def _mean_over_valid_pairs(self, values: torch.Tensor) -> torch.Tensor:
+        """Mean of (B, S, K) ``values`` over valid (cell, candidate) pairs; 0 when none is valid.
+
+        A masked sum over a count rather than boolean indexing: no data-dependent shape, so no host
+        synchronisation on a GPU.
+        """
+        assert self.selection is not None
+        valid = self.selection.valid[:, None, :].to(values.dtype)
+        count = valid.sum() * values.shape[1]
+        return (values * valid).sum() / count.clamp_min(1.0)
+
     def selection_rate(self) -> torch.Tensor | None:
         """Mean keep weight over valid (cell, candidate) pairs."""
         if self.selection is None:
             return None
-        valid = self.selection.valid[:, None, :].expand_as(self.selection.weights)
-        return self.selection.weights[valid].mean() if valid.any() else self.selection.weights.sum() * 0.0
+        return self._mean_over_valid_pairs(self.selection.weights)
 
     def charged_rate(self) -> torch.Tensor | None:
         """What the sparsity term charges: the selection rate, each kept evidence candidate weighted
@@ -42,9 +52,7 @@ class ModelOutput:
         nothing; keeping a neighbour that carries almost no weight costs what PT-RAG charges."""
         if self.selection is None or self.evidence_share is None:
             return self.selection_rate()
-        cost = (1.0 - self.evidence_share)[:, None, :].expand_as(self.selection.weights)
-        valid = self.selection.valid[:, None, :].expand_as(self.selection.weights)
-        return (self.selection.weights * cost)[valid].mean() if valid.any() else cost.sum() * 0.0
+        return self._mean_over_valid_pairs(self.selection.weights * (1.0 - self.evidence_share)[:, None, :])
 
     def kept_per_set(self) -> torch.Tensor | None:
         """Distinct candidates kept by at least one cell, per set."""
@@ -107,8 +115,25 @@ class PerturbationModel(nn.Module):
             dim=-1,
         )
 
+    def _encode_embeddings(self, candidates: Candidates) -> torch.Tensor:
+        """f_pert of every candidate's gene embedding (B, K, H).
+
+        When the database has fewer rows than the batch has candidates (B·K = 2,048 at the paper's
+        shape), each database row is encoded once and gathered: the same values for a fraction of
+        the work, with no data-dependent shape (no host synchronisation on a GPU). Not with active
+        dropout, which draws a mask per candidate.
+        """
+        encoder = self.generator.pert_encoder
+        assert self.retriever is not None
+        table = self.retriever.database_embeddings
+        rows = candidates.database_row
+        dropout = self.training and any(isinstance(m, nn.Dropout) and m.p > 0 for m in encoder.project)
+        if rows is not None and not dropout and table.shape[0] < rows.numel():
+            return encoder.from_embeddings(table)[rows]
+        return encoder.from_embeddings(candidates.embedding)
+
     def encode_candidates(self, candidates: Candidates) -> torch.Tensor:
-        encoded = self.generator.pert_encoder.from_embeddings(candidates.embedding)
+        encoded = self._encode_embeddings(candidates)
         if self.uses_memory:
             # A candidate's evidence reaches the scorer as what judges it (same perturbation, share,
             # noise: the features below), not as its 2,000-gene shift: encoding the shift itself

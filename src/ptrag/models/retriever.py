@@ -32,6 +32,7 @@ class Candidates:
     shift: torch.Tensor | None = None  # (B, K, G) observed mean shifts (memory arm)
     same_perturbation: torch.Tensor | None = None  # (B, K) bool (memory arm)
     noise: torch.Tensor | None = None  # (B, K, G) squared standard errors of the shifts (memory arm)
+    database_row: torch.Tensor | None = None  # (B, K) the row of ``embedding`` in the database
 
 
 def _tables(
@@ -79,6 +80,11 @@ def _memory_tables(
     }
 
 
+def _gather_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``table[rows]`` for (B, K) ``rows`` of a (R, G) table; index_select is faster on a CPU."""
+    return table.index_select(0, rows.reshape(-1)).view(*rows.shape, table.shape[1])
+
+
 class Retriever(nn.Module):
     """Stage 1 for a fixed perturbation vocabulary, and optionally the response memory."""
 
@@ -122,14 +128,16 @@ class Retriever(nn.Module):
         if self.memory is not None:
             rows = self.memory_index[pert_index, cell_type_index]
             valid = self.memory_valid[pert_index, cell_type_index]
+            database_row = self.memory_database_row[rows]
             return Candidates(
                 index=rows,
-                embedding=self.database_embeddings[self.memory_database_row[rows]],
+                embedding=self.database_embeddings[database_row],
                 cosine=self.memory_cosine[pert_index, cell_type_index],
                 valid=valid,
-                shift=self.memory_shifts[rows],
+                shift=_gather_rows(self.memory_shifts, rows),
                 same_perturbation=self.memory_same[pert_index, cell_type_index],
-                noise=self.memory_noise[rows],
+                noise=_gather_rows(self.memory_noise, rows),
+                database_row=database_row,
             )
         rows = self.neighbour_index[pert_index]
         return Candidates(
@@ -137,6 +145,7 @@ class Retriever(nn.Module):
             embedding=self.database_embeddings[rows],
             cosine=self.neighbour_cosine[pert_index],
             valid=self.neighbour_valid[pert_index],
+            database_row=rows,
         )
 
     def candidate_names(self, rows: np.ndarray) -> list[list[str]]:
