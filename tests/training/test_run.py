@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -107,10 +108,15 @@ def test_truncated_checkpoint_is_a_clear_error(trained_runs, tmp_path) -> None:
         Checkpoint.load(tmp_path / "foreign.ckpt")
 
 
+@pytest.mark.parametrize("every_step", [True, False], ids=["cpu_every_step", "accelerator_deferred"])
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
-    tmp_path, tiny_data, monkeypatch, make_config
+    every_step, tmp_path, tiny_data, monkeypatch, make_config
 ) -> None:
+    """On a CPU the loss is checked at every step; on an accelerator only where the host waits for
+    the device anyway (here: the next logged step, 30). Either way the error names the first bad step
+    and nothing written after it survives."""
     from ptrag.models.losses import SetDistributionLoss
+    from ptrag.training import progress
 
     dataset, split = tiny_data
     original = SetDistributionLoss.forward
@@ -122,15 +128,21 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
         return loss * float("nan") if calls["n"] > 25 else loss
 
     monkeypatch.setattr(SetDistributionLoss, "forward", poisoned)
-    config = make_config("st", "train.checkpoint_every=10", "train.val_every=1000", "train.max_steps=40")
+    monkeypatch.setattr(progress, "checks_every_step", lambda device: every_step)
+    # 200 steps: metrics every 10 steps, checkpoints every 20.
+    overrides = ("train.checkpoint_every=20", "train.val_every=1000", "train.max_steps=200")
     with pytest.raises(TrainingError, match=r"became nan at step 25"):
-        train(config, dataset, split, tmp_path / "run", progress=False)
+        train(make_config("st", *overrides), dataset, split, tmp_path / "run", progress=False)
+    assert calls["n"] == (26 if every_step else 30)  # the deferred check trained on to step 30
     # The run is still partial: nothing replaced tmp_path / "run"; --resume would continue from step 20.
     assert not (tmp_path / "run").exists()
-    kept = read_checkpoint(tmp_path / ".run.partial" / "checkpoints" / "last.ckpt")
+    partial = tmp_path / ".run.partial"
+    kept = read_checkpoint(partial / "checkpoints" / "last.ckpt")
     assert kept["global_step"] == 20
     for value in kept["state_dict"].values():
         assert torch.isfinite(value.float()).all()
+    logged = pd.read_csv(partial / "metrics.csv")
+    assert logged["step"].tolist() == [10, 20] and np.isfinite(logged["train/loss"]).all()
 
 
 def test_same_seed_gives_identical_predictions_and_another_seed_does_not(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ptrag.data.sets import CellSet, SetSampler
 from ptrag.run.tensors import SetTensorizer
@@ -51,6 +53,52 @@ class ResumingStepSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(self.steps - self.start(), 0)
+
+
+# With an accelerator and train.num_workers = -1: this many worker processes per device at most.
+MAX_AUTO_WORKERS = 4
+
+
+def choose_workers(requested: int, device: torch.device, devices_per_node: int = 1) -> int:
+    """DataLoader workers for ``train.num_workers`` (-1 = choose for the device).
+
+    On a CPU the model's threads already use the cores, and a step waits for nothing but its own
+    compute: workers only compete with it (0). With an accelerator, the host would otherwise gather
+    and collate the next step's sets while the device waits: up to ``MAX_AUTO_WORKERS`` per device,
+    leaving a core per device for the training process itself.
+    """
+    if requested >= 0:
+        return requested
+    if device.type == "cpu":
+        return 0
+    cores = os.cpu_count() or 1
+    return max(1, min(MAX_AUTO_WORKERS, cores // max(devices_per_node, 1) - 1))
+
+
+def step_loader(
+    steps: TrainingSteps, start: Callable[[], int], workers: int, device: torch.device
+) -> DataLoader:
+    """The loader of training steps from ``start()`` on: in order, whatever the number of workers.
+
+    Each step's batch depends only on (seed, rank, step), so workers change when a batch is built,
+    never what it holds. With workers, batches are prefetched (two per worker); with a CUDA device they
+    are pinned, so the copy to the device runs asynchronously. Workers are forked where the platform
+    can (they then share the loaded expression matrix instead of receiving a copy).
+    """
+    context = None
+    if workers > 0 and "fork" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("fork")
+    return DataLoader(
+        steps,
+        batch_size=None,
+        sampler=ResumingStepSampler(start, steps.steps),
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        multiprocessing_context=context,
+        # Its own generator: creating the loader's iterator must not draw from torch's global one,
+        # whose state a resumed run restores for the Gumbel noise.
+        generator=torch.Generator(),
+    )
 
 
 def fixed_batches(

@@ -54,6 +54,10 @@ class PerturbationLightningModule(L.LightningModule):
         # The last step's values (detached tensors), for metrics.csv; read every few steps only,
         # so that logging does not synchronise a GPU on every step.
         self.step_values: dict[str, torch.Tensor | float] = {}
+        # The first training step whose loss was not finite (-1: none yet) and that loss, on the
+        # device (``raise_if_not_finite``).
+        self._first_bad_step: torch.Tensor | None = None
+        self._first_bad_loss: torch.Tensor | None = None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         return self.model.on_batch(batch)
@@ -76,13 +80,7 @@ class PerturbationLightningModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         distribution, sparsity, output = self.losses(batch)
         loss = distribution + sparsity
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"The training loss became {loss.item()} at step {self.global_step}. "
-                "Training stopped: the last good checkpoint is kept in the partial run beside --out "
-                "(an earlier run in --out is unchanged). Lower train.lr or check the input data for "
-                "extreme values."
-            )
+        self._record_finiteness(loss.detach())
         n_sets = batch["control"].shape[0]
         values: dict[str, torch.Tensor | float] = {
             "train/loss": loss.detach(),
@@ -103,6 +101,36 @@ class PerturbationLightningModule(L.LightningModule):
         if rate is not None:
             self.log("train/selection_rate", rate, prog_bar=True, batch_size=n_sets)
         return loss
+
+    def _record_finiteness(self, loss: torch.Tensor) -> None:
+        """Remember the first step whose loss is not finite, on the loss's device.
+
+        Reading the loss on the host at every step would make the host wait for the device at every
+        step; ``raise_if_not_finite`` reads this record only when the host synchronises anyway.
+        """
+        if self._first_bad_step is None or self._first_bad_step.device != loss.device:
+            self._first_bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
+            self._first_bad_loss = torch.zeros((), dtype=loss.dtype, device=loss.device)
+        first = (~torch.isfinite(loss)) & (self._first_bad_step < 0)
+        self._first_bad_step = torch.where(first, self.global_step, self._first_bad_step)
+        self._first_bad_loss = torch.where(first, loss, self._first_bad_loss)
+
+    def raise_if_not_finite(self) -> None:
+        """Stop training, naming the step, if a training loss so far was NaN or infinite.
+
+        Called before anything is written (metrics, validation, checkpoints), so the last checkpoint
+        written is one from before that step.
+        """
+        if self._first_bad_step is None:
+            return
+        step = int(self._first_bad_step)
+        if step >= 0:
+            raise TrainingError(
+                f"The training loss became {float(self._first_bad_loss)} at step {step}. "
+                "Training stopped: the last good checkpoint is kept in the partial run beside --out "
+                "(an earlier run in --out is unchanged). Lower train.lr or check the input data for "
+                "extreme values."
+            )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         t = self.config.train

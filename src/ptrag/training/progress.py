@@ -26,6 +26,11 @@ Batch = dict[str, torch.Tensor]
 STATE_KEY = "ptrag_run_progress"
 
 
+def checks_every_step(device: torch.device) -> bool:
+    """Whether the training loss's finiteness is read at every step: only where that costs no wait."""
+    return device.type == "cpu"
+
+
 class RunProgress(L.Callback):
     def __init__(
         self,
@@ -70,8 +75,14 @@ class RunProgress(L.Callback):
         assert isinstance(pl_module, PerturbationLightningModule)
         step, last = trainer.global_step, trainer.global_step >= self.train.max_steps
         validating = bool(self.val_batches) and (step % self.train.val_every == 0 or last)
+        logging = step % self.log_every == 0 or last or validating  # train loss beside every val loss
+        saving = step % self.train.checkpoint_every == 0 and not last
+        # The loss's finiteness is read where the host waits for the device anyway (it logs, at
+        # least every 50 steps, validates or saves), and at every step on a CPU, where it is free.
+        if logging or saving or checks_every_step(pl_module.device):
+            pl_module.raise_if_not_finite()
         row: dict[str, object] = {}
-        if step % self.log_every == 0 or last or validating:  # train loss beside every val loss
+        if logging:
             row = {key: float(value) for key, value in pl_module.step_values.items()}
             row["train/step_time_s"] = time.perf_counter() - self._started
         if validating:
@@ -82,7 +93,7 @@ class RunProgress(L.Callback):
             self.metrics.append(
                 {**row, "step": step, "stopped": self.stopped if step == self.stopped_step else ""}
             )
-        if step % self.train.checkpoint_every == 0 and not (last or self.stopped):
+        if saving and not self.stopped:
             trainer.save_checkpoint(self.run_dir / CHECKPOINT_FILES["last"])
 
     def _validate(

@@ -30,6 +30,7 @@ from ptrag.training.progress import STATE_KEY
 RESUMABLE_KEYS = (
     "train.max_steps",
     "train.num_threads",
+    "train.num_workers",
     "train.accelerator",
     "train.devices",
     "train.num_nodes",

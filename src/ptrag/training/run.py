@@ -27,7 +27,7 @@ from ptrag.run.checkpoint import CHECKPOINT_FILES
 from ptrag.run.layout import METRICS_FILE, write_run_config, write_run_files
 from ptrag.run.tensors import SetTensorizer
 from ptrag.run.threads import configure_threads
-from ptrag.training.batches import ResumingStepSampler, TrainingSteps, fixed_batches
+from ptrag.training.batches import TrainingSteps, choose_workers, fixed_batches, step_loader
 from ptrag.training.metrics import MetricsLog
 from ptrag.training.module import PerturbationLightningModule
 from ptrag.training.prepare import PreparedData, prepare
@@ -71,15 +71,10 @@ def _training_loader(prepared: PreparedData, config: Config, trainer: L.Trainer)
     sampler = SetSampler(prepared.dataset, prepared.groups_for("train"), t.cell_set_len, t.seed)
     tensorize = SetTensorizer(prepared.dataset, prepared.spec)
     steps = TrainingSteps(sampler, tensorize, t.sets_per_batch, t.seed, trainer.global_rank, t.max_steps)
-    return DataLoader(
-        steps,
-        batch_size=None,
-        sampler=ResumingStepSampler(lambda: trainer.global_step, t.max_steps),
-        num_workers=0,
-        # Its own generator: creating the loader's iterator must not draw from torch's global one,
-        # whose state a resumed run restores for the Gumbel noise.
-        generator=torch.Generator(),
-    )
+    device = trainer.strategy.root_device
+    workers = choose_workers(t.num_workers, device, trainer.num_devices)
+    log.debug("training data: %d loader workers (%s)", workers, device)
+    return step_loader(steps, lambda: trainer.global_step, workers, device)
 
 
 def _summary(

@@ -18,8 +18,9 @@ from ptrag.config import Config
 from ptrag.run.checkpoint import write_checkpoint
 
 # Messages that say nothing to a ptrag user: ptrag has no validation loop of Lightning's (it
-# validates in its own callback), reads data in the main process on purpose, and loads its own
-# checkpoints. Other warnings — NaN, precision, device or DDP problems — still show.
+# validates in its own callback), reads data in the main process on a CPU on purpose
+# (train.num_workers), and loads its own checkpoints. Other warnings — NaN, precision, device or DDP
+# problems — still show.
 IRRELEVANT_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\).*",
     r".*does not have many workers.*",
