@@ -2,15 +2,19 @@
 
 Usage::
 
-    python benchmarks/bench_training.py                      # cpu-small + paper shape, 2 threads
+    python benchmarks/bench_training.py                      # cpu-small + paper shape, 1 thread
     python benchmarks/bench_training.py --shapes cpu-small --arms st ptrag --steps 30
     python benchmarks/bench_training.py --data DIR_OR_H5AD --threads 4
 
 The screen is the simulated ``replogle-like`` benchmark (2,000 genes), written once into
 ``--cache`` when absent. Each timed step is a full optimiser step on a real collated batch: forward,
 energy loss (+ sparsity), backward, gradient clipping and Adam, exactly the work of the Lightning
-training step (without Lightning's logging). Warm-up steps are excluded and the median is reported.
-Prints a table and writes ``benchmarks/results/training.json``.
+training step (without Lightning's logging). The arms of a shape are built side by side and timed
+in turns (step i of every arm, in rotating order, before step i + 1), so that load from other
+processes on a shared machine falls on every arm alike and the ratios to ST hold even when the
+absolute times do not. Both the wall time and the process's CPU time of each step are recorded
+(medians, warm-up excluded); with one thread, CPU time excludes the time other processes hold the
+core. Prints a table and writes ``benchmarks/results/training.json``.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from retrieval_costs import retrieval_breakdown, self_exclusion_ratio  # beside this script
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_CACHE = Path(os.environ.get("PTRAG_BENCH_CACHE", Path.home() / ".cache" / "ptrag-bench"))
@@ -91,17 +98,6 @@ def load_screen(data: Path, set_len: int) -> tuple[Any, Any]:
     return load_dataset(h5ad, set_len=set_len), Split.read(split_file)
 
 
-def median_time(function: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def make_config(shape: str, arm: str, threads: int, extra: tuple[str, ...] = ()) -> Any:
     from ptrag.config import load_config
 
@@ -126,140 +122,48 @@ def training_batches(dataset: Any, prepared: Any, config: Any, n: int) -> tuple[
     return batches, statistics.median(times)
 
 
-def time_training(module: Any, batches: list[Any], warmup: int) -> list[float]:
-    """Seconds per full optimiser step, warm-up excluded."""
+def optimiser_step(module: Any, optimiser: Any, batch: dict[str, Any]) -> None:
+    """One full training step, as the Lightning loop runs it (without its logging)."""
     import torch
 
-    optimiser = module.configure_optimizers()
+    optimiser.zero_grad(set_to_none=True)
+    distribution, sparsity, _ = module.losses(batch)
+    (distribution + sparsity).backward()
     clip = module.config.train.grad_clip
-    module.train()
-    times = []
-    for index, batch in enumerate(batches):
-        started = time.perf_counter()
-        optimiser.zero_grad(set_to_none=True)
-        distribution, sparsity, _ = module.losses(batch)
-        (distribution + sparsity).backward()
-        if clip > 0:
-            torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
-        optimiser.step()
-        if index >= warmup:
-            times.append(time.perf_counter() - started)
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
+    optimiser.step()
+
+
+def time_interleaved(arms: dict[str, Any], n_steps: int, warmup: int) -> dict[str, dict[str, list[float]]]:
+    """Wall and CPU seconds per step of every arm, taking turns step by step (warm-up excluded).
+
+    ``arms`` maps a name to (module, optimiser, steps) with ``steps[i]`` the batch of step i; the
+    batch is collated just before its step (timed apart), so only one batch per arm is held at once.
+    """
+    names = list(arms)
+    times: dict[str, dict[str, list[float]]] = {n: {"wall": [], "cpu": [], "collate": []} for n in names}
+    for index in range(n_steps + warmup):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            module, optimiser, steps = arms[name]
+            started = time.perf_counter()
+            batch = steps[index]
+            times[name]["collate"].append(time.perf_counter() - started)
+            wall, cpu = time.perf_counter(), time.process_time()
+            optimiser_step(module, optimiser, batch)
+            if index >= warmup:
+                times[name]["wall"].append(time.perf_counter() - wall)
+                times[name]["cpu"].append(time.process_time() - cpu)
     return times
-
-
-def concat_selector(selector: Any, tokens: Any, basal: Any, query: Any, candidates: Any, valid: Any) -> Any:
-    """The selector as first written (before optimisation): concat (B,S,K,3H), LayerNorm, two MLPs.
-
-    Kept here only as the "before" of the before/after timing and as a numerical check of the
-    factorised formulation in ``ptrag.models.selection``; same weights, same Gumbel draws.
-    """
-    import torch
-
-    b, s, h = basal.shape
-    k = candidates.shape[1]
-    pair = torch.cat(
-        [
-            basal[:, :, None, :].expand(b, s, k, h),
-            query[:, None, None, :].expand(b, s, k, h),
-            candidates[:, None, :, :].expand(b, s, k, h),
-        ],
-        dim=-1,
-    )
-    r = selector.norm(pair)
-    logits = selector.scorer(r)
-    weights = selector.select(logits) * valid[:, None, :].to(logits.dtype)
-    context = (weights[..., None] * selector.context(r)).sum(dim=2)
-    kept = weights.sum(dim=2, keepdim=True).clamp_min(1.0)
-    new_tokens = context if selector.combine == "replace_sum" else tokens + context / kept
-    return new_tokens, weights
-
-
-def retrieval_breakdown(module: Any, batch: dict[str, Any], repeats: int) -> dict[str, float]:
-    """Seconds per step spent in stage 1 (table gather) and stage 2 (selector forward + backward)."""
-    import torch
-
-    model = module.model
-    pert, cell_type = batch["pert_index"], batch["cell_type_index"]
-    lookup = median_time(lambda: model.retriever(pert, cell_type), repeats)
-    with torch.no_grad():
-        basal, query, tokens = model.generator.encode(batch["control"], pert, batch["batch_codes"])
-        candidates = model.retriever(pert, cell_type)
-        encoded = model.encode_candidates(candidates)
-    inputs = [x.detach().requires_grad_(True) for x in (tokens, basal, query, encoded)]
-
-    def selector_step() -> None:
-        new_tokens, selection = model.selector(*inputs, candidates.valid)
-        (new_tokens.sum() + selection.weights.sum()).backward()
-
-    def concat_step() -> None:
-        new_tokens, weights = concat_selector(model.selector, *inputs, candidates.valid)
-        (new_tokens.sum() + weights.sum()).backward()
-
-    torch.manual_seed(0)
-    ours, _ = model.selector(*inputs, candidates.valid)
-    torch.manual_seed(0)
-    theirs, _ = concat_selector(model.selector, *inputs, candidates.valid)
-    scale = float(theirs.detach().abs().max())
-
-    def encode_step() -> None:
-        model.encode_candidates(model.retriever(pert, cell_type)).sum().backward()
-
-    return {
-        "retriever_lookup_s": lookup,
-        "candidate_encoding_fwd_bwd_s": median_time(encode_step, repeats),
-        "selector_fwd_bwd_s": median_time(selector_step, repeats),
-        "selector_concat_fwd_bwd_s": median_time(concat_step, max(3, repeats // 2)),
-        "selector_max_rel_diff_vs_concat": float((ours - theirs).detach().abs().max()) / max(scale, 1e-12),
-    }
-
-
-def authors_self_exclusion(
-    names: list[str], database_names: list[str], embeddings: dict[str, Any], database: Any, k: int, s: int
-) -> Any:
-    """The authors' approach (difra100/PT-RAG_ICLR): a Python loop over all B·S cells of a step.
-
-    Names are a flat list of length B·S indexed with ``batch_idx // S``; each cell looks its
-    perturbation up, computes cosine similarities to the whole database, removes itself and
-    takes the top K. Reimplemented here only to time it; the bug it carries is not reproduced.
-    """
-    import torch
-
-    normed = torch.nn.functional.normalize(database, dim=1)
-    position = {name: i for i, name in enumerate(database_names)}
-    flat = [name for name in names for _ in range(s)]
-    rows = []
-    for batch_idx in range(len(flat)):
-        name = flat[batch_idx]  # each cell looks up its own perturbation name
-        query = torch.nn.functional.normalize(embeddings[name][None, :], dim=1)
-        similarity = (normed @ query.T).squeeze(1)
-        if name in position:
-            similarity[position[name]] = float("-inf")
-        rows.append(similarity.topk(k).indices)
-    return torch.stack(rows)
-
-
-def self_exclusion_ratio(module: Any, prepared: Any, batch: dict[str, Any], s: int, repeats: int) -> dict:
-    import torch
-
-    spec = prepared.spec
-    vocabulary = list(spec.vocabulary)
-    names = [vocabulary[i] for i in batch["pert_index"].tolist()]
-    embeddings = {n: torch.from_numpy(spec.vocabulary_embeddings[vocabulary.index(n)]) for n in set(names)}
-    database = torch.from_numpy(spec.database.embeddings)
-    database_names = list(spec.database.perturbations)
-    k = module.config.retrieval.top_k
-    retriever = module.model.retriever
-    theirs = median_time(
-        lambda: authors_self_exclusion(names, database_names, embeddings, database, k, s),
-        max(3, repeats // 4),
-    )
-    ours = median_time(lambda: retriever(batch["pert_index"], batch["cell_type_index"]), repeats)
-    return {"authors_loop_s": theirs, "ours_gather_s": ours, "ratio": theirs / ours}
 
 
 def bench_shape(shape: str, arms: list[str], data: Path, threads: int, steps: int, warmup: int) -> dict:
     import torch
 
+    from ptrag.data.sets import SetSampler
+    from ptrag.run.tensors import SetTensorizer
+    from ptrag.training.batches import TrainingSteps
     from ptrag.training.module import PerturbationLightningModule
     from ptrag.training.prepare import prepare
 
@@ -267,51 +171,68 @@ def bench_shape(shape: str, arms: list[str], data: Path, threads: int, steps: in
     t = first.train
     dataset, split = load_screen(data, t.cell_set_len)
     results: dict[str, Any] = {"shape": shape, "B": t.sets_per_batch, "S": t.cell_set_len}
+    built, configs, prepared = {}, {}, {}
     for arm in arms:
-        config = make_config(shape, arm, threads)
+        configs[arm] = config = make_config(shape, arm, threads)
         torch.manual_seed(config.train.seed)
-        prepared = prepare(dataset, split, config)
-        module = PerturbationLightningModule(config, prepared.spec)
-        batches, collate_s = training_batches(dataset, prepared, config, steps + warmup)
-        times = time_training(module, batches, warmup)
-        median = statistics.median(times)
-        cells = t.sets_per_batch * t.cell_set_len
-        row: dict[str, Any] = {
+        prepared[arm] = prepare(dataset, split, config)
+        module = PerturbationLightningModule(config, prepared[arm].spec).train()
+        sampler = SetSampler(dataset, prepared[arm].groups_for("train"), t.cell_set_len, t.seed)
+        tensorize = SetTensorizer(dataset, prepared[arm].spec)
+        batches = TrainingSteps(sampler, tensorize, t.sets_per_batch, t.seed, 0, steps + warmup)
+        built[arm] = (module, module.configure_optimizers(), batches)
+    times = time_interleaved(built, steps, warmup)
+    cells = t.sets_per_batch * t.cell_set_len
+    for arm in arms:
+        config, measured = configs[arm], times[arm]
+        wall, cpu = statistics.median(measured["wall"]), statistics.median(measured["cpu"])
+        results[arm] = {
             "H": config.model.hidden_dim,
             "layers": config.model.n_layers,
             "heads": config.model.n_heads,
             "K": config.retrieval.top_k,
-            "timed_steps": len(times),
-            "s_per_step": median,
-            "s_per_step_min": min(times),
-            "cells_per_s": cells / median,
-            "collate_s_per_step": collate_s,
+            "timed_steps": len(measured["wall"]),
+            "s_per_step": wall,
+            "s_per_step_min": min(measured["wall"]),
+            "cpu_s_per_step": cpu,
+            "cells_per_s": cells / wall,
+            "collate_s_per_step": statistics.median(measured["collate"]),
         }
-        if arm == "ptrag":
-            row.update(retrieval_breakdown(module, batches[0], repeats=max(10, steps)))
-            row["self_exclusion"] = self_exclusion_ratio(module, prepared, batches[0], t.cell_set_len, 20)
-        results[arm] = row
-        print(f"  {shape:<9} {arm:<12} {median:8.4f} s/step  {cells / median:9.0f} cells/s", flush=True)
-    if "st" in results and "ptrag" in results:
-        results["ptrag_over_st"] = results["ptrag"]["s_per_step"] / results["st"]["s_per_step"]
+        print(f"  {shape:<9} {arm:<12} {wall:8.4f} s/step (CPU {cpu:.4f} s)  {cells / wall:9.0f} cells/s")
+    for arm in arms:
+        if arm != "st" and "st" in results:
+            results[f"{arm}_over_st"] = results[arm]["s_per_step"] / results["st"]["s_per_step"]
+            results[f"{arm}_over_st_cpu"] = results[arm]["cpu_s_per_step"] / results["st"]["cpu_s_per_step"]
+    if "ptrag" in arms:
+        module, _, batches = built["ptrag"]
+        results["ptrag"].update(retrieval_breakdown(module, batches[0], repeats=max(10, steps)))
+        results["ptrag"]["self_exclusion"] = self_exclusion_ratio(
+            module, prepared["ptrag"], batches[0], t.cell_set_len, 20
+        )
     return results
 
 
 def print_table(report: dict[str, Any]) -> None:
     print(f"\nthreads={report['machine']['torch_threads']}  load average={report['machine']['load_average']}")
-    header = f"{'shape':<10}{'arm':<13}{'s/step':>10}{'cells/s':>10}{'collate s':>11}"
+    header = f"{'shape':<10}{'arm':<13}{'s/step':>10}{'CPU s':>10}{'cells/s':>10}{'collate s':>11}"
     print(header + "\n" + "-" * len(header))
     for shape, result in report["shapes"].items():
         for arm in ARMS:
             if arm in result:
                 r = result[arm]
                 print(
-                    f"{shape:<10}{arm:<13}{r['s_per_step']:>10.4f}{r['cells_per_s']:>10.0f}"
+                    f"{shape:<10}{arm:<13}{r['s_per_step']:>10.4f}{r['cpu_s_per_step']:>10.4f}"
+                    f"{r['cells_per_s']:>10.0f}"
                     f"{r['collate_s_per_step']:>11.4f}"
                 )
-        if "ptrag_over_st" in result:
+        for arm in ARMS:
+            if f"{arm}_over_st" in result:
+                print(
+                    f"{shape:<10}{arm} step / ST step = {result[f'{arm}_over_st']:.2f} (wall), "
+                    f"{result[f'{arm}_over_st_cpu']:.2f} (CPU time)"
+                )
+        if "ptrag" in result and "selector_fwd_bwd_s" in result["ptrag"]:
             p = result["ptrag"]
-            print(f"{shape:<10}PT-RAG step / ST step = {result['ptrag_over_st']:.2f}")
             print(
                 f"{shape:<10}stage 1 lookup {p['retriever_lookup_s'] * 1e3:.3f} ms, candidate encoding "
                 f"{p['candidate_encoding_fwd_bwd_s'] * 1e3:.2f} ms, stage 2 selector fwd+bwd "
@@ -355,9 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where to simulate the screen")
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--steps", type=int, default=30, help="timed steps at cpu-small")
-    parser.add_argument("--paper-steps", type=int, default=4, help="timed steps at the paper shape")
+    parser.add_argument("--paper-steps", type=int, default=8, help="timed steps at the paper shape")
     parser.add_argument("--warmup", type=int, default=3, help="untimed leading steps")
     parser.add_argument("--out", type=Path, default=RESULTS / "training.json")
     args = parser.parse_args(argv)
