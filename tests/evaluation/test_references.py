@@ -48,6 +48,23 @@ def test_control_reference_is_n_matched_seeded_and_made_of_controls():
     assert ref.uns["ptrag"]["arm"] == "control"
 
 
+def test_control_cells_are_recentred_on_the_control_pool_as_the_models_do():
+    _, real = make_pair(n_cells=20, n_controls=40)
+    ref = control_reference(real, CONTROL, seed=7)
+    x = np.asarray(real.X)
+    pool_mean = x[(real.obs["target_gene"] == CONTROL).to_numpy()].mean(axis=0)
+    drawn = real[ref.obs["control_barcode"].to_numpy()].X
+    conditions = ref.obs.groupby(["cell_type", "target_gene"], observed=True).indices
+    for (_, perturbation), rows in conditions.items():
+        if perturbation == CONTROL:
+            continue
+        cells = np.asarray(ref.X[rows])
+        # The draw's mean is the pool's; each cell keeps its own deviation from the draw's mean.
+        np.testing.assert_allclose(cells.mean(axis=0), pool_mean, atol=1e-5)
+        raw = np.asarray(drawn[rows])
+        np.testing.assert_allclose(cells - cells.mean(0), raw - raw.mean(0), atol=1e-5)
+
+
 def test_train_mean_adds_the_shift_to_the_same_controls():
     _, real = make_pair(n_genes=10)
     shift = np.linspace(-1, 1, 10)

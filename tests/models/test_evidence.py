@@ -149,6 +149,18 @@ def test_anchoring_recentres_each_set_on_its_cell_types_control_pool(spec: Model
     )
 
 
+def test_at_prediction_the_kept_cells_of_a_padded_set_are_the_ones_recentred(spec, make_batch) -> None:
+    batch = make_batch(n_sets=2, set_len=6)
+    batch["control"] = batch["control"] + 5.0
+    batch["control_mean"] = torch.full((2, len(spec.genes)), 7.0)
+    batch["anchor_cells"] = torch.tensor([6, 4])  # the second set keeps 4 real cells, 2 pad it
+    with torch.no_grad():
+        predicted = _model(spec, arm="st").on_batch(batch).predicted
+    np.testing.assert_allclose(predicted[0].mean(dim=0).numpy(), 7.0, atol=1e-5)
+    np.testing.assert_allclose(predicted[1, :4].mean(dim=0).numpy(), 7.0, atol=1e-5)
+    assert not np.allclose(predicted[1].mean(dim=0).numpy(), 7.0, atol=1e-3)
+
+
 @pytest.mark.parametrize("replace", [False, True])
 def test_memories_merge_and_refuse_silent_duplicates(spec: ModelSpec, replace: bool) -> None:
     memory = spec.memory

@@ -68,6 +68,17 @@ def test_straight_through_gradient_reaches_the_scorer(spec: ModelSpec, make_batc
     assert sum(float(g.abs().sum()) for g in scorer_grads) > 0
 
 
+def test_the_set_mean_term_is_its_weight_times_the_mse_of_set_means(spec: ModelSpec, make_batch) -> None:
+    batch = make_batch()
+    off = PerturbationLightningModule(_config("st"), spec)
+    on = PerturbationLightningModule(_config("st", "model.mean_loss_weight=2.5"), spec)
+    on.load_state_dict(off.state_dict())
+    output = on(batch)
+    gap = output.predicted.mean(dim=1) - batch["target"].mean(dim=1)
+    assert float(on.mean_loss(output, batch)) == pytest.approx(2.5 * float((gap**2).mean()), rel=1e-5)
+    assert float(off.mean_loss(output, batch)) == 0.0
+
+
 @pytest.mark.parametrize("mode", ["absolute", "relative"])
 def test_sparsity_term_is_lambda_times_selection_rate(spec: ModelSpec, make_batch, mode: str) -> None:
     settings = ("retrieval.sparsity_weight=0.37", f"retrieval.sparsity={mode}", "retrieval.keep_bias=0")

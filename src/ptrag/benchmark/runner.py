@@ -31,6 +31,7 @@ from ptrag.evaluation import (
 from ptrag.prediction.predict import Prediction, predict_sets
 from ptrag.prediction.write import write_prediction
 from ptrag.run.checkpoint import Checkpoint
+from ptrag.run.layout import read_run_split
 from ptrag.training.run import train
 
 log = logging.getLogger(__name__)
@@ -143,12 +144,15 @@ def run_arms(
             )
     assert real is not None and real.adata_real is not None
     log.info("[benchmark] %s split: evaluating references (%s)", split_name, ", ".join(REFERENCES))
-    shifts = reference_shifts_for_split(dataset, split, real.adata_real, base.embedding.source)
+    # The runs' own split: where the file has no val groups, training held some training groups out
+    # for validation, and the references must not learn from groups the models never trained on.
+    trained_split = read_run_split(runs_dir / f"{runs[0].arm}-seed{runs[0].seed}")
+    shifts = reference_shifts_for_split(dataset, trained_split, real.adata_real, base.embedding.source)
     for run in runs:  # every prediction directory carries its references, as `ptrag predict` writes them
         shifts.save(predictions_dir / f"{run.arm}-seed{run.seed}" / REFERENCE_FILE)
     references = evaluate_references(real.adata_real, dataset.control_label, shifts=shifts, pca=pca, seed=0)
     info = {
-        "split_file": str(split_path),
+        "split_file": split_path.name,  # the staging directory it was read from is gone afterwards
         "n_train_groups": len(split.groups(dataset, "train")),
         "n_test_groups": len(test_groups),
         "n_test_cells": int((real.adata_real.obs["target_gene"] != dataset.control_label).sum()),

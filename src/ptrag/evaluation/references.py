@@ -5,9 +5,12 @@ predicted cells as real cells (n-matched), so that W1/W2 â€” which depend on n â
 
 - ``control``: for each (cell type, perturbation), n control cells of that cell type drawn
   (seeded, without replacement when the pool is large enough) from the real file's controls,
-  unchanged.
-- ``train_mean``, ``perturb_shift``, ``knn_shift``, ``linear``: those same control cells (the same
-  seeded draws) plus a per-condition shift computed from training cells only
+  re-centred on the cell type's whole control pool: each cell keeps its deviation from the draw's
+  mean, and the draw's mean becomes the pool's. The models anchor their input cells the same way
+  (``model.anchor``); a reference that did not would lose to them on the sampling noise of n
+  control cells alone, which says nothing about the shift it predicts.
+- ``train_mean``, ``perturb_shift``, ``knn_shift``, ``linear``: those same re-centred control cells
+  (the same seeded draws) plus a per-condition shift computed from training cells only
   (:mod:`ptrag.evaluation.shifts`), not clipped.
 - ``noise_floor``: the real cells of each condition split into two random halves, one scored as
   the prediction of the other (n/2 vs n/2; both files keep the full control pool). It shows the
@@ -47,6 +50,8 @@ class BuildContext:
     celltype_col: str = "cell_type"
     seed: int = 0
     shifts: ReferenceShifts | None = None
+    # Re-centre each draw of control cells on its cell type's control-pool mean (as the models do).
+    anchor: bool = True
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,8 @@ def _build(
 
 
 def shifted_controls(real: Any, context: BuildContext, shift_for: ShiftLookup | None, arm: str) -> Any:
-    """Per condition, n control cells of its cell type (seeded draws) plus ``shift_for(c, p)``.
+    """Per condition, n control cells of its cell type (seeded draws, re-centred on the pool's mean
+    when ``context.anchor``) plus ``shift_for(c, p)``.
 
     The draws do not depend on the shift, so every shift reference uses the same control cells as
     the ``control`` reference for the same seed.
@@ -116,6 +122,8 @@ def shifted_controls(real: Any, context: BuildContext, shift_for: ShiftLookup | 
         else:
             chosen = rng.choice(pool, size=rows.size, replace=rows.size > pool.size)
         cells = x[chosen].copy()
+        if context.anchor and perturbation != label:
+            cells += x[pool].mean(axis=0, dtype=np.float64).astype(np.float32) - cells.mean(axis=0)
         if shift_for is not None and perturbation != label:
             cells += np.asarray(shift_for(cell_type, perturbation), dtype=np.float32)[None, :]
         blocks.append(cells)
@@ -134,7 +142,7 @@ def control_reference(
     celltype_col: str = "cell_type",
     seed: int = 0,
 ) -> Any:
-    """Pred-like AnnData: n unchanged control cells of the same cell type per condition."""
+    """Pred-like AnnData: n control cells of the same cell type per condition, re-centred on the pool."""
     return shifted_controls(real, BuildContext(control_label, pert_col, celltype_col, seed), None, "control")
 
 
@@ -213,7 +221,11 @@ def _shifted_pair(name: str) -> Callable[[Any, BuildContext], tuple[Any, Any]]:
 
 
 _ENTRIES: tuple[Reference, ...] = (
-    Reference("control", "control cells of the same cell type, unchanged (n-matched)", _control_pair),
+    Reference(
+        "control",
+        "control cells of the same cell type (n-matched), re-centred on the cell type's control pool",
+        _control_pair,
+    ),
     Reference(
         "train_mean",
         "control cells plus the cell type's mean training shift",

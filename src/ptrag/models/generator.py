@@ -15,6 +15,14 @@ from torch import nn
 from ptrag.models.layers import mlp
 
 
+def _leading_mean(values: torch.Tensor, count: torch.Tensor | None) -> torch.Tensor:
+    """(B,1,G) mean over each set's first ``count`` cells (all of them when ``count`` is None)."""
+    if count is None:
+        return values.mean(dim=1, keepdim=True)
+    kept = (torch.arange(values.shape[1], device=values.device)[None, :] < count[:, None]).to(values.dtype)
+    return (values * kept[..., None]).sum(dim=1, keepdim=True) / count[:, None, None].to(values.dtype)
+
+
 class SetTransformer(nn.Module):
     """Bidirectional self-attention over a set; permutation-equivariant by construction."""
 
@@ -119,9 +127,12 @@ class STGenerator(nn.Module):
         control: torch.Tensor,
         control_mean: torch.Tensor | None = None,
         evidence: torch.Tensor | None = None,
+        anchor_cells: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predicted cells (B,S,G). ``control_mean`` (B,G): the cell type's control-pool mean;
-        ``evidence`` (B,S,G): retrieved observations, added in expression space."""
+        ``evidence`` (B,S,G): retrieved observations, added in expression space; ``anchor_cells``
+        (B,): at prediction, how many leading cells of each set are kept (the rest pad the last set
+        of a group), so that the kept cells' mean is the one re-centred."""
         mixed = self.backbone(tokens)
         if self.output_residual == "basal":
             # The paper's form: ReLU(W_out(T(h)_i + f_basal(x_i))).
@@ -131,7 +142,7 @@ class STGenerator(nn.Module):
             # Re-centre the set on its cell type's whole control pool: the mean of 32-64 sampled
             # controls is noisy and a prediction would inherit that noise. Each cell keeps its own
             # deviation from the set mean, so the predicted spread is the controls' spread.
-            control = control - control.mean(dim=1, keepdim=True) + control_mean[:, None, :]
+            control = control - _leading_mean(control, anchor_cells) + control_mean[:, None, :]
         if evidence is not None:
             control = control + evidence
         response = self.output(mixed)

@@ -152,6 +152,7 @@ class PerturbationModel(nn.Module):
             batch["cell_type_index"],
             batch["batch_codes"],
             batch.get("control_mean"),
+            batch.get("anchor_cells"),
         )
 
     def forward(
@@ -161,6 +162,7 @@ class PerturbationModel(nn.Module):
         cell_type_index: torch.Tensor,
         batch_codes: torch.Tensor | None = None,
         control_mean: torch.Tensor | None = None,
+        anchor_cells: torch.Tensor | None = None,
     ) -> ModelOutput:
         basal, query, tokens = self.generator.encode(control, pert_index, batch_codes)
         output = ModelOutput(predicted=control)
@@ -182,5 +184,7 @@ class PerturbationModel(nn.Module):
                 evidence, output.evidence_weights, output.evidence_share = self.evidence(
                     output.selection.weights, encoded, query, candidates
                 )
-        output.predicted = self.generator.decode(tokens, basal, control, control_mean, evidence)
+        output.predicted = self.generator.decode(
+            tokens, basal, control, control_mean, evidence, anchor_cells
+        )
         return output

@@ -97,6 +97,8 @@ def run_sets(
             strict=True,
         ):
             batch = tensorize(chunk)
+            # Only each set's first n_real cells are kept: the anchor is their mean.
+            batch["anchor_cells"] = torch.tensor([s.n_real for s in chunk])
             output: ModelOutput = model.on_batch(batch)
             values = output.predicted.numpy()
             predicted += [values[i, : s.n_real] for i, s in enumerate(chunk)]

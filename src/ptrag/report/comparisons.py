@@ -5,7 +5,7 @@ averages), a reference's is its single score. For every (arm, comparator, metric
 scipy's two-sided Wilcoxon signed-rank test (:func:`ptrag.evaluation.stats.paired_tests`), wins and
 losses in the metric's direction, and an effect size on one scale for every comparison: the mean
 per-group improvement of the arm over the comparator (positive = the arm is better) divided by the
-baseline's own mean improvement over unchanged control cells ("ST's gain over control").
+baseline's own mean improvement over the control reference ("ST's gain over control").
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def outcome(p_value: float | None, wins: int, losses: int, mean_gain: float) -> 
 
 
 def baseline_gain(results: pd.DataFrame, baseline: str, metrics: Sequence[str]) -> dict[str, float | None]:
-    """Per metric: the baseline's mean improvement over unchanged control cells (the effect unit)."""
+    """Per metric: the baseline's mean improvement over the control reference (the effect unit)."""
     if baseline not in set(results["method"]) or CONTROL not in set(results["method"]):
         return {name: None for name in metrics}
     table = wide(results, metrics)

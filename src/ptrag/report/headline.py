@@ -115,8 +115,8 @@ def method_note(n_seeds: int, baseline: str) -> str:
         "Paired over each split's test perturbations (two-sided Wilcoxon signed-rank test): 'better' or "
         f"'worse' means p < {SIGNIFICANCE:g}, otherwise 'no different'. An arm's score on a perturbation "
         f"is its mean over {seeds}. Effects (%, ×) are shares of {display(baseline)}'s own mean gain over "
-        "unchanged control cells on that metric. The best simple reference is the one with the best mean "
-        "on each metric."
+        "the control reference (control cells, no shift) on that metric. The best simple reference is "
+        "the one with the best mean on each metric."
     )
 
 

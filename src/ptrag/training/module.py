@@ -77,9 +77,17 @@ class PerturbationLightningModule(L.LightningModule):
             sparsity = r.sparsity_weight * rate
         return distribution, sparsity, output
 
+    def mean_loss(self, output: ModelOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``model.mean_loss_weight`` × MSE between predicted and observed set means (0 when off)."""
+        weight = self.config.model.mean_loss_weight
+        if not weight:
+            return output.predicted.new_zeros(())
+        gap = output.predicted.mean(dim=1) - batch["target"].mean(dim=1)
+        return weight * (gap * gap).mean()
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         distribution, sparsity, output = self.losses(batch)
-        loss = distribution + sparsity
+        loss = distribution + sparsity + self.mean_loss(output, batch)
         self._record_finiteness(loss.detach())
         n_sets = batch["control"].shape[0]
         values: dict[str, torch.Tensor | float] = {
