@@ -7,14 +7,13 @@ LayerNorm is folded into the Linear (``ptrag.models.selection``), the pre-activa
     z_bskj = (P_bsj + C_bkj) · r_bsk + β_j
 
 with P (B,S,J) the cell's part (basal and query), C (B,K,J) the candidate's part, r (B,S,K) the
-pair's inverse standard deviation and β (J) the bias. The (B,S,K,J) hidden layer h = GELU(z) is only
-ever needed reduced: to the scorer's keep-minus-drop margin (its last Linear) and to the keep-weighted sum
-over candidates of the context MLP. The functions below compute those reductions a few sets at a
-time and keep nothing of size (B,S,K,J) for backward: the chunk's z and h are recomputed there. So
-every elementwise pass over the pair tensor runs on a chunk that stays in cache (on a CPU) instead of
-streaming a tensor of B·S·K·J floats through memory ~20 times, and training holds no pair-sized
-activations (1.1 GB per step at the paper's shape before). The maths is unchanged; only the order
-of floating-point operations differs.
+pair's inverse standard deviation and β (J) the bias. The (B,S,K,J) hidden layer h = GELU(z) is
+only ever needed reduced: to the scorer's keep-minus-drop margin (its last Linear) and to the
+keep-weighted sum over candidates of the context MLP. The functions below compute those reductions
+a few sets at a time and keep nothing of size (B,S,K,J) for backward: a chunk's z and h are
+recomputed there. Each of the ~15 elementwise passes then runs over a chunk instead of a tensor of
+B·S·K·J floats (67 MB per MLP at the paper's shape), and training holds no pair-sized activation.
+The maths is unchanged; only the order of floating-point operations differs.
 """
 
 from __future__ import annotations
@@ -25,9 +24,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-# Pair-tensor elements per chunk. CPU: a chunk of z, h and their gradients fits in a core's L2 cache
-# (chosen by benchmarks/bench_training.py-style interleaved timing at both shapes). GPU: large
-# chunks, so that the kernels stay big; chunking then only bounds memory.
+# Pair-tensor elements per chunk. CPU: 2^18 (1 MB per float32 tensor; one chunk holds a whole
+# cpu-small batch); 2^15 to 2^18 timed alike, in turns, at both shapes, while the unchunked paper
+# shape was 7-13x slower. Accelerators: large chunks, so that kernels stay big; chunking then only
+# bounds memory.
 CHUNK_ELEMENTS = {"cpu": 1 << 18}
 ACCELERATOR_CHUNK_ELEMENTS = 1 << 26
 
@@ -40,6 +40,7 @@ def _chunks(batch: int, per_set: int, device: torch.device) -> Iterator[slice]:
 
 
 def _common_dtype(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors in their common dtype, at least float32."""
     dtype = torch.float32
     for tensor in tensors:
         dtype = torch.promote_types(dtype, tensor.dtype)
@@ -147,7 +148,8 @@ class _PairDot(_PairHidden):
 
 
 class _PairWeightedSum(_PairHidden):
-    """(B,S,J) = Σ_k w_bsk h_bskj, w (B,S,K): the context MLP's hidden layer summed over kept candidates."""
+    """(B,S,J) = Σ_k w_bsk h_bskj, w (B,S,K): the context MLP's hidden layer summed over the kept
+    candidates."""
 
     @staticmethod
     def reduce(hidden: torch.Tensor, operand: torch.Tensor) -> torch.Tensor:
