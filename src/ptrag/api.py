@@ -27,6 +27,7 @@ from ptrag.io import staged_output
 
 if TYPE_CHECKING:
     from ptrag.prediction.predict import Prediction
+    from ptrag.prediction.screen import ScreenResult
     from ptrag.run.checkpoint import Checkpoint
     from ptrag.training.run import TrainingOutcome
 
@@ -189,6 +190,34 @@ class Model:
         split_obj.validate(dataset)
         groups = split_obj.groups(dataset, split)
         return predict_sets(checkpoint, dataset, groups, seed=seed, role=split, progress=progress)
+
+    def screen(
+        self,
+        data: DataLike,
+        cell_type: str,
+        genes: Sequence[str] | None = None,
+        *,
+        n_cells: int | None = None,
+        keep_cells: bool = False,
+        low_evidence_cosine: float | None = None,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> ScreenResult:
+        """In-silico screen of ``genes`` (default: every gene with an embedding) in ``cell_type``,
+        from its control cells in ``data``; see :func:`ptrag.prediction.screen.screen_genes`."""
+        from ptrag.prediction.screen import screen_genes
+
+        return screen_genes(
+            self.checkpoint,
+            self.load_data(data),
+            cell_type,
+            genes,
+            n_cells=n_cells,
+            keep_cells=keep_cells,
+            low_evidence_cosine=low_evidence_cosine,
+            seed=seed,
+            progress=progress,
+        )
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Copy the run directory (checkpoints, config, split, metrics) to ``path``."""

@@ -24,6 +24,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("simulate", "simulate_cmd", "Write a simulated Replogle-like CRISPRi screen (the offline benchmark)."),
     ("train", "train_cmd", "Train an arm (ST, vanilla RAG, PT-RAG, the evidence memory, …) on a screen."),
     ("predict", "predict_cmd", "Predict perturbed cells from a trained run directory."),
+    ("screen", "screen_cmd", "Rank the predicted knockdown of many genes (default: all) in one cell type."),
     ("memory", "memory_cmd", "Grow a trained run's evidence memory with new measurements (no retraining)."),
     ("evaluate", "evaluate_cmd", "Score predictions against real cells (cell-eval files and metrics)."),
     ("benchmark", "benchmark_cmd", "Train, predict and evaluate every arm with references; write a report."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -62,20 +63,24 @@ def read_queries(path: str | Path) -> pd.DataFrame:
     return queries
 
 
+def check_control_cell_types(dataset: PerturbationDataset, cell_types: Iterable[str]) -> None:
+    """Fail naming every requested cell type without control cells, and those that have some."""
+    with_controls = set(dataset.obs[CELL_TYPE].astype(str).to_numpy()[dataset.is_control])
+    unknown = sorted(set(cell_types) - with_controls)
+    if unknown:
+        raise DataError(
+            f"No control cells for the query cell type(s) {format_list(unknown)}; in-silico prediction "
+            "starts from controls of the same cell type. "
+            f"Cell types with controls: {format_list(sorted(with_controls))}."
+        )
+
+
 def _query_sets(
     dataset: PerturbationDataset, queries: pd.DataFrame, set_len: int, seed: int
 ) -> list[CellSet]:
     rng = np.random.default_rng(seed)
-    cell_types = dataset.obs[CELL_TYPE].astype(str).to_numpy()
     batches = dataset.obs[BATCH].astype(str).to_numpy()
-    unknown = sorted(set(queries["cell_type"].astype(str)) - set(cell_types[dataset.is_control]))
-    if unknown:
-        with_controls = sorted(set(cell_types[dataset.is_control]))
-        raise DataError(
-            f"No control cells for the query cell type(s) {format_list(unknown)}; in-silico prediction "
-            "starts from controls of the same cell type. "
-            f"Cell types with controls: {format_list(with_controls)}."
-        )
+    check_control_cell_types(dataset, queries["cell_type"].astype(str))
     sets: list[CellSet] = []
     for row in queries.itertuples(index=False):
         pool = dataset.conditions.controls(str(row.cell_type))

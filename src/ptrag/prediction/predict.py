@@ -79,6 +79,34 @@ def predictor(
     return Predictor(dataset, spec, checkpoint.model(spec), SetTensorizer(dataset, spec))
 
 
+def forward_sets(
+    model: torch.nn.Module,
+    sets: Sequence[CellSet],
+    tensorize: SetTensorizer,
+    sets_per_batch: int,
+    progress: bool,
+    desc: str = "predict",
+) -> Iterator[tuple[int, Sequence[CellSet], ModelOutput]]:
+    """``(first set id, sets, output)`` per forward pass, so callers can reduce as they go."""
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(sets), sets_per_batch), desc=desc, disable=not progress):
+            chunk = sets[start : start + sets_per_batch]
+            batch = tensorize(chunk)
+            # Only each set's first n_real cells are kept: the anchor is their mean.
+            batch["anchor_cells"] = torch.tensor([s.n_real for s in chunk])
+            yield start, chunk, model.on_batch(batch)
+
+
+def warn_if_collapsed(record: pd.DataFrame) -> None:
+    if "keep_weight" in record and float(record["keep_weight"].mean()) < COLLAPSED_SELECTION:
+        log.warning(
+            "Selection has collapsed: %.2g%% of retrieved candidates kept across these predictions "
+            "(under %.0f%%), so retrieval adds next to nothing to them (retrieval.csv has the detail).",
+            100 * float(record["keep_weight"].mean()),
+            100 * COLLAPSED_SELECTION,
+        )
+
+
 def run_sets(
     model: torch.nn.Module,
     sets: Sequence[CellSet],
@@ -89,29 +117,13 @@ def run_sets(
     """Predicted cells of each set (its ``n_real`` rows) and the retrieval record of all sets."""
     predicted: list[np.ndarray] = []
     records: list[pd.DataFrame] = []
-    chunks = [sets[i : i + sets_per_batch] for i in range(0, len(sets), sets_per_batch)]
-    with torch.inference_mode():
-        for start, chunk in zip(
-            range(0, len(sets), sets_per_batch),
-            tqdm(chunks, desc="predict", disable=not progress),
-            strict=True,
-        ):
-            batch = tensorize(chunk)
-            # Only each set's first n_real cells are kept: the anchor is their mean.
-            batch["anchor_cells"] = torch.tensor([s.n_real for s in chunk])
-            output: ModelOutput = model.on_batch(batch)
-            values = output.predicted.numpy()
-            predicted += [values[i, : s.n_real] for i, s in enumerate(chunk)]
-            if output.candidates is not None:
-                records.append(retrieval_rows(output, chunk, start, model))
+    for start, chunk, output in forward_sets(model, sets, tensorize, sets_per_batch, progress):
+        values = output.predicted.numpy()
+        predicted += [values[i, : s.n_real] for i, s in enumerate(chunk)]
+        if output.candidates is not None:
+            records.append(retrieval_rows(output, chunk, start, model))
     record = pd.concat(records, ignore_index=True) if records else pd.DataFrame()
-    if "keep_weight" in record and float(record["keep_weight"].mean()) < COLLAPSED_SELECTION:
-        log.warning(
-            "Selection has collapsed: %.2g%% of retrieved candidates kept across these predictions "
-            "(under %.0f%%), so retrieval adds next to nothing to them (retrieval.csv has the detail).",
-            100 * float(record["keep_weight"].mean()),
-            100 * COLLAPSED_SELECTION,
-        )
+    warn_if_collapsed(record)
     return predicted, record
 
 

@@ -1,0 +1,256 @@
+"""In-silico screens: the predicted knockdown of many genes in one cell type, ranked by effect.
+
+Every gene starts from the same control cells (one seeded draw from the cell type's pool), so
+differences between genes come from the model alone, not from which controls each gene drew. The
+model's output is reduced to a pseudobulk per gene as it is produced, so a genome-wide screen holds
+one (genes × genes-measured) matrix, never every predicted cell (unless ``keep_cells``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from ptrag.data.dataset import BATCH, PerturbationDataset
+from ptrag.data.sets import CellSet
+from ptrag.embeddings import load_embeddings
+from ptrag.errors import DataError, format_list
+from ptrag.io import atomic_path, h5ad_strings, staged_output
+from ptrag.prediction.insilico import check_control_cell_types
+from ptrag.prediction.predict import (
+    MIN_SETS_PER_BATCH,
+    forward_sets,
+    predicted_obs,
+    predictor,
+    to_anndata,
+)
+from ptrag.retrieval.database import RetrievalDatabase
+from ptrag.run.checkpoint import Checkpoint
+
+log = logging.getLogger(__name__)
+
+TOP_RESPONDING_GENES = 5
+# A query is low-evidence when no measured perturbation is as similar to it as 95 % of the measured
+# perturbations are to their own nearest measured neighbour (unless it was measured itself).
+LOW_EVIDENCE_QUANTILE = 0.05
+# Predicted cells kept in memory with keep_cells (float32 values): beyond this, ask for fewer genes.
+MAX_KEPT_VALUES = 500_000_000
+
+
+@dataclass
+class ScreenResult:
+    """``table``: one row per gene, ranked by predicted effect; ``pseudobulk``: the same genes as
+    an AnnData (X: predicted mean expression; layers["delta"]: minus the control mean); ``cells``:
+    every predicted cell when asked for."""
+
+    table: pd.DataFrame
+    pseudobulk: ad.AnnData
+    cells: ad.AnnData | None = None
+
+    def write(self, out_dir: str | Path, overwrite: bool = False) -> Path:
+        """screen.csv and screen_pseudobulk.h5ad (+ screen_cells.h5ad); ``out_dir`` is replaced atomically."""
+        with staged_output(out_dir, overwrite=overwrite) as staging:
+            self.write_files(staging)
+        return Path(out_dir)
+
+    def write_files(self, directory: Path) -> None:
+        with atomic_path(directory / "screen.csv") as tmp:
+            self.table.to_csv(tmp, index=False, float_format="%.6g")
+        with h5ad_strings():
+            with atomic_path(directory / "screen_pseudobulk.h5ad") as tmp:
+                self.pseudobulk.write_h5ad(tmp)
+            if self.cells is not None:
+                with atomic_path(directory / "screen_cells.h5ad") as tmp:
+                    self.cells.write_h5ad(tmp)
+
+
+def read_gene_list(value: str) -> list[str] | None:
+    """``all`` → None (every gene with an embedding); a file (one symbol per line, ``#`` comments)
+    or a comma-separated list → its symbols, in order, without duplicates."""
+    if value.strip().lower() == "all":
+        return None
+    path = Path(value)
+    if path.is_file():
+        lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+        genes = [g for line in lines for g in line.replace(",", " ").split()]
+        if not genes:
+            raise DataError(f"The gene file {path} lists no genes (one symbol per line).")
+    elif path.suffix in {".txt", ".csv", ".tsv"} or "/" in value:
+        raise DataError(f"The gene file {value} does not exist; give a file, symbols like MYC,TP53, or all.")
+    else:
+        genes = [g.strip() for g in value.split(",") if g.strip()]
+    return list(dict.fromkeys(genes))
+
+
+def low_evidence_cutoff(database: RetrievalDatabase, quantile: float = LOW_EVIDENCE_QUANTILE) -> float:
+    """The ``quantile`` of the measured perturbations' cosine to their own nearest measured one."""
+    if len(database) < 2:
+        return 1.0
+    cosines = database.embeddings @ database.embeddings.T
+    np.fill_diagonal(cosines, -np.inf)
+    return float(np.quantile(cosines.max(axis=1), quantile))
+
+
+def _nearest_measured(
+    database: RetrievalDatabase, names: Sequence[str], embeddings: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: the most similar training perturbation other than itself, and its cosine."""
+    queries = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    cosines = queries @ database.embeddings.T
+    rows = database.row_of(names)
+    measured = rows >= 0
+    cosines[np.flatnonzero(measured), rows[measured]] = -np.inf
+    best = cosines.argmax(axis=1)
+    return np.asarray(database.perturbations)[best], cosines[np.arange(len(names)), best]
+
+
+def _top_genes(delta: np.ndarray, genes: Sequence[str], n: int) -> list[str]:
+    order = np.argsort(-np.abs(delta), axis=1)[:, :n]
+    names = np.asarray(genes)
+    return [";".join(f"{names[j]}:{delta[i, j]:+.3f}" for j in row) for i, row in enumerate(order)]
+
+
+def _screen_sets(
+    dataset: PerturbationDataset, cell_type: str, genes: Sequence[str], n_cells: int, set_len: int, seed: int
+) -> list[CellSet]:
+    """Sets of every gene over one shared control draw (wrapped to whole sets; n_real marks the rest)."""
+    pool = dataset.conditions.controls(cell_type)
+    cells = np.random.default_rng(seed).choice(pool, size=n_cells, replace=n_cells > len(pool))
+    batches = dataset.obs[BATCH].astype(str).to_numpy()
+    chunks = []
+    for start in range(0, n_cells, set_len):
+        chunk = cells[start : start + set_len]
+        chunks.append((np.resize(chunk, set_len), len(chunk)))
+    return [
+        CellSet(cell_type, gene, batches[padded[0]], padded, padded, n_real)
+        for gene in genes
+        for padded, n_real in chunks
+    ]
+
+
+def screen_genes(
+    checkpoint: Checkpoint,
+    dataset: PerturbationDataset,
+    cell_type: str,
+    genes: Sequence[str] | None = None,
+    *,
+    n_cells: int | None = None,
+    keep_cells: bool = False,
+    low_evidence_cosine: float | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> ScreenResult:
+    """Predict the knockdown of each of ``genes`` (default: every gene with an embedding) in
+    ``cell_type`` from its control cells, and rank them by predicted effect size.
+
+    ``effect_size`` is the L2 norm, over the model's genes, of the predicted pseudobulk minus the
+    cell type's control mean (log1p units); ``n_cells`` predicted cells per gene (default: one set).
+    """
+    config = checkpoint.config
+    set_len = config.train.cell_set_len
+    n_cells = set_len if n_cells is None else n_cells
+    if n_cells < 1:
+        raise DataError(f"n_cells must be at least 1, got {n_cells}.")
+    check_control_cell_types(dataset, [cell_type])
+    if genes is None:
+        genes = list(load_embeddings(config.embedding.source).symbols)
+    genes = list(dict.fromkeys(str(g) for g in genes))
+    if not genes:
+        raise DataError("No genes to screen.")
+    run = predictor(checkpoint, dataset, genes, [cell_type])
+    vocabulary = set(run.spec.vocabulary)
+    # Under embedding.missing = drop, genes without an embedding are left out, as in training.
+    skipped = [g for g in genes if g not in vocabulary]
+    if skipped:
+        log.warning("Skipping %d gene(s) without an embedding: %s", len(skipped), format_list(skipped))
+        genes = [g for g in genes if g in vocabulary]
+    if not genes:
+        raise DataError("None of the requested genes has an embedding; nothing to screen.")
+    n_genes = len(run.spec.genes)
+    if keep_cells and len(genes) * n_cells * n_genes > MAX_KEPT_VALUES:
+        raise DataError(
+            f"Keeping {n_cells} cells for each of {len(genes)} genes needs "
+            f"{len(genes) * n_cells * n_genes * 4 / 1e9:.1f} GB; screen fewer genes with --genes, or "
+            "drop --cells for pseudobulk profiles only."
+        )
+
+    sets = _screen_sets(run.dataset, cell_type, genes, n_cells, set_len, seed)
+    sets_per_gene = len(sets) // len(genes)
+    sums = np.zeros((len(genes), n_genes), dtype=np.float64)
+    selected = np.zeros(len(genes), dtype=np.float64)  # kept (cell, candidate) share × real cells
+    selects = False
+    kept: list[np.ndarray] = []
+    batch_size = max(config.train.sets_per_batch, MIN_SETS_PER_BATCH)
+    for start, chunk, output in forward_sets(
+        run.model, sets, run.tensorize, batch_size, progress, desc=f"screen {cell_type}"
+    ):
+        values = output.predicted.numpy()
+        n_real = np.array([s.n_real for s in chunk])
+        real = np.arange(values.shape[1])[None, :] < n_real[:, None]
+        gene_of = (start + np.arange(len(chunk))) // sets_per_gene
+        np.add.at(sums, gene_of, (values * real[:, :, None]).sum(axis=1))
+        if keep_cells:
+            kept += [values[i, : s.n_real] for i, s in enumerate(chunk)]
+        if output.selection is not None and output.candidates is not None:
+            selects = True
+            valid = output.candidates.valid.numpy()
+            weights = output.selection.weights.numpy() * real[:, :, None] * valid[:, None, :]
+            share = weights.sum(axis=(1, 2)) / np.maximum(n_real * valid.sum(axis=1), 1)
+            np.add.at(selected, gene_of, share * n_real)
+
+    control_mean = run.tensorize.control_means[cell_type].astype(np.float64)
+    pseudobulk = (sums / n_cells).astype(np.float32)
+    delta = pseudobulk - control_mean[None, :].astype(np.float32)
+    embeddings = run.spec.vocabulary_embeddings[run.spec.vocabulary_index(genes)]
+    database = run.spec.database
+    nearest, cosine = _nearest_measured(database, genes, embeddings)
+    measured = database.row_of(genes) >= 0
+    cutoff = low_evidence_cutoff(database) if low_evidence_cosine is None else low_evidence_cosine
+    table = pd.DataFrame(
+        {
+            "perturbation": genes,
+            "cell_type": cell_type,
+            "effect_size": np.linalg.norm(delta, axis=1),
+            "top_genes": _top_genes(delta, run.spec.genes, TOP_RESPONDING_GENES),
+            "measured_in_training": measured,
+            "nearest_measured": nearest,
+            "nearest_cosine": cosine,
+            "low_evidence": ~measured & (cosine < cutoff),
+        }
+    )
+    if selects:  # share of retrieved candidates kept, over the gene's predicted cells
+        table["selection_rate"] = selected / n_cells
+    order = np.argsort(-table["effect_size"].to_numpy(), kind="stable")
+    table = table.iloc[order].reset_index(drop=True)
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+
+    uns = {
+        "cell_type": cell_type,
+        "arm": config.model.arm,
+        "checkpoint": str(checkpoint.path),
+        "checkpoint_step": checkpoint.step,
+        "n_cells_per_gene": n_cells,
+        "seed": seed,
+        "low_evidence_cosine": cutoff,
+        "control_label": run.dataset.control_label,
+        "control_mean": control_mean.astype(np.float32),
+    }
+    obs = table.drop(columns="perturbation").set_index(table["perturbation"].astype(str))
+    obs.index.name = None
+    obs = obs.astype({"cell_type": "category", "nearest_measured": "category", "top_genes": "category"})
+    bulk = ad.AnnData(X=pseudobulk[order], obs=obs)
+    bulk.var_names = pd.Index(list(run.spec.genes))
+    bulk.layers["delta"] = delta[order]
+    bulk.uns["ptrag"] = uns
+    cells = None
+    if keep_cells:
+        cell_obs = predicted_obs(run.dataset, sets)
+        cell_obs.index = [f"pred_{i}" for i in range(len(cell_obs))]
+        cells = to_anndata(np.vstack(kept), cell_obs, run.spec.genes, {**uns, "split": "in_silico"})
+    return ScreenResult(table, bulk, cells)

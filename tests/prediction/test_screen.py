@@ -1,0 +1,185 @@
+"""In-silico screens: every requested gene predicted from one shared control draw, ranked by effect."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+import ptrag
+from ptrag.embeddings import load_embeddings
+from ptrag.errors import DataError
+from ptrag.prediction.screen import low_evidence_cutoff, read_gene_list
+
+TINY_OVERRIDES = (
+    "model.hidden_dim=16",
+    "model.n_layers=1",
+    "train.max_steps=5",
+    "train.num_threads=1",
+    "train.cell_set_len=16",
+    "train.val_every=1000",
+)
+NEVER_MEASURED = ["MYC", "TP53", "GAPDH"]
+
+
+@pytest.fixture(scope="module")
+def memory_run(tiny_screen: Path, tmp_path_factory: pytest.TempPathFactory) -> ptrag.Model:
+    model = ptrag.Model.from_config("cpu-small", TINY_OVERRIDES, arm="memory")
+    run_dir = tmp_path_factory.mktemp("screen") / "run"
+    return model.fit(tiny_screen / "data.h5ad", tiny_screen / "split.toml", run_dir, progress=False)
+
+
+@pytest.fixture(scope="module")
+def screened(memory_run: ptrag.Model, tiny_screen: Path):
+    genes = [*NEVER_MEASURED, "PSMA4", "POLR2A"]
+    return memory_run.screen(
+        tiny_screen / "data.h5ad", "k562", genes, n_cells=40, keep_cells=True, progress=False
+    )
+
+
+def _control_mean(tiny_screen: Path, cell_type: str) -> np.ndarray:
+    adata = ad.read_h5ad(tiny_screen / "data.h5ad")
+    controls = ((adata.obs["gene"] == "non-targeting") & (adata.obs["cell_line"] == cell_type)).to_numpy()
+    return np.asarray(adata.obsm["X_hvg"][controls], dtype=np.float64).mean(axis=0)
+
+
+def test_never_measured_genes_are_ranked_by_the_distance_of_their_pseudobulk_from_control(
+    screened, memory_run, tiny_screen
+) -> None:
+    table, bulk, cells = screened.table, screened.pseudobulk, screened.cells
+    assert set(NEVER_MEASURED) <= set(table["perturbation"])
+    assert not table.set_index("perturbation").loc[NEVER_MEASURED, "measured_in_training"].any()
+    assert table["rank"].tolist() == [1, 2, 3, 4, 5]
+    assert np.all(np.diff(table["effect_size"].to_numpy()) <= 0)
+    assert list(bulk.obs_names) == table["perturbation"].tolist()
+    assert list(bulk.var_names) == list(memory_run.genes)
+    # The pseudobulk is the mean of each gene's 40 predicted cells; the effect is its distance from
+    # the cell type's control mean, recomputed here from the file.
+    assert cells is not None and cells.n_obs == 5 * 40
+    for gene in table["perturbation"]:
+        mine = cells[cells.obs["target_gene"] == gene].X.mean(axis=0)
+        np.testing.assert_allclose(bulk[gene].X.ravel(), mine, rtol=1e-5, atol=1e-5)
+    # ptrag holds expression as float16, so its control mean differs from this float64 one by < 1e-3.
+    control = _control_mean(tiny_screen, "k562")
+    np.testing.assert_allclose(bulk.layers["delta"], bulk.X - control[None, :], atol=1e-3)
+    effect = np.linalg.norm(bulk.X - control[None, :], axis=1)
+    np.testing.assert_allclose(table["effect_size"], effect, rtol=1e-3)
+    # Top responding genes are the largest |delta| of that gene's profile, with their sign.
+    first = table.iloc[0]
+    delta = bulk.layers["delta"][0]
+    top = np.asarray(bulk.var_names)[np.argsort(-np.abs(delta))[:5]]
+    assert [item.split(":")[0] for item in first["top_genes"].split(";")] == list(top)
+
+
+def test_every_gene_starts_from_the_same_control_cells(screened, tiny_screen) -> None:
+    cells = screened.cells
+    draws = {
+        gene: tuple(cells.obs.loc[cells.obs["target_gene"] == gene, "control_barcode"].astype(str))
+        for gene in screened.table["perturbation"]
+    }
+    assert len(set(draws.values())) == 1
+    source = ad.read_h5ad(tiny_screen / "data.h5ad", backed="r").obs.loc[list(next(iter(draws.values())))]
+    assert (source["gene"] == "non-targeting").all() and (source["cell_line"] == "k562").all()
+
+
+def test_nearest_measured_evidence_is_the_most_similar_other_training_perturbation(
+    screened, memory_run
+) -> None:
+    database = memory_run.checkpoint.spec.database
+    bundled = load_embeddings("bundled")
+    row = {symbol: i for i, symbol in enumerate(bundled.symbols)}
+    table = screened.table.set_index("perturbation")
+    for gene in table.index:
+        query = bundled.matrix[row[gene]]
+        cosines = database.embeddings @ (query / np.linalg.norm(query))
+        names = np.asarray(database.perturbations)
+        others = names != gene
+        best = int(np.argmax(np.where(others, cosines, -np.inf)))
+        assert table.loc[gene, "nearest_measured"] == names[best]
+        assert table.loc[gene, "nearest_cosine"] == pytest.approx(cosines[best], abs=1e-5)
+    assert table.loc["PSMA4", "measured_in_training"]  # a training perturbation: never its own neighbour
+    assert table.loc["PSMA4", "nearest_measured"] != "PSMA4"
+    assert "selection_rate" in table and table["selection_rate"].between(0, 1).all()
+
+
+def test_low_evidence_flags_unmeasured_genes_below_the_cut_off(screened, memory_run, tiny_screen) -> None:
+    database = memory_run.checkpoint.spec.database
+    cutoff = low_evidence_cutoff(database)
+    own = database.embeddings @ database.embeddings.T
+    np.fill_diagonal(own, -np.inf)
+    assert (own.max(axis=1) < cutoff).mean() == pytest.approx(0.05, abs=1.0 / len(database))
+    table = screened.table
+    expected = ~table["measured_in_training"] & (table["nearest_cosine"] < cutoff)
+    assert table["low_evidence"].tolist() == expected.tolist()
+    strict = memory_run.screen(
+        tiny_screen / "data.h5ad", "k562", ["MYC", "PSMA4"], low_evidence_cosine=1.01, progress=False
+    ).table.set_index("perturbation")
+    assert strict.loc["MYC", "low_evidence"] and not strict.loc["PSMA4", "low_evidence"]
+
+
+def test_the_same_seed_gives_identical_screens_and_another_seed_other_controls(
+    memory_run, tiny_screen
+) -> None:
+    runs = [
+        memory_run.screen(tiny_screen / "data.h5ad", "rpe1", ["MYC", "TP53"], seed=s, progress=False)
+        for s in (3, 3, 4)
+    ]
+    assert runs[0].pseudobulk.X.tobytes() == runs[1].pseudobulk.X.tobytes()
+    assert runs[0].pseudobulk.X.tobytes() != runs[2].pseudobulk.X.tobytes()
+
+
+def test_gene_lists_from_files_commas_or_all(tmp_path) -> None:
+    path = tmp_path / "genes.txt"
+    path.write_text("# knockdowns\nMYC\nTP53  # tumour suppressor\n\nMYC\nGAPDH,PSMA4\n")
+    assert read_gene_list(str(path)) == ["MYC", "TP53", "GAPDH", "PSMA4"]
+    assert read_gene_list("MYC, TP53,MYC") == ["MYC", "TP53"]
+    assert read_gene_list("all") is None
+    with pytest.raises(DataError, match=r"missing\.txt does not exist"):
+        read_gene_list(str(tmp_path / "missing.txt"))
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(DataError, match="lists no genes"):
+        read_gene_list(str(tmp_path / "empty.txt"))
+
+
+def test_unknown_cell_type_is_named_with_those_that_have_controls(memory_run, tiny_screen) -> None:
+    with pytest.raises(DataError, match=r"'hela'.*Cell types with controls: 'k562', 'rpe1'"):
+        memory_run.screen(tiny_screen / "data.h5ad", "hela", ["MYC"], progress=False)
+
+
+def test_keeping_every_cell_of_a_huge_screen_is_refused_before_any_work(memory_run, tiny_screen) -> None:
+    with pytest.raises(DataError, match="drop --cells"):
+        memory_run.screen(tiny_screen / "data.h5ad", "k562", None, n_cells=100_000, keep_cells=True)
+
+
+def test_a_raw_count_run_screens_and_predicts_from_a_controls_only_raw_file(
+    tiny_screen, tmp_path, caplog
+) -> None:
+    """Trained on raw counts, the run reads a controls-only raw file with its own genes and
+    normalisation: no gene re-selection, no "only control cells" warning."""
+    adata = ad.read_h5ad(tiny_screen / "data.h5ad")
+    raw = ad.AnnData(
+        X=adata.layers["counts"].copy(), obs=adata.obs.copy(), var=pd.DataFrame(index=adata.var_names)
+    )
+    raw.write_h5ad(tmp_path / "raw.h5ad")
+    controls = raw[(raw.obs["gene"] == "non-targeting").to_numpy()].copy()
+    controls.write_h5ad(tmp_path / "controls.h5ad")
+
+    overrides = (*TINY_OVERRIDES, "data.n_top_genes=120")
+    model = ptrag.Model.from_config("cpu-small", overrides, arm="st")
+    model.fit(tmp_path / "raw.h5ad", tiny_screen / "split.toml", tmp_path / "run", progress=False)
+    assert model.checkpoint.spec.normalisation.kind == "counts"
+    assert len(model.genes) == 120
+
+    caplog.clear()  # training's own note on preprocessing raw counts is not the subject here
+    with caplog.at_level(logging.WARNING):
+        result = model.screen(tmp_path / "controls.h5ad", "k562", ["MYC", "TP53"], progress=False)
+        queries = pd.DataFrame({"cell_type": ["rpe1"], "perturbation": ["GAPDH"], "n_cells": [10]})
+        adata_pred, _ = model.predict(tmp_path / "controls.h5ad", queries=queries, progress=False)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert list(result.pseudobulk.var_names) == list(model.genes) == list(adata_pred.var_names)
+    assert adata_pred.n_obs == 10 and np.isfinite(adata_pred.X).all()
+    assert np.isfinite(result.table["effect_size"]).all()
