@@ -51,6 +51,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/ptrag-learning-curve"))
     parser.add_argument("--name", default=None, help="results name (default: the data directory's name)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="config override, e.g. train.lr=3e-4"
+    )
     args = parser.parse_args()
 
     import torch
@@ -71,7 +74,7 @@ def main() -> None:
     for arm in args.arms:
         run_dir = args.work / arm
         for index, steps in enumerate(sorted(args.steps)):
-            settings = [f"model.arm={arm}", "train.patience=0", f"train.max_steps={steps}"]
+            settings = [f"model.arm={arm}", *args.overrides, "train.patience=0", f"train.max_steps={steps}"]
             config = load_config(args.config, settings)
             started = time.perf_counter()
             train(config, dataset, split, run_dir, resume=index > 0, overwrite=index == 0, progress=False)
@@ -85,7 +88,8 @@ def main() -> None:
     name = args.name or args.data.name
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"learning_curve_{name}.json"
-    out.write_text(json.dumps({"data": str(args.data), "config": args.config, "rows": rows}, indent=1))
+    summary = {"data": str(args.data), "config": args.config, "overrides": args.overrides, "rows": rows}
+    out.write_text(json.dumps(summary, indent=1))
     print("\n| arm | steps | val energy_gene | val pearson_delta | test energy_gene | test pearson_delta |")
     print("|---|---|---|---|---|---|")
     for r in rows:
