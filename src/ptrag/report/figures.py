@@ -63,6 +63,12 @@ def metric_dots(section: dict[str, Any], label: str, baseline: str) -> bytes | N
         highs = np.array([_value(s.get("ci_high")) for s in stats])
         edge = [colours.get(method, REFERENCE_COLOUR) for method in names]
         face = ["white" if method == NOISE_FLOOR else c for method, c in zip(names, edge, strict=True)]
+        limits = _zoomed_limits(names, means, lows, highs)
+        if limits is not None:
+            # A noise floor far off the others' scale (split-half V-statistics) is drawn at the edge
+            # with its value, so that the methods' differences stay visible.
+            means, lows, highs = _clip_far_noise_floor(axis, names, positions, means, lows, highs, limits)
+            axis.set_xlim(*limits)
         axis.hlines(positions, lows, highs, colors=edge, lw=2)
         axis.scatter(means, positions, s=30, c=face, edgecolors=edge, linewidths=1.2, zorder=3)
         base = methods.get(baseline, {}).get("metrics", {}).get(name)
@@ -82,6 +88,52 @@ def metric_dots(section: dict[str, Any], label: str, baseline: str) -> bytes | N
     )
     figure.tight_layout()
     return _png(figure)
+
+
+def _zoomed_limits(
+    names: list[str], means: np.ndarray, lows: np.ndarray, highs: np.ndarray
+) -> tuple[float, float] | None:
+    """x-limits around every method's CI; the noise floor counts only when it is on their scale."""
+    others = np.array([name != NOISE_FLOOR for name in names])
+    ends = np.concatenate([lows[others], highs[others], means[others]])
+    ends = ends[np.isfinite(ends)]
+    if ends.size == 0:
+        return None
+    low, high = float(ends.min()), float(ends.max())
+    width = high - low or abs(high) or 1.0
+    floor = means[~others]
+    if floor.size and np.isfinite(floor[0]) and low - width <= floor[0] <= high + width:
+        low, high = min(low, float(lows[~others][0])), max(high, float(highs[~others][0]))
+        width = high - low
+    return low - 0.06 * width, high + 0.06 * width
+
+
+def _clip_far_noise_floor(
+    axis: Any,
+    names: list[str],
+    positions: np.ndarray,
+    means: np.ndarray,
+    lows: np.ndarray,
+    highs: np.ndarray,
+    limits: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    means, lows, highs = means.copy(), lows.copy(), highs.copy()
+    for i, name in enumerate(names):
+        if name != NOISE_FLOOR or not np.isfinite(means[i]) or limits[0] <= means[i] <= limits[1]:
+            continue
+        edge = limits[1] if means[i] > limits[1] else limits[0]
+        arrow = "→" if means[i] > limits[1] else "←"
+        axis.annotate(
+            f"{arrow} {means[i]:.3g}",
+            (edge, positions[i]),
+            xytext=(-4 if edge == limits[1] else 4, 6),
+            textcoords="offset points",
+            ha="right" if edge == limits[1] else "left",
+            fontsize=7,
+            color=REFERENCE_COLOUR,
+        )
+        means[i] = lows[i] = highs[i] = edge
+    return means, lows, highs
 
 
 def selection_curves(section: dict[str, Any], label: str) -> bytes | None:
