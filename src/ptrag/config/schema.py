@@ -139,6 +139,10 @@ class TrainConfig:
     # Stop after this many validations in a row without a lower validation loss (0 = never stop
     # early). checkpoints/best.ckpt always holds the weights with the lowest validation loss.
     patience: int = at_least(0, 0)
+    # After training, scale the learned response W_out T(h) of the best checkpoint by the factor in
+    # ptrag.training.calibration.RESIDUAL_SCALES with the lowest validation loss (1 keeps it as
+    # trained). Measured on replogle-like val: the learned per-cell correction can cost energy.
+    calibrate_residual: bool = True
     checkpoint_every: int = at_least(1, 1000)
     seed: int = at_least(0, 0)
     # 0 = respect OMP_NUM_THREADS when set, otherwise torch's own setting capped at 4 threads.

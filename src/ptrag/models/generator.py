@@ -104,6 +104,9 @@ class STGenerator(nn.Module):
         )
         self.backbone = SetTransformer(hidden_dim, n_layers, n_heads, ff_mult, dropout)
         self.output = nn.Linear(hidden_dim, n_genes)
+        # Scale of the learned response W_out T(h) at inference, chosen on validation after training
+        # (ptrag.training.calibration) and carried by the checkpoint; training always uses 1.
+        self.residual_scale = 1.0
         if output_residual == "expression":
             # Start as the identity map on each control cell: the model learns the response on top.
             nn.init.zeros_(self.output.weight)
@@ -150,6 +153,8 @@ class STGenerator(nn.Module):
             return torch.relu(control + response)
         # Inference: in place on the fresh Linear output, one (B,S,G) tensor instead of three (2x
         # faster prediction). Not in training: in-place ops on the view make backward slower.
+        if self.residual_scale != 1.0:
+            response.mul_(self.residual_scale)
         return response.add_(control).relu_()
 
     def forward(

@@ -100,7 +100,9 @@ def _zoomed_limits(
     if ends.size == 0:
         return None
     low, high = float(ends.min()), float(ends.max())
-    width = high - low or abs(high) or 1.0
+    width = high - low
+    if width <= 1e-9 * max(1.0, abs(high)):  # all equal: a window around the value
+        width = abs(high) or 1.0
     floor = means[~others]
     if floor.size and np.isfinite(floor[0]) and low - width <= floor[0] <= high + width:
         low, high = min(low, float(lows[~others][0])), max(high, float(highs[~others][0]))

@@ -34,6 +34,8 @@ CHECKPOINT_KEY = "ptrag"
 CHECKPOINT_CHOICES = ("best", "last")
 CHECKPOINT_FILES = {"last": Path("checkpoints/last.ckpt"), "best": Path("checkpoints/best.ckpt")}
 MODEL_PREFIX = "model."
+# Payload key of the response scale chosen on validation (ptrag.training.calibration).
+RESIDUAL_SCALE_KEY = "residual_scale"
 
 
 def run_info(config: Config, spec: ModelSpec) -> dict[str, Any]:
@@ -93,6 +95,8 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]  # the PerturbationModel's parameters
     path: Path
     step: int
+    # The learned response's scale chosen on validation after training (1: none chosen).
+    residual_scale: float = 1.0
 
     @classmethod
     def load(cls, source: str | Path, which: str = "best") -> Checkpoint:
@@ -106,7 +110,8 @@ class Checkpoint:
         }
         config = config_from_dict(info["config"])
         spec = ModelSpec.from_state(info["spec"])
-        return cls(config, spec, state, path, int(payload.get("global_step", 0)))
+        step = int(payload.get("global_step", 0))
+        return cls(config, spec, state, path, step, float(payload.get(RESIDUAL_SCALE_KEY, 1.0)))
 
     @property
     def run_dir(self) -> Path | None:
@@ -118,4 +123,5 @@ class Checkpoint:
         """The trained model in eval mode, for ``spec`` (the trained one or an extension of it)."""
         model = build_model(self.config, spec or self.spec)
         load_weights(model, self.state_dict)
+        model.generator.residual_scale = self.residual_scale
         return model.eval()

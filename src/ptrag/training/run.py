@@ -28,6 +28,7 @@ from ptrag.run.layout import METRICS_FILE, write_run_config, write_run_files
 from ptrag.run.tensors import SetTensorizer
 from ptrag.run.threads import configure_threads
 from ptrag.training.batches import TrainingSteps, choose_workers, fixed_batches, step_loader
+from ptrag.training.calibration import calibrate_residual
 from ptrag.training.metrics import MetricsLog
 from ptrag.training.module import PerturbationLightningModule
 from ptrag.training.prepare import PreparedData, prepare
@@ -163,6 +164,9 @@ def _fit(
         trainer.global_step,
         retrieval_digest(module),
     )
+    best = plan.work_dir / CHECKPOINT_FILES["best"]
+    if trainer.is_global_zero and _calibrates(config) and callback.best_step >= 0 and best.is_file():
+        calibrate_residual(module, callback.val_batches, best)
     if trainer.is_global_zero:
         replace_dir(plan.work_dir, run_dir)
     return _summary(
@@ -173,6 +177,10 @@ def _fit(
         callback.best_step,
         callback.best_selection_rate,
     )
+
+
+def _calibrates(config: Config) -> bool:
+    return config.train.calibrate_residual and config.model.output_residual == "expression"
 
 
 def retrieval_digest(module: PerturbationLightningModule) -> str:

@@ -1,0 +1,83 @@
+"""After training, the best checkpoint keeps as much of the learned response as validation says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ptrag import Model
+from ptrag.run.checkpoint import RESIDUAL_SCALE_KEY, Checkpoint, read_checkpoint
+from ptrag.training.calibration import RESIDUAL_SCALES
+
+SETTINGS = (
+    "model.hidden_dim=16",
+    "model.n_layers=1",
+    "model.n_heads=2",
+    "train.max_steps=40",
+    "train.val_every=20",
+    "train.cell_set_len=16",
+    "train.num_threads=1",
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_screen: Path, tmp_path_factory: pytest.TempPathFactory) -> Model:
+    model = Model.from_config("cpu-small", SETTINGS, arm="memory")
+    run = tmp_path_factory.mktemp("calibration") / "run"
+    return model.fit(tiny_screen / "data.h5ad", tiny_screen / "split.toml", run, progress=False)
+
+
+def test_the_best_checkpoint_carries_the_scale_with_the_lowest_validation_loss(trained: Model) -> None:
+    assert trained.run_dir is not None
+    payload = read_checkpoint(trained.run_dir / "checkpoints" / "best.ckpt")
+    losses = {float(s): loss for s, loss in payload["residual_scale_val_losses"].items()}
+    assert sorted(losses) == sorted(RESIDUAL_SCALES)
+    chosen = payload[RESIDUAL_SCALE_KEY]
+    assert losses[chosen] == min(losses.values())
+    assert len(set(losses.values())) > 1  # the scale changes what is predicted
+    # The validation loss at scale 1 is the one training recorded for that checkpoint.
+    assert losses[1.0] == pytest.approx(payload["val_loss"], rel=1e-6)
+    assert Checkpoint.load(trained.run_dir).residual_scale == chosen
+    assert trained.checkpoint.model().generator.residual_scale == chosen
+    # last.ckpt, which --resume reads, keeps training's state.
+    assert RESIDUAL_SCALE_KEY not in read_checkpoint(trained.run_dir / "checkpoints" / "last.ckpt")
+
+
+def test_the_scale_multiplies_the_learned_response_only(trained: Model, tiny_screen: Path) -> None:
+    from ptrag.data.sets import SetSampler
+    from ptrag.prediction.predict import predictor
+
+    checkpoint = trained.checkpoint
+    run = predictor(checkpoint, trained.load_data(tiny_screen / "data.h5ad"), ["PSMA4"], ["k562"])
+    batch = run.tensorize(SetSampler(run.dataset, [("k562", "PSMA4")], 16, 0).fixed_sets()[:2])
+    outputs = {}
+    for scale in (0.0, 0.5, 1.0):
+        run.model.generator.residual_scale = scale
+        with torch.inference_mode():
+            outputs[scale] = run.model.on_batch(batch).predicted.numpy()
+    # Where no ReLU clips, the prediction moves linearly with the scale: half-way at 0.5.
+    unclipped = (outputs[0.0] > 0) & (outputs[1.0] > 0) & (outputs[0.5] > 0)
+    assert unclipped.mean() > 0.5
+    halfway = (outputs[0.0] + outputs[1.0]) / 2
+    np.testing.assert_allclose(outputs[0.5][unclipped], halfway[unclipped], rtol=1e-4, atol=1e-5)
+    assert np.abs(outputs[1.0] - outputs[0.0]).max() > 1e-3
+    # Scale 0 is the model without its learned response: anchored controls plus evidence.
+    torch.nn.init.zeros_(run.model.generator.output.weight)
+    torch.nn.init.zeros_(run.model.generator.output.bias)
+    run.model.generator.residual_scale = 1.0
+    with torch.inference_mode():
+        without = run.model.on_batch(batch).predicted.numpy()
+    np.testing.assert_allclose(without, outputs[0.0], atol=1e-6)
+
+
+def test_calibration_can_be_switched_off(tiny_screen: Path, tmp_path: Path) -> None:
+    model = Model.from_config(
+        "cpu-small", (*SETTINGS, "train.max_steps=20", "train.calibrate_residual=false")
+    )
+    model.fit(tiny_screen / "data.h5ad", tiny_screen / "split.toml", tmp_path / "run", progress=False)
+    payload = read_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    assert RESIDUAL_SCALE_KEY not in payload
+    assert Checkpoint.load(tmp_path / "run").residual_scale == 1.0
