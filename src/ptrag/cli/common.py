@@ -18,6 +18,16 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_checkpoint_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        default="best",
+        metavar="best|last|FILE",
+        help="which weights: best (lowest validation loss; last.ckpt in a run that never validated), "
+        "last, or a checkpoint file (default: best).",
+    )
+
+
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",

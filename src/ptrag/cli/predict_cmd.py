@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ptrag.cli.common import add_data_options, data_overrides
+from ptrag.cli.common import add_checkpoint_option, add_data_options, data_overrides
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
@@ -29,13 +29,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         "--queries",
         help="CSV with columns cell_type, perturbation[, n_cells] for in-silico prediction.",
     )
-    parser.add_argument(
-        "--checkpoint",
-        default="best",
-        metavar="best|last|FILE",
-        help="which weights: best (lowest validation loss; last.ckpt in a run that never validated), "
-        "last, or a checkpoint file (default: best).",
-    )
+    add_checkpoint_option(parser)
     parser.add_argument(
         "--out",
         required=True,

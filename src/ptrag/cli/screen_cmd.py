@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ptrag.cli.common import add_data_options, data_overrides
+from ptrag.cli.common import add_checkpoint_option, add_data_options, data_overrides
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
@@ -39,9 +39,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         help="flag genes never measured whose nearest measured perturbation is less similar than this "
         "(default: the 5th percentile of the measured perturbations' own nearest-neighbour cosines).",
     )
-    parser.add_argument(
-        "--checkpoint", default="best", metavar="best|last|FILE", help="which weights (default: best)."
-    )
+    add_checkpoint_option(parser)
     parser.add_argument("--out", required=True, help="output directory; replaced only when complete.")
     parser.add_argument("--seed", type=int, default=0, help="seed for the shared control draw.")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory.")

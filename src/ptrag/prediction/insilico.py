@@ -75,6 +75,19 @@ def check_control_cell_types(dataset: PerturbationDataset, cell_types: Iterable[
         )
 
 
+def sets_from_controls(
+    cell_type: str, perturbation: str, cells: np.ndarray, set_len: int, batches: np.ndarray
+) -> list[CellSet]:
+    """``cells`` (control rows) cut into sets of ``set_len``; the last is wrapped to a full set and
+    only its ``n_real`` leading predictions are kept."""
+    sets = []
+    for start in range(0, len(cells), set_len):
+        chunk = cells[start : start + set_len]
+        padded = np.resize(chunk, set_len)
+        sets.append(CellSet(cell_type, perturbation, batches[padded[0]], padded, padded, len(chunk)))
+    return sets
+
+
 def _query_sets(
     dataset: PerturbationDataset, queries: pd.DataFrame, set_len: int, seed: int
 ) -> list[CellSet]:
@@ -86,13 +99,7 @@ def _query_sets(
         pool = dataset.conditions.controls(str(row.cell_type))
         n = int(row.n_cells)
         cells = rng.choice(pool, size=n, replace=n > len(pool))
-        for start in range(0, n, set_len):
-            chunk = cells[start : start + set_len]
-            n_real = len(chunk)
-            padded = np.resize(chunk, set_len)  # wrap to a full set; only n_real predictions are kept
-            sets.append(
-                CellSet(str(row.cell_type), str(row.perturbation), batches[padded[0]], padded, padded, n_real)
-            )
+        sets += sets_from_controls(str(row.cell_type), str(row.perturbation), cells, set_len, batches)
     return sets
 
 

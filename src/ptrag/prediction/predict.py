@@ -97,7 +97,7 @@ def forward_sets(
             yield start, chunk, model.on_batch(batch)
 
 
-def warn_if_collapsed(record: pd.DataFrame) -> None:
+def _warn_if_collapsed(record: pd.DataFrame) -> None:
     if "keep_weight" in record and float(record["keep_weight"].mean()) < COLLAPSED_SELECTION:
         log.warning(
             "Selection has collapsed: %.2g%% of retrieved candidates kept across these predictions "
@@ -123,7 +123,7 @@ def run_sets(
         if output.candidates is not None:
             records.append(retrieval_rows(output, chunk, start, model))
     record = pd.concat(records, ignore_index=True) if records else pd.DataFrame()
-    warn_if_collapsed(record)
+    _warn_if_collapsed(record)
     return predicted, record
 
 

@@ -22,7 +22,7 @@ from ptrag.data.sets import CellSet
 from ptrag.embeddings import load_embeddings
 from ptrag.errors import DataError, format_list
 from ptrag.io import atomic_path, h5ad_strings, staged_output
-from ptrag.prediction.insilico import check_control_cell_types
+from ptrag.prediction.insilico import check_control_cell_types, sets_from_controls
 from ptrag.prediction.predict import (
     MIN_SETS_PER_BATCH,
     forward_sets,
@@ -92,22 +92,8 @@ def low_evidence_cutoff(database: RetrievalDatabase, quantile: float = LOW_EVIDE
     """The ``quantile`` of the measured perturbations' cosine to their own nearest measured one."""
     if len(database) < 2:
         return 1.0
-    cosines = database.embeddings @ database.embeddings.T
-    np.fill_diagonal(cosines, -np.inf)
-    return float(np.quantile(cosines.max(axis=1), quantile))
-
-
-def _nearest_measured(
-    database: RetrievalDatabase, names: Sequence[str], embeddings: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per query: the most similar training perturbation other than itself, and its cosine."""
-    queries = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-    cosines = queries @ database.embeddings.T
-    rows = database.row_of(names)
-    measured = rows >= 0
-    cosines[np.flatnonzero(measured), rows[measured]] = -np.inf
-    best = cosines.argmax(axis=1)
-    return np.asarray(database.perturbations)[best], cosines[np.arange(len(names)), best]
+    nearest = database.neighbours(database.perturbations, database.embeddings, 1)
+    return float(np.quantile(nearest.cosine[:, 0], quantile))
 
 
 def _top_genes(delta: np.ndarray, genes: Sequence[str], n: int) -> list[str]:
@@ -119,19 +105,11 @@ def _top_genes(delta: np.ndarray, genes: Sequence[str], n: int) -> list[str]:
 def _screen_sets(
     dataset: PerturbationDataset, cell_type: str, genes: Sequence[str], n_cells: int, set_len: int, seed: int
 ) -> list[CellSet]:
-    """Sets of every gene over one shared control draw (wrapped to whole sets; n_real marks the rest)."""
+    """Sets of every gene over one shared control draw."""
     pool = dataset.conditions.controls(cell_type)
     cells = np.random.default_rng(seed).choice(pool, size=n_cells, replace=n_cells > len(pool))
     batches = dataset.obs[BATCH].astype(str).to_numpy()
-    chunks = []
-    for start in range(0, n_cells, set_len):
-        chunk = cells[start : start + set_len]
-        chunks.append((np.resize(chunk, set_len), len(chunk)))
-    return [
-        CellSet(cell_type, gene, batches[padded[0]], padded, padded, n_real)
-        for gene in genes
-        for padded, n_real in chunks
-    ]
+    return [s for gene in genes for s in sets_from_controls(cell_type, gene, cells, set_len, batches)]
 
 
 def screen_genes(
@@ -209,7 +187,9 @@ def screen_genes(
     delta = pseudobulk - control_mean[None, :].astype(np.float32)
     embeddings = run.spec.vocabulary_embeddings[run.spec.vocabulary_index(genes)]
     database = run.spec.database
-    nearest, cosine = _nearest_measured(database, genes, embeddings)
+    # The most similar training perturbation other than the gene itself (stage 1's rule, K = 1).
+    found = database.neighbours(genes, embeddings, 1)
+    nearest, cosine = np.asarray(database.perturbations)[found.index[:, 0]], found.cosine[:, 0]
     measured = database.row_of(genes) >= 0
     cutoff = low_evidence_cutoff(database) if low_evidence_cosine is None else low_evidence_cosine
     table = pd.DataFrame(
