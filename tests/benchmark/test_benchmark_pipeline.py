@@ -55,7 +55,14 @@ def test_one_section_per_split_with_every_arm_and_reference(benchmark_out) -> No
     assert results.columns[0] == "split" and set(results["split"]) == set(SPLITS)
     on_disk = json.loads((out / "summary.json").read_text())
     for split_name, section in summary["splits"].items():
-        assert list(section["methods"]) == ["st", "ptrag", *SIMPLE_REFERENCES, "noise_floor"]
+        assert list(section["methods"]) == [
+            "st", "ptrag", *SIMPLE_REFERENCES, "evidence_only", "noise_floor",
+            "st_mean_on_controls", "ptrag_mean_on_controls",
+        ]
+        assert section["methods"]["st_mean_on_controls"]["kind"] == "diagnostic"
+        assert {row["baseline"] for row in section["own_mean_tests"]} == {
+            "st_mean_on_controls", "ptrag_mean_on_controls"
+        }
         n_test = len(_test_groups(root, split_name))
         assert section["info"]["n_test_groups"] == n_test
         rows = results[results["split"] == split_name]
@@ -119,7 +126,9 @@ def test_paired_comparisons_against_st_and_every_simple_reference(benchmark_out)
         n_test = len(_test_groups(root, split_name))
         tests = pd.DataFrame(section["paired_tests"])
         compared = set(zip(tests["arm"], tests["baseline"], strict=True))
-        assert compared == {("ptrag", "st")} | {(a, r) for a in ("st", "ptrag") for r in SIMPLE_REFERENCES}
+        assert compared == {("ptrag", "st")} | {
+            (a, r) for a in ("st", "ptrag") for r in [*SIMPLE_REFERENCES, "evidence_only"]
+        }
         rows = results[results["split"] == split_name].set_index(["cell_type", "perturbation"])
         for metric_name, sign in (("energy_gene", -1.0), ("pearson_delta", 1.0)):  # lower / higher is better
             table = tests[(tests["metric"] == metric_name)].set_index(["arm", "baseline"])
@@ -139,7 +148,10 @@ def test_paired_comparisons_against_st_and_every_simple_reference(benchmark_out)
                     assert pd.isna(row["relative_to_baseline_gain"])
             assert section["baseline_gain"][metric_name] == pytest.approx(st_gain)
         for metric_name, best in section["best_reference"].items():
-            means = {r: section["methods"][r]["metrics"][metric_name]["mean"] for r in SIMPLE_REFERENCES}
+            means = {
+                r: section["methods"][r]["metrics"][metric_name]["mean"]
+                for r in [*SIMPLE_REFERENCES, "evidence_only"]
+            }
             if metric_name in ("energy_gene", "w1"):
                 assert best["name"] == min(means, key=means.get)
             if metric_name == "pearson_delta":

@@ -74,15 +74,18 @@ def test_evaluate_scores_every_reference_beside_the_method(tmp_path, capsys):
     assert main(["evaluate", str(pred_dir), "--no-de"]) == 0
     printed = capsys.readouterr().out
     out = pred_dir / "eval"
-    names = ["control", "train_mean", "perturb_shift", "knn_shift", "linear", "noise_floor"]
+    names = [
+        "control", "train_mean", "perturb_shift", "knn_shift", "linear", "evidence_only", "noise_floor",
+        "test-arm_mean_on_controls",
+    ]
     for name in names:
         results = pd.read_csv(out / "references" / name / "results.csv")
         assert len(results) == 6, name
         assert (out / "references" / name / "agg_results.csv").is_file()
-    assert len(pd.read_csv(out / "references" / "details.csv")) == 4 * 6
+    assert len(pd.read_csv(out / "references" / "details.csv")) == 5 * 6
     comparison = pd.read_csv(out / "comparison.csv")
     assert list(comparison["method"]) == ["test-arm", *names]
-    assert list(comparison["kind"]) == ["method"] + ["reference"] * 6
+    assert list(comparison["kind"]) == ["method"] + ["reference"] * 7 + ["diagnostic"]
     control_agg = pd.read_csv(out / "references" / "control" / "agg_results.csv").set_index("statistic")
     control_energy = control_agg.loc["mean", "energy_gene"]
     assert comparison.set_index("method").loc["control", "energy_gene"] == control_energy
@@ -90,12 +93,14 @@ def test_evaluate_scores_every_reference_beside_the_method(tmp_path, capsys):
     assert f"{control_agg.loc['mean', 'energy_gene']:.4g}" in printed
 
 
-def test_evaluate_without_a_references_file_scores_control_and_noise_floor_only(tmp_path, capsys):
+def test_evaluate_without_a_references_file_scores_control_noise_floor_and_own_mean_only(tmp_path, capsys):
     pred, real = make_pair(n_perts=3)
     pred_dir = _write(tmp_path, pred, real)
     assert main(["evaluate", str(pred_dir), "--no-de"]) == 0
     assert "No references.npz" in capsys.readouterr().out
-    assert sorted(p.name for p in (pred_dir / "eval" / "references").iterdir()) == ["control", "noise_floor"]
+    assert sorted(p.name for p in (pred_dir / "eval" / "references").iterdir()) == [
+        "control", "noise_floor", "test-arm_mean_on_controls"
+    ]
     assert main(["evaluate", str(pred_dir), "--no-de", "--no-references", "--out", str(tmp_path / "o")]) == 0
     assert not (tmp_path / "o" / "references").exists()
     assert not (tmp_path / "o" / "comparison.csv").exists()

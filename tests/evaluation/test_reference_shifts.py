@@ -221,3 +221,37 @@ def test_save_load_round_trip_and_mismatch_errors(tmp_path, shifts):
     (tmp_path / "bad.npz").write_bytes(b"not a file")
     with pytest.raises(DataError, match="Re-run ptrag predict"):
         ReferenceShifts.load(tmp_path / "bad.npz")
+
+
+def test_evidence_only_is_the_memory_arms_start_own_shift_shrunk_else_nearest_neighbours():
+    from ptrag.config.schema import RetrievalConfig
+    from ptrag.evaluation.shifts import training_memory
+
+    dataset, train = _screen()
+    embeddings = {
+        "P1": np.array([1.0, 0.0]),
+        "P2": np.array([1.0, 1.0]),
+        "P3": np.array([-1.0, 0.2]),
+        "P9": np.array([1.0, 0.5]),
+    }
+    retrieval = RetrievalConfig(top_k=4, same_prior=6.0, sharpness=4.0, shrinkage=4.0)
+    shifts = compute_reference_shifts(
+        dataset, train, [("c", "P1"), ("c", "P9")], embeddings, names=["evidence_only"], retrieval=retrieval
+    )
+    # P9 was never measured: its neighbours in c are P2 (cosine 0.95) and P3 (negative cosine, so
+    # weight 1e-3^4 / 0.95^4 ≈ 1e-12): the evidence is c's P2 shift, not shrunk.
+    np.testing.assert_allclose(_value(shifts, "evidence_only", ("c", "P9")), _shift("c", "P2"), atol=1e-5)
+    # P1 measured in a and b: softmax weights e^6 for each own row, cos(P1, P2)^4 = 0.25 and
+    # 1e-3^4 for c's neighbours; the own part is James-Stein-shrunk gene by gene against its noise.
+    memory = training_memory(dataset, train)
+    row = {(p, c): i for i, (p, c) in enumerate(zip(memory.perturbations, memory.cell_types, strict=True))}
+    logits = np.array([6.0, 6.0, 4 * np.log(np.sqrt(0.5)), 4 * np.log(1e-3)])
+    weights = np.exp(logits) / np.exp(logits).sum()
+    own = [row[("P1", "a")], row[("P1", "b")]]
+    mean = weights[:2] @ memory.shifts[own]
+    variance = (weights[:2] ** 2) @ memory.noise[own]
+    factor = np.clip(1 - 4.0 * variance / mean**2, 0, None)
+    expected = factor * mean + weights[2] * _shift("c", "P2")
+    np.testing.assert_allclose(_value(shifts, "evidence_only", ("c", "P1")), expected, rtol=1e-4, atol=1e-5)
+    assert factor[2] == 0.0 and 0.8 < factor[0] < 1.0  # gene 2's own shift (0 ± noise) is removed
+    assert shifts.details["source"].tolist() == ["evidence", "evidence"]

@@ -14,6 +14,7 @@ from ptrag.evaluation import (
     SHIFT_REFERENCES,
     ReferenceShifts,
     control_reference,
+    evaluate,
     evaluate_references,
     fit_pca_on_real,
     mean_training_shifts,
@@ -141,12 +142,12 @@ def test_every_shift_reference_is_the_control_draws_plus_its_shift_and_n_matched
         np.testing.assert_array_equal(pred.X[~perturbed], control.X[~perturbed])
 
 
-def test_all_six_references_are_scored_when_every_shift_is_given():
+def test_all_seven_references_are_scored_when_every_shift_is_given():
     _, real = make_pair(n_perts=3, n_genes=10)
     shifts = _constant_shifts(real, {name: np.zeros(10) for name in SHIFT_REFERENCES})
     scores = evaluate_references(real, CONTROL, shifts=shifts, include_de=False)
     assert list(scores) == list(REFERENCES) == [
-        "control", "train_mean", "perturb_shift", "knn_shift", "linear", "noise_floor"
+        "control", "train_mean", "perturb_shift", "knn_shift", "linear", "evidence_only", "noise_floor"
     ]
     assert "split-half" in REFERENCE_REGISTRY["noise_floor"].note
 
@@ -160,3 +161,29 @@ def test_shifts_for_other_conditions_or_genes_are_refused():
     renamed = ReferenceShifts(("X", *shifts.genes[1:]), shifts.conditions, shifts.shifts)
     with pytest.raises(DataError, match="differ from the 10 var_names"):
         evaluate_references(real, CONTROL, shifts=renamed)
+
+
+def test_mean_on_controls_is_the_methods_own_mean_shift_on_the_reference_control_draws():
+    pred, real = make_pair(n_perts=3, n_genes=10, pred_effect_scale=1.0)
+    perturbed = (pred.obs["target_gene"] != CONTROL).to_numpy()
+    noise = np.random.default_rng(3).normal(0.0, 1.0, (int(perturbed.sum()), pred.n_vars))
+    pred.X[perturbed] += noise.astype(np.float32)
+    scores = evaluate_references(real, CONTROL, include_de=False, prediction=pred, method="st")
+    assert list(scores) == ["control", "noise_floor", "st_mean_on_controls"]
+    from ptrag.evaluation.references import BuildContext, mean_on_controls_pair
+
+    built, _ = mean_on_controls_pair(pred, real, BuildContext(CONTROL), "st")
+    control = control_reference(real, CONTROL)
+    x_pred, x_real = np.asarray(pred.X), np.asarray(real.X)
+    pool = x_real[(real.obs["target_gene"] == CONTROL).to_numpy()].mean(axis=0)
+    groups = built.obs.groupby(["cell_type", "target_gene"], observed=True).indices
+    for (_, perturbation), rows in groups.items():
+        if perturbation == CONTROL:
+            continue
+        own = x_pred[(pred.obs["target_gene"] == perturbation).to_numpy()].mean(axis=0) - pool
+        np.testing.assert_allclose(built.X[rows] - control.X[rows], np.tile(own, (len(rows), 1)), atol=1e-5)
+        # Same mean as the method's cells, but each cell is a real control cell.
+        np.testing.assert_allclose(built.X[rows].mean(axis=0), own + pool, atol=1e-5)
+    # Noise on each predicted cell: the same means on real control cells score better.
+    method = evaluate(pred, real, include_de=False, pca=fit_pca_on_real(real))
+    assert scores["st_mean_on_controls"].agg.loc["mean", "mmd_gene"] < method.agg.loc["mean", "mmd_gene"]

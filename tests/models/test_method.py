@@ -167,3 +167,20 @@ def test_expression_residual_keeps_each_control_cell_at_initialisation(spec: Mod
     with torch.no_grad():
         predicted = _forward(model, batch).predicted
     torch.testing.assert_close(predicted, batch["control"])
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_output_activation_none_keeps_negative_values_and_relu_clips_them(
+    spec: ModelSpec, make_batch, grad: bool
+) -> None:
+    batch = make_batch()
+    batch["control"] = batch["control"] - 1.5  # a third of the values below zero
+    outputs = {}
+    for activation in ("relu", "none"):
+        model = build_model(_config("st", f"model.output_activation={activation}"), spec)
+        model.eval()
+        with torch.set_grad_enabled(grad):
+            outputs[activation] = _forward(model, batch).predicted.detach()
+    torch.testing.assert_close(outputs["none"], batch["control"])
+    torch.testing.assert_close(outputs["relu"], batch["control"].clamp_min(0.0))
+    assert (outputs["none"] < 0).float().mean() > 0.2

@@ -16,6 +16,7 @@ from ptrag.benchmark.splits import BenchmarkSplit, resolve_splits
 from ptrag.config import DEFAULT_PRESET, get_arm, load_config
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.errors import DataError
+from ptrag.evaluation import mean_on_controls_name
 from ptrag.io import staged_output
 from ptrag.report.summary import SplitResults
 
@@ -26,8 +27,13 @@ BASELINE = "st"
 
 
 def long_results(runs: BenchmarkRuns) -> pd.DataFrame:
-    """Per (method, cell type, perturbation): arms averaged over seeds, references as scored."""
-    frames = [r.evaluation.results.assign(method=r.arm, seed=r.seed) for r in runs.arms]
+    """Per (method, cell type, perturbation): arms and their ``<arm>_mean_on_controls`` rows averaged
+    over seeds, references as scored."""
+    frames = [r.evaluation.results.assign(method=r.arm, seed=r.seed) for r in runs.arms] + [
+        r.mean_on_controls.results.assign(method=mean_on_controls_name(r.arm), seed=r.seed)
+        for r in runs.arms
+        if r.mean_on_controls is not None
+    ]
     arms = pd.concat(frames, ignore_index=True)
     metric_columns = [
         c for c in arms.columns if c not in {*KEYS, "method", "seed"} and arms[c].dtype.kind == "f"
@@ -148,7 +154,9 @@ def _run_splits(
         results.append(table.assign(split=split.name))
         sections[split.name] = SplitResults(
             table,
-            {arm: "arm" for arm in arms} | {name: "reference" for name in runs.references},
+            {arm: "arm" for arm in arms}
+            | {name: "reference" for name in runs.references}
+            | {mean_on_controls_name(arm): "diagnostic" for arm in arms},
             label=split.label,
             description=split.description,
             retrieval=_per_arm(runs, "retrieval"),

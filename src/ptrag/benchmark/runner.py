@@ -24,6 +24,7 @@ from ptrag.evaluation import (
     REFERENCES,
     EvaluationResult,
     evaluate,
+    evaluate_mean_on_controls,
     evaluate_references,
     fit_pca_on_real,
     reference_shifts_for_split,
@@ -49,6 +50,8 @@ class ArmRun:
     retrieval: pd.DataFrame
     final_metrics: dict[str, float] = field(default_factory=dict)
     training_log: pd.DataFrame = field(default_factory=pd.DataFrame)  # the run's metrics.csv
+    # The diagnostic row <arm>_mean_on_controls: this run's own mean shift on real control cells.
+    mean_on_controls: EvaluationResult | None = None
 
 
 @dataclass
@@ -129,6 +132,9 @@ def run_arms(
             result = evaluate(
                 prediction.adata_pred, prediction.adata_real, pca=pca, progress=False, seed=seed
             )
+            own_mean = evaluate_mean_on_controls(
+                prediction.adata_pred, prediction.adata_real, dataset.control_label, arm, pca
+            )
             training_log = _training_log(run_dir)
             runs.append(
                 ArmRun(
@@ -140,6 +146,7 @@ def run_arms(
                     prediction.retrieval,
                     _last_logged(training_log),
                     training_log,
+                    own_mean,
                 )
             )
     assert real is not None and real.adata_real is not None
@@ -147,7 +154,9 @@ def run_arms(
     # The runs' own split: where the file has no val groups, training held some training groups out
     # for validation, and the references must not learn from groups the models never trained on.
     trained_split = read_run_split(runs_dir / f"{runs[0].arm}-seed{runs[0].seed}")
-    shifts = reference_shifts_for_split(dataset, trained_split, real.adata_real, base.embedding.source)
+    shifts = reference_shifts_for_split(
+        dataset, trained_split, real.adata_real, base.embedding.source, base.retrieval
+    )
     for run in runs:  # every prediction directory carries its references, as `ptrag predict` writes them
         shifts.save(predictions_dir / f"{run.arm}-seed{run.seed}" / REFERENCE_FILE)
     references = evaluate_references(real.adata_real, dataset.control_label, shifts=shifts, pca=pca, seed=0)

@@ -14,7 +14,9 @@ DESCRIPTION = (
     "mse, mae, discrimination_score_l1, overlap_at_N — and write results.csv and agg_results.csv. "
     "NaNs are skipped in the aggregate and counted. References are scored beside the method with the "
     "same PCA: control and noise_floor always, and train_mean, perturb_shift, knn_shift and linear when "
-    "PRED_DIR/references.npz exists (ptrag predict writes it for split groups). Each gets "
+    "PRED_DIR/references.npz exists (ptrag predict writes it for split groups), then evidence_only (the "
+    "memory arm's untrained start) and the diagnostic row <arm>_mean_on_controls: the method's own mean "
+    "shift on the same real control cells (if the method loses to it, its generated cells hurt). Each gets "
     "OUT/references/<name>/results.csv and agg_results.csv; OUT/references/details.csv says how each "
     "shift was made; OUT/comparison.csv holds every metric's mean for the method and each reference, "
     "and a short form of it is printed."
@@ -96,7 +98,7 @@ def format_table(result: Any) -> str:
 
 
 def _score_references(
-    args: argparse.Namespace, pred_dir: Path, real: Any, result: Any, pca: Any
+    args: argparse.Namespace, pred_dir: Path, pred: Any, real: Any, result: Any, pca: Any
 ) -> tuple[dict[str, Any], Any]:
     """Every reference PRED_DIR allows, scored with the method's PCA, and the shifts' details."""
     from ptrag.evaluation import REFERENCE_FILE, ReferenceShifts, evaluate_references
@@ -109,7 +111,10 @@ def _score_references(
     path = pred_dir / REFERENCE_FILE
     shifts = ReferenceShifts.load(path) if path.is_file() else None
     if shifts is None:
-        print(f"No {REFERENCE_FILE} in {pred_dir}: scoring the control and noise_floor references only.")
+        print(
+            f"No {REFERENCE_FILE} in {pred_dir}: scoring control, noise_floor and the method's "
+            "_mean_on_controls only."
+        )
     return evaluate_references(
         real,
         result.control_label,
@@ -119,7 +124,13 @@ def _score_references(
         celltype_col=args.cell_type_column,
         seed=args.seed,
         include_de=not args.no_de,
+        prediction=pred,
+        method=_method_name(pred),
     ), (shifts.details if shifts is not None else None)
+
+
+def _method_name(pred: Any) -> str:
+    return str(pred.uns.get("ptrag", {}).get("arm", "prediction"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,15 +170,14 @@ def run(args: argparse.Namespace) -> int:
         "NaNs skipped per metric: "
         + (", ".join(f"{m}={n}" for m, n in skipped.items()) if skipped else "none")
     )
-    references, details = _score_references(args, pred_dir, real, result, pca)
+    references, details = _score_references(args, pred_dir, pred, real, result, pca)
     table = None
     # Everything is written into a staging directory that replaces --out only when complete.
     with staged_output(out, overwrite=args.overwrite) as staging:
         written = write_results(result, staging)
         if references:
             write_reference_results(references, staging, details)
-            method = str(pred.uns.get("ptrag", {}).get("arm", "prediction"))
-            table = comparison_table(method, result, references)
+            table = comparison_table(_method_name(pred), result, references)
             atomic_write_text(staging / COMPARISON_FILE, table.to_csv(index=False))
     print(f"Wrote {' and '.join(str(out / path.name) for path in written)}")
     if table is not None:

@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
             from ptrag.evaluation import write_reference_shifts
 
             source = model.config.embedding.source
-            write_reference_shifts(staging, dataset, split, prediction.adata_real, source)
+            write_reference_shifts(
+                staging, dataset, split, prediction.adata_real, source, model.config.retrieval
+            )
     n_pred = int((prediction.adata_pred.obs["target_gene"] != dataset.control_label).sum())
     print(f"predicted {n_pred} cells → {args.out}")
     return 0

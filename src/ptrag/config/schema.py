@@ -72,10 +72,15 @@ class ModelConfig:
     # "expression": each predicted cell = its control cell + a learned response (keeps per-cell variation);
     # "basal": the paper's ReLU(W_out(T(h) + f_basal(x))), which must squeeze that variation through H dims.
     output_residual: Literal["expression", "basal"] = "expression"
+    # The expression-space output's last step: "relu" clips at 0 (log1p cannot be negative); "none"
+    # leaves the anchored, shifted cells as they are, as every reference does. Clipping after the
+    # re-centring and the shift cuts the negative side of each shifted zero, which moves the
+    # predicted mean up on the sparse genes (docs/generation.md measures it).
+    output_activation: Literal["relu", "none"] = "relu"
     # "control_pool": each set of control cells is re-centred on its cell type's whole control pool
     # before the response is added (a 32-64-cell mean is noisy); "none": the sampled cells as they are.
     anchor: Literal["none", "control_pool"] = "control_pool"
-    loss: Literal["energy", "sinkhorn"] = "energy"
+    loss: Literal["energy", "energy_unbiased", "sinkhorn"] = "energy"
     # Weight of a set-mean term (MSE between predicted and observed set means, over genes) added to
     # the training loss; 0 = the distributional loss alone. Measured on replogle-like validation
     # groups (ST, 1 seed): weight 1 → energy 1.347 vs 1.343, pearson_delta 0.177 vs 0.171; weight 10

@@ -20,6 +20,7 @@ import pandas as pd
 
 from ptrag.evaluation.core import EvaluationResult, write_results
 from ptrag.evaluation.metric_registry import METRICS
+from ptrag.evaluation.references import row_kind
 
 REFERENCES_DIR = "references"
 COMPARISON_FILE = "comparison.csv"
@@ -49,12 +50,13 @@ def comparison_table(
 ) -> pd.DataFrame:
     """Mean over conditions of every metric: one row for the method, then one per reference.
 
-    Columns: ``method``, ``kind`` ("method" or "reference"), ``n_conditions`` and the metrics.
+    Columns: ``method``, ``kind`` ("method", "reference" or "diagnostic"), ``n_conditions`` and the
+    metrics.
     """
     names = [m for m in (metrics or METRICS) if m in result.agg.columns]
     rows: list[dict[str, Any]] = []
     for name, kind, scored in [(method, "method", result)] + [
-        (ref, "reference", res) for ref, res in references.items()
+        (ref, row_kind(ref), res) for ref, res in references.items()
     ]:
         row: dict[str, Any] = {"method": name, "kind": kind, "n_conditions": len(scored.results)}
         for m in names:

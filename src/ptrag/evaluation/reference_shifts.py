@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ptrag.config.schema import RetrievalConfig
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.errors import DataError, format_list
 from ptrag.evaluation.references import REFERENCE_REGISTRY, SHIFT_REFERENCES
@@ -35,6 +36,7 @@ from ptrag.evaluation.shifts import (
     MIN_LINEAR_GROUPS,
     Condition,
     ShiftInputs,
+    default_retrieval,
     train_mean_by_cell_type,
     training_memory,
 )
@@ -152,12 +154,14 @@ def compute_reference_shifts(
     genes: Sequence[str] | None = None,
     names: Sequence[str] | None = None,
     info: Mapping[str, Any] | None = None,
+    retrieval: RetrievalConfig | None = None,
 ) -> ReferenceShifts:
     """Every shift reference's shift for each (cell type, perturbation) in ``conditions``.
 
     ``train_mask`` marks the training cells (control cells always count as controls); nothing else
     of ``dataset`` is read. ``genes`` fixes the column order (default: the dataset's); ``info`` is
-    stored with the shifts.
+    stored with the shifts; ``retrieval`` holds the memory arm's settings for ``evidence_only``
+    (default: the default preset's).
     """
     wanted = list(names or SHIFT_REFERENCES)
     unknown = [n for n in wanted if n not in SHIFT_REFERENCES]
@@ -166,7 +170,7 @@ def compute_reference_shifts(
     memory = training_memory(dataset, np.asarray(train_mask, dtype=bool), genes)
     queries = tuple((str(c), str(p)) for c, p in conditions)
     means, sources = train_mean_by_cell_type(memory, sorted({c for c, _ in queries}))
-    inputs = ShiftInputs(memory, queries, embeddings, means, sources)
+    inputs = ShiftInputs(memory, queries, embeddings, means, sources, retrieval or default_retrieval())
     shifts, records = {}, []
     for name in wanted:
         shift_fn = REFERENCE_REGISTRY[name].shift
@@ -195,7 +199,11 @@ def conditions_of(adata_real: Any, control_label: str) -> list[Condition]:
 
 
 def reference_shifts_for_split(
-    dataset: PerturbationDataset, split: Any, adata_real: Any, embedding_source: str
+    dataset: PerturbationDataset,
+    split: Any,
+    adata_real: Any,
+    embedding_source: str,
+    retrieval: RetrievalConfig | None = None,
 ) -> ReferenceShifts:
     """The shifts for the conditions of ``adata_real``, from the split's training cells."""
     conditions = conditions_of(adata_real, dataset.control_label)
@@ -207,14 +215,20 @@ def reference_shifts_for_split(
         resolve_embeddings(perturbations, embedding_source),
         genes=[str(g) for g in adata_real.var_names],
         info={"embedding_source": embedding_source},
+        retrieval=retrieval,
     )
 
 
 def write_reference_shifts(
-    out_dir: str | Path, dataset: PerturbationDataset, split: Any, adata_real: Any, embedding_source: str
+    out_dir: str | Path,
+    dataset: PerturbationDataset,
+    split: Any,
+    adata_real: Any,
+    embedding_source: str,
+    retrieval: RetrievalConfig | None = None,
 ) -> Path:
     """``ptrag predict``'s hook: write ``out_dir/references.npz`` for the predicted conditions."""
     log.info("computing the reference shifts (%s) from the training cells", ", ".join(SHIFT_REFERENCES))
-    shifts = reference_shifts_for_split(dataset, split, adata_real, embedding_source)
+    shifts = reference_shifts_for_split(dataset, split, adata_real, embedding_source, retrieval)
     return shifts.save(Path(out_dir) / REFERENCE_FILE)
 

@@ -9,9 +9,10 @@ predicted cells as real cells (n-matched), so that W1/W2 — which depend on n �
   mean, and the draw's mean becomes the pool's. The models anchor their input cells the same way
   (``model.anchor``); a reference that did not would lose to them on the sampling noise of n
   control cells alone, which says nothing about the shift it predicts.
-- ``train_mean``, ``perturb_shift``, ``knn_shift``, ``linear``: those same re-centred control cells
-  (the same seeded draws) plus a per-condition shift computed from training cells only
-  (:mod:`ptrag.evaluation.shifts`), not clipped.
+- ``train_mean``, ``perturb_shift``, ``knn_shift``, ``linear``, ``evidence_only``: those same
+  re-centred control cells (the same seeded draws) plus a per-condition shift computed from
+  training cells only (:mod:`ptrag.evaluation.shifts`, :mod:`ptrag.evaluation.evidence_shift`),
+  not clipped.
 - ``noise_floor``: the real cells of each condition split into two random halves, one scored as
   the prediction of the other (n/2 vs n/2; both files keep the full control pool). It shows the
   sampling noise of the data; for W1/W2 it is *not* a lower bound on an n-vs-n score.
@@ -28,6 +29,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from ptrag.errors import DataError
+from ptrag.evaluation.evidence_shift import evidence_only_shifts
 from ptrag.evaluation.shifts import (
     ShiftInputs,
     ShiftResult,
@@ -135,6 +137,47 @@ def shifted_controls(real: Any, context: BuildContext, shift_for: ShiftLookup | 
     return _build(real, blocks, obs_rows, arm, label)
 
 
+MEAN_ON_CONTROLS = "_mean_on_controls"  # suffix of the diagnostic row ``<arm>_mean_on_controls``
+
+
+def mean_on_controls_name(method: str) -> str:
+    return f"{method}{MEAN_ON_CONTROLS}"
+
+
+def row_kind(name: str) -> str:
+    """How tables label a non-method row: "diagnostic" (a method's own mean on real controls, which
+    predicts nothing by itself) or "reference" (a predictor from training data or controls)."""
+    return "diagnostic" if name.endswith(MEAN_ON_CONTROLS) else "reference"
+
+
+def predicted_mean_shifts(pred: Any, real: Any, context: BuildContext) -> ShiftLookup:
+    """(cell type, perturbation) → the prediction's own mean shift: the mean of its predicted cells
+    minus the mean of the cell type's control pool in ``real`` (the pool the models anchor to)."""
+    label, pert_col, celltype_col = context.control_label, context.pert_col, context.celltype_col
+    x_pred, x_real = _dense(pred.X), _dense(real.X)
+    predicted = _rows_by_condition(pred, pert_col, celltype_col)
+    pools = _rows_by_condition(real, pert_col, celltype_col)
+    means = {key: x_pred[rows].mean(axis=0, dtype=np.float64) for key, rows in predicted.items()}
+    pool_means = {
+        c: x_real[rows].mean(axis=0, dtype=np.float64) for (c, p), rows in pools.items() if p == label
+    }
+
+    def shift_for(cell_type: str, perturbation: str) -> NDArray[np.floating]:
+        if (cell_type, perturbation) not in means:
+            raise DataError(f"The prediction has no cells for {perturbation!r} in {cell_type!r}.")
+        return means[(cell_type, perturbation)] - pool_means[cell_type]
+
+    return shift_for
+
+
+def mean_on_controls_pair(pred: Any, real: Any, context: BuildContext, method: str) -> tuple[Any, Any]:
+    """(pred, real) of the diagnostic row ``<method>_mean_on_controls``: the method's own predicted
+    mean shift per condition on the references' n-matched, re-centred real control cells. A method
+    that loses to it on a distributional metric loses there through what it does to single cells."""
+    name = mean_on_controls_name(method)
+    return shifted_controls(real, context, predicted_mean_shifts(pred, real, context), name), real
+
+
 def control_reference(
     real: Any,
     control_label: str,
@@ -234,8 +277,7 @@ _ENTRIES: tuple[Reference, ...] = (
     ),
     Reference(
         "perturb_shift",
-        "control cells plus the perturbation's mean training shift in the other cell types "
-        "(else train_mean)",
+        "control cells plus the perturbation's mean training shift in the other cell types (else train_mean)",
         _shifted_pair("perturb_shift"),
         perturb_shifts,
     ),
@@ -252,6 +294,14 @@ _ENTRIES: tuple[Reference, ...] = (
         "(else train_mean)",
         _shifted_pair("linear"),
         linear_shifts,
+    ),
+    Reference(
+        "evidence_only",
+        "control cells plus the memory arm's starting evidence, no learning: the query's own shift in "
+        "other cell types (noise-shrunk), else the cos^4-weighted shifts of its nearest neighbours in "
+        "the cell type (else train_mean)",
+        _shifted_pair("evidence_only"),
+        evidence_only_shifts,
     ),
     Reference(
         "noise_floor",
@@ -274,13 +324,16 @@ def evaluate_references(
     seed: int = 0,
     progress: bool = False,
     include_de: bool = True,
+    prediction: Any = None,
+    method: str = "prediction",
 ) -> dict[str, Any]:
     """Score every reference that can be built against ``real`` with one shared PCA.
 
     Returns name → EvaluationResult in registry order. ``control`` and ``noise_floor`` need only
-    ``real``; the shift references are scored when ``shifts`` holds them.
+    ``real``; the shift references are scored when ``shifts`` holds them. With ``prediction`` (a
+    method's predicted cells), the diagnostic row ``<method>_mean_on_controls`` comes last.
     """
-    from ptrag.evaluation.core import evaluate, fit_pca_on_real
+    from ptrag.evaluation.core import fit_pca_on_real
 
     if shifts is not None:
         shifts.check_matches(real, pert_col, celltype_col, control_label)
@@ -290,15 +343,38 @@ def evaluate_references(
     for reference in _ENTRIES:
         if reference.shift is not None and (shifts is None or reference.name not in shifts.shifts):
             continue
-        pred, target = reference.build(real, context)
-        out[reference.name] = evaluate(
-            pred,
-            target,
-            control_label=control_label,
-            pert_col=pert_col,
-            celltype_col=celltype_col,
-            pca=shared_pca,
-            progress=progress,
-            include_de=include_de,
+        out[reference.name] = _score(
+            reference.build(real, context), context, shared_pca, progress, include_de
+        )
+    if prediction is not None:
+        out[mean_on_controls_name(method)] = _score(
+            mean_on_controls_pair(prediction, real, context, method),
+            context,
+            shared_pca,
+            progress,
+            include_de,
         )
     return out
+
+
+def _score(pair: tuple[Any, Any], context: BuildContext, pca: Any, progress: bool, include_de: bool) -> Any:
+    from ptrag.evaluation.core import evaluate
+
+    return evaluate(
+        *pair,
+        control_label=context.control_label,
+        pert_col=context.pert_col,
+        celltype_col=context.celltype_col,
+        pca=pca,
+        progress=progress,
+        include_de=include_de,
+    )
+
+
+def evaluate_mean_on_controls(
+    prediction: Any, real: Any, control_label: str, method: str, pca: Any, include_de: bool = True
+) -> Any:
+    """Score only the diagnostic row ``<method>_mean_on_controls`` (the benchmark's per-run call),
+    on the same control draws as :func:`evaluate_references` makes with seed 0."""
+    context = BuildContext(control_label)
+    return _score(mean_on_controls_pair(prediction, real, context, method), context, pca, False, include_de)

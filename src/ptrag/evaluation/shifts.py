@@ -23,13 +23,14 @@ Every fallback is recorded in :attr:`ReferenceShifts.details`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ptrag.config.schema import RetrievalConfig
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.errors import DataError, format_list
 from ptrag.evaluation.ridge import fit_ridge_loo
@@ -51,6 +52,8 @@ class ShiftInputs:
     embeddings: Mapping[str, NDArray[np.floating]]  # perturbation → gene embedding
     train_mean: Mapping[str, FloatArray]
     train_mean_source: Mapping[str, str]
+    # The memory arm's retrieval settings, for ``evidence_only`` (its start): the default preset's.
+    retrieval: RetrievalConfig = field(default_factory=lambda: default_retrieval())
 
     @cached_property
     def _rows_by_cell_type(self) -> dict[str, NDArray[np.intp]]:
@@ -60,6 +63,13 @@ class ShiftInputs:
     def rows_of(self, cell_type: str) -> NDArray[np.intp]:
         """Memory rows (training groups) of ``cell_type``."""
         return self._rows_by_cell_type.get(cell_type, np.zeros(0, dtype=np.intp))
+
+
+def default_retrieval() -> RetrievalConfig:
+    """The retrieval settings a run gets without a config: the default preset's."""
+    from ptrag.config import DEFAULT_PRESET, load_config
+
+    return load_config(DEFAULT_PRESET).retrieval
 
 
 ShiftResult = tuple[FloatArray, list[dict[str, str]]]  # (C, G) shifts and one detail record per condition

@@ -88,11 +88,13 @@ class STGenerator(nn.Module):
         pert_encoding: Literal["embedding", "onehot"],
         use_batch: bool,
         output_residual: Literal["expression", "basal"],
+        output_activation: Literal["relu", "none"],
         anchor: Literal["none", "control_pool"],
     ) -> None:
         # No defaults here: every setting comes from ptrag.config.schema through ptrag.run.build.
         super().__init__()
         self.output_residual = output_residual
+        self.clip = output_activation == "relu"
         self.anchor = anchor
         self.basal_encoder = mlp(n_genes, hidden_dim, hidden_dim, encoder_layers, dropout)
         self.pert_encoder = PerturbationEncoder(
@@ -150,12 +152,14 @@ class STGenerator(nn.Module):
             control = control + evidence
         response = self.output(mixed)
         if torch.is_grad_enabled():
-            return torch.relu(control + response)
+            predicted = control + response
+            return torch.relu(predicted) if self.clip else predicted
         # Inference: in place on the fresh Linear output, one (B,S,G) tensor instead of three (2x
         # faster prediction). Not in training: in-place ops on the view make backward slower.
         if self.residual_scale != 1.0:
             response.mul_(self.residual_scale)
-        return response.add_(control).relu_()
+        response.add_(control)
+        return response.relu_() if self.clip else response
 
     def forward(
         self,

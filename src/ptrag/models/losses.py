@@ -1,23 +1,67 @@
-"""Distributional set losses between predicted and observed cell sets."""
+"""Distributional set losses between predicted and observed cell sets.
+
+``energy`` is geomloss's energy distance, a V-statistic: its within-set means include each cell's
+zero distance to itself, so E|X−X'| is under-counted by a factor (S−1)/S. Minimising it therefore
+rewards predicted sets that are *narrower* than the truth; in high dimension the optimum of a
+Gaussian's scale at S = 32 is about 0.94 of the true one (the sd_ratio every arm had, 0.956–0.965).
+``energy_unbiased`` leaves the self-distances out (U-statistic), so its expectation is the energy
+distance itself, minimised by the true distribution whatever the set size.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+# Squared distances below this count as this: sqrt's gradient must stay finite at coinciding cells.
+_MIN_SQUARED_DISTANCE = 1e-12
+
+
+def pairwise_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B,S,G) × (B,S',G) → (B,S,S') Euclidean distances, by one batched matrix product."""
+    squared = (
+        (a * a).sum(dim=-1)[:, :, None]
+        + (b * b).sum(dim=-1)[:, None, :]
+        - 2.0 * torch.bmm(a, b.transpose(1, 2))
+    )
+    return squared.clamp_min(_MIN_SQUARED_DISTANCE).sqrt()
+
+
+def _mean_off_diagonal(distances: torch.Tensor) -> torch.Tensor:
+    """(B,S,S) → (B,) mean over i ≠ j (0 for a set of one cell)."""
+    n = distances.shape[1]
+    off = 1.0 - torch.eye(n, dtype=distances.dtype, device=distances.device)
+    return (distances * off).sum(dim=(1, 2)) / max(n * (n - 1), 1)
+
+
+def energy_unbiased(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B,) E|X−Y| − ½E|X−X'| − ½E|Y−Y'| with the within-set means over distinct pairs only.
+
+    Half the textbook energy distance, the scale of geomloss's ``SamplesLoss("energy")``.
+    """
+    cross = pairwise_distances(predicted, target).mean(dim=(1, 2))
+    within_predicted = _mean_off_diagonal(pairwise_distances(predicted, predicted))
+    within_target = _mean_off_diagonal(pairwise_distances(target, target))
+    return cross - 0.5 * (within_predicted + within_target)
+
 
 class SetDistributionLoss(nn.Module):
-    """Energy distance (default) or Sinkhorn divergence per set, averaged over sets (geomloss)."""
+    """Energy distance (V- or U-statistic) or Sinkhorn divergence per set, averaged over sets."""
 
     def __init__(self, kind: str, blur: float) -> None:
         super().__init__()
+        self.kind = kind
+        if kind == "energy_unbiased":
+            self.loss = None
+            return
         from geomloss import SamplesLoss
 
-        self.kind = kind
         self.loss = SamplesLoss("energy") if kind == "energy" else SamplesLoss("sinkhorn", p=2, blur=blur)
 
     def per_set(self, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(B, S, G) × (B, S', G) → (B,) distances."""
+        if self.loss is None:
+            return energy_unbiased(predicted, target)
         return self.loss(predicted.contiguous(), target.contiguous())
 
     def forward(self, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -150,6 +150,25 @@ def component_comparisons(
     return rows
 
 
+def own_mean_comparisons(
+    results: pd.DataFrame, kinds: Mapping[str, str], baseline: str, metrics: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Every arm against its own diagnostic row ``<arm>_mean_on_controls`` (its predicted mean shift
+    on real control cells): "worse" on a distributional metric means the generated cells cost
+    accuracy that the arm's mean alone would have. Rows as :func:`paired_comparisons`."""
+    from ptrag.evaluation.references import mean_on_controls_name
+
+    present = set(results["method"])
+    unit = baseline_gain(results, baseline, metrics)
+    table = wide(results, metrics)
+    rows: list[dict[str, Any]] = []
+    for arm in [name for name, kind in kinds.items() if kind == "arm" and name in present]:
+        own = mean_on_controls_name(arm)
+        if own in present:
+            rows += _tests(results, [arm, own], own, "diagnostic", metrics, table, unit)
+    return rows
+
+
 def best_references(
     methods: Mapping[str, Mapping[str, Any]], kinds: Mapping[str, str], metrics: Sequence[str]
 ) -> dict[str, dict[str, Any]]:

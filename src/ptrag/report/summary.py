@@ -19,7 +19,7 @@ Schema (``schema_version`` 3)::
         split: {
           "label": str, "description": str,   # e.g. "few-shot", what is held out
           "info": {...},                      # split file, test groups and cells
-          "methods": {name: {"kind": "arm" | "reference", "note": str,
+          "methods": {name: {"kind": "arm" | "reference" | "diagnostic", "note": str,
                              "metrics": {metric: {"mean", "median", "std", "ci_low", "ci_high",
                                                   "n", "nan_count"}}}},
           "per_perturbation": [{"method", "cell_type", "perturbation", metric: value, ...}],
@@ -31,6 +31,7 @@ Schema (``schema_version`` 3)::
                             "relative_to_baseline_gain", "outcome"}],
           "component_tests": [...],           # as paired_tests: each full arm vs its ablation,
                                               # plus "component" (ptrag.config.arms)
+          "own_mean_tests": [...],            # as paired_tests: each arm vs <arm>_mean_on_controls
           "noise_floor_notes": [str],
           "retrieval": {arm: {                # arms with a selector only
               "training": {"seed<k>": {"step": [int], "selection_rate": [float]}},
@@ -73,6 +74,7 @@ from ptrag.report.comparisons import (
     baseline_gain,
     best_references,
     component_comparisons,
+    own_mean_comparisons,
     paired_comparisons,
 )
 from ptrag.report.headline import (
@@ -185,6 +187,7 @@ def split_section(
         "best_reference": best_references(clean_methods, split.kinds, shown),
         "paired_tests": paired_comparisons(results, split.kinds, baseline, shown) if has_baseline else [],
         "component_tests": component_comparisons(results, split.kinds, baseline, shown),
+        "own_mean_tests": own_mean_comparisons(results, split.kinds, baseline, shown),
         "noise_floor_notes": noise_floor_notes(clean_methods, shown),
         "retrieval": retrieval_section(split.retrieval, split.training, arms),
     }

@@ -38,6 +38,7 @@ def build_model(config: Config, spec: ModelSpec) -> PerturbationModel:
         pert_encoding=m.pert_encoding,
         use_batch=m.use_batch,
         output_residual=m.output_residual,
+        output_activation=m.output_activation,
         anchor=m.anchor,
     )
     retriever = None
