@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ptrag.cli.common import add_data_options, data_overrides
+from ptrag.cli.common import add_data_options, add_progress_option, data_overrides
 
 ADD_DESCRIPTION = (
     "Add newly measured (perturbation, cell type) evidence to a trained run of a memory arm, without "
@@ -32,6 +32,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     )
     add.add_argument("--overwrite", action="store_true", help="replace an existing --out directory.")
     add_data_options(add)
+    add_progress_option(add)
     add.set_defaults(func=run)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ptrag.cli.common import add_checkpoint_option, add_data_options, data_overrides
+from ptrag.cli.common import add_checkpoint_option, add_data_options, add_progress_option, data_overrides
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
@@ -37,7 +37,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for pairing control cells.")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory.")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar.")
+    add_progress_option(parser)
     # For files that name their columns differently from the training file (default: the run's).
     add_data_options(parser)
     parser.set_defaults(func=run)

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ptrag.config import DataConfig
 from ptrag.data import columns as cols
@@ -49,6 +48,7 @@ from ptrag.data.validation import (
     small_group_warnings,
 )
 from ptrag.errors import DataError, format_list
+from ptrag.progress import progress_bar
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -246,7 +246,8 @@ def _read_matrix(
     largest = 0.0
     total = -(-source.shape[0] // source.chunk_rows())
     chunks = source.iter_chunks()
-    for start, block in tqdm(chunks, total=total, desc="Reading expression", unit="chunk", disable=total < 4):
+    bar = progress_bar(chunks, total=total, desc="Reading expression", unit="chunk", enabled=total >= 4)
+    for start, block in bar:
         if columns is not None:
             block = block[:, columns]
         largest = max(largest, check_block(block, start, source.key, raw))

@@ -11,7 +11,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from ptrag.data.dataset import BATCH, CELL_TYPE, PerturbationDataset
 from ptrag.data.sets import CellSet, SetSampler
@@ -19,6 +18,7 @@ from ptrag.errors import PtragError, format_list
 from ptrag.models import ModelOutput
 from ptrag.prediction.genes import align_genes
 from ptrag.prediction.record import retrieval_rows
+from ptrag.progress import progress_bar
 from ptrag.retrieval import COLLAPSED_SELECTION
 from ptrag.run.checkpoint import Checkpoint
 from ptrag.run.groups import embeddable
@@ -89,7 +89,8 @@ def forward_sets(
 ) -> Iterator[tuple[int, Sequence[CellSet], ModelOutput]]:
     """``(first set id, sets, output)`` per forward pass, so callers can reduce as they go."""
     with torch.inference_mode():
-        for start in tqdm(range(0, len(sets), sets_per_batch), desc=desc, disable=not progress):
+        batches = range(0, len(sets), sets_per_batch)
+        for start in progress_bar(batches, desc=desc, unit="batch", enabled=progress):
             chunk = sets[start : start + sets_per_batch]
             batch = tensorize(chunk)
             # Only each set's first n_real cells are kept: the anchor is their mean.
