@@ -56,16 +56,14 @@ def test_on_a_terminal_it_is_a_tqdm_bar_on_stderr(capsys, monkeypatch) -> None:
 @pytest.mark.parametrize("how", ["argument", "switch"])
 def test_disabled_progress_prints_nothing(capsys, monkeypatch, how) -> None:
     monkeypatch.setattr(progress_module, "PLAIN_INTERVAL_S", 0.0)
-    with progress_enabled(how != "switch"):
-        with progress_bar(total=5, desc="x", enabled=how != "argument") as bar:
-            bar.update(5)
+    with progress_enabled(how != "switch"), progress_bar(total=5, desc="x", enabled=how != "argument") as bar:
+        bar.update(5)
     assert capsys.readouterr() == ("", "")
 
 
 def test_the_switch_nests_and_restores() -> None:
-    with progress_enabled(False):
-        with progress_enabled(True):  # an inner block cannot turn progress back on
-            assert not progress_bar(total=1, desc="x")._shown
+    with progress_enabled(False), progress_enabled(True):  # an inner block cannot turn progress back on
+        assert not progress_bar(total=1, desc="x")._shown
     assert progress_bar(total=1, desc="x")._shown
 
 

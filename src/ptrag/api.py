@@ -209,10 +209,13 @@ class Model:
         queries: pd.DataFrame | None,
         seed: int,
     ) -> Prediction:
-        from ptrag.prediction.insilico import predict_queries
+        from ptrag.prediction.insilico import check_queries, check_query_size, predict_queries
         from ptrag.prediction.predict import predict_sets
 
         checkpoint = self.checkpoint
+        if queries is not None:  # before the data is read
+            queries = check_queries(queries)
+            check_query_size(queries, len(checkpoint.spec.genes))
         dataset = self.load_data(data)
         if queries is not None:
             return predict_queries(checkpoint, dataset, queries, seed=seed)
@@ -226,7 +229,7 @@ class Model:
         self,
         data: DataLike,
         cell_type: str,
-        genes: Sequence[str] | None = None,
+        genes: Sequence[str] | str | None = None,
         *,
         n_cells: int | None = None,
         keep_cells: bool = False,

@@ -1,4 +1,4 @@
-"""Progress on the command line: stderr only, no carriage returns when redirected, --no-progress everywhere."""
+"""Progress on the command line: stderr only, no \\r when redirected, --no-progress everywhere."""
 
 from __future__ import annotations
 
