@@ -5,5 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 venv="${PTRAG_VENV:-.venv}"
 out="${1:-ptrag-out/benchmark}"
+# ptrag benchmark prints "report: $out/report.html" itself.
 "$venv/bin/ptrag" benchmark --preset replogle-like --out "$out" --overwrite
-echo "report: $out/report.html"

@@ -5,7 +5,7 @@ import tempfile
 import pytest
 
 from ptrag.errors import OutputError
-from ptrag.io import atomic_path, atomic_write_text, prepare_output_dir
+from ptrag.io import atomic_path, atomic_write_text, check_free_space, prepare_output_dir
 
 
 def test_existing_output_directory_is_refused_without_overwrite(tmp_path) -> None:
@@ -53,3 +53,25 @@ def test_unwritable_location_is_a_clear_error(tmp_path) -> None:
     blocker.write_text("")
     with pytest.raises(OutputError):
         atomic_write_text(blocker / "x.txt", "data")
+
+
+def test_free_space_is_checked_for_the_known_output_size(tmp_path, monkeypatch) -> None:
+    import shutil
+
+    usage = shutil.disk_usage(tmp_path)
+    seen = []
+
+    def disk_usage(path):
+        seen.append(path)
+        return usage._replace(free=2_500_000_000)
+
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+    out = tmp_path / "not" / "yet" / "there"
+    check_free_space(out, 2_000_000_000, "the screen")  # fits
+    assert seen == [tmp_path]  # the nearest directory that exists
+    with pytest.raises(OutputError) as info:
+        check_free_space(out, 3_000_000_000, "the screen")
+    assert str(info.value) == (
+        f"Not enough space for {out}: the screen needs about 3.0 GB, but its device has 2.5 GB free. "
+        "Free space or choose --out elsewhere."
+    )

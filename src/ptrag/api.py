@@ -24,6 +24,7 @@ from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.splits import Split
 from ptrag.errors import CheckpointError
 from ptrag.io import staged_output
+from ptrag.progress import progress_enabled
 
 if TYPE_CHECKING:
     from ptrag.prediction.predict import Prediction
@@ -97,10 +98,12 @@ class Model:
             return data
         return load_dataset(data, config.data, set_len=config.train.cell_set_len)
 
-    def load_data(self, data: DataLike, overrides: Sequence[str] = ()) -> PerturbationDataset:
+    def load_data(
+        self, data: DataLike, overrides: Sequence[str] = (), *, progress: bool = True
+    ) -> PerturbationDataset:
         """A screen to predict on, read as the run's training data was: its columns (``overrides``
         such as ``data.cell_type_column="tissue"`` for a file that names them differently), its
-        ordered genes and its normalisation."""
+        ordered genes and its normalisation. ``progress=False``: no file-reading progress."""
         from ptrag.config import apply_overrides
         from ptrag.data.loading import load_dataset
 
@@ -108,9 +111,10 @@ class Model:
             return data
         spec = self.checkpoint.spec
         config = apply_overrides(self.checkpoint.config, overrides).data
-        return load_dataset(
-            data, config, genes=spec.genes, normalisation=spec.normalisation, prediction_input=True
-        )
+        with progress_enabled(progress):
+            return load_dataset(
+                data, config, genes=spec.genes, normalisation=spec.normalisation, prediction_input=True
+            )
 
     def run_split(self) -> Split:
         """The split the run trained with (its split.toml, with any held-out val groups)."""
@@ -133,14 +137,28 @@ class Model:
     ) -> Model:
         """Train into ``run_dir`` (or continue it with ``resume``); afterwards the model is that run.
 
-        ``split`` may be None when resuming: the run's own split is used.
+        ``split`` may be None when resuming: the run's own split is used. ``progress=False``: no
+        progress at all (training steps, file reading).
         """
+        with progress_enabled(progress):
+            return self._fit(data, split, Path(run_dir), resume, overwrite, progress, verbose)
+
+    def _fit(
+        self,
+        data: DataLike,
+        split: SplitLike | None,
+        run_dir: Path,
+        resume: bool,
+        overwrite: bool,
+        progress: bool,
+        verbose: bool,
+    ) -> Model:
         from ptrag.training.resume import run_config_for_resume
         from ptrag.training.run import train
 
         # A resumed run keeps its own config unless this model was given one (which must agree).
         config = self._config if resume else self.config
-        dataset = self._training_data(data, config or run_config_for_resume(Path(run_dir)))
+        dataset = self._training_data(data, config or run_config_for_resume(run_dir))
         if split is not None and not isinstance(split, Split):
             split = Split.read(split)
         self.outcome = train(
@@ -154,7 +172,7 @@ class Model:
             verbose=verbose,
         )
         # Opened when first used: under DDP only rank 0 moves the finished run into place.
-        self.run_dir, self._checkpoint = Path(run_dir), None
+        self.run_dir, self._checkpoint = run_dir, None
         return self
 
     def _open(self, run_dir: Path, checkpoint: str) -> None:
@@ -177,25 +195,41 @@ class Model:
 
         Returns a :class:`~ptrag.prediction.predict.Prediction`: ``adata_pred, adata_real = ...``
         unpacks it; ``.retrieval`` is the retrieval record and ``.write(out_dir)`` saves all three.
+        ``queries``: a DataFrame with columns cell_type, perturbation and optional n_cells, checked
+        like a ``--queries`` file. ``progress=False``: no progress at all (file reading included).
         """
-        from ptrag.prediction.insilico import predict_queries
+        with progress_enabled(progress):
+            return self._predict(data, split, split_file, queries, seed)
+
+    def _predict(
+        self,
+        data: DataLike,
+        split: str,
+        split_file: SplitLike | None,
+        queries: pd.DataFrame | None,
+        seed: int,
+    ) -> Prediction:
+        from ptrag.prediction.insilico import check_queries, check_query_size, predict_queries
         from ptrag.prediction.predict import predict_sets
 
         checkpoint = self.checkpoint
+        if queries is not None:  # before the data is read
+            queries = check_queries(queries)
+            check_query_size(queries, len(checkpoint.spec.genes))
         dataset = self.load_data(data)
         if queries is not None:
-            return predict_queries(checkpoint, dataset, queries, seed=seed, progress=progress)
+            return predict_queries(checkpoint, dataset, queries, seed=seed)
         split_obj = self.run_split() if split_file is None else split_file
         split_obj = split_obj if isinstance(split_obj, Split) else Split.read(split_obj)
         split_obj.validate(dataset)
         groups = split_obj.groups(dataset, split)
-        return predict_sets(checkpoint, dataset, groups, seed=seed, role=split, progress=progress)
+        return predict_sets(checkpoint, dataset, groups, seed=seed, role=split)
 
     def screen(
         self,
         data: DataLike,
         cell_type: str,
-        genes: Sequence[str] | None = None,
+        genes: Sequence[str] | str | None = None,
         *,
         n_cells: int | None = None,
         keep_cells: bool = False,
@@ -204,20 +238,21 @@ class Model:
         progress: bool = True,
     ) -> ScreenResult:
         """In-silico screen of ``genes`` (default: every gene with an embedding) in ``cell_type``,
-        from its control cells in ``data``; see :func:`ptrag.prediction.screen.screen_genes`."""
+        from its control cells in ``data``; see :func:`ptrag.prediction.screen.screen_genes`.
+        ``genes`` may be one symbol (``"MYC"``). ``progress=False``: no progress at all."""
         from ptrag.prediction.screen import screen_genes
 
-        return screen_genes(
-            self.checkpoint,
-            self.load_data(data),
-            cell_type,
-            genes,
-            n_cells=n_cells,
-            keep_cells=keep_cells,
-            low_evidence_cosine=low_evidence_cosine,
-            seed=seed,
-            progress=progress,
-        )
+        with progress_enabled(progress):
+            return screen_genes(
+                self.checkpoint,
+                self.load_data(data),
+                cell_type,
+                genes,
+                n_cells=n_cells,
+                keep_cells=keep_cells,
+                low_evidence_cosine=low_evidence_cosine,
+                seed=seed,
+            )
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Copy the run directory (checkpoints, config, split, metrics) to ``path``."""

@@ -106,6 +106,32 @@ def check_output_dir(path: str | Path, overwrite: bool = False) -> Path:
     return out
 
 
+def check_free_space(path: str | Path, needed: int, what: str) -> None:
+    """Refuse, before any work, an output of about ``needed`` bytes that the device of ``path``
+    (the nearest existing directory) has no room for. An output replaced with --overwrite stays until
+    the new one is complete, so the new one needs its full size free."""
+    out = Path(path).absolute()
+    existing = next((p for p in (out, *out.parents) if p.exists()), out.anchor)
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:  # no usage to read (an exotic file system): the write itself will tell
+        return
+    if needed > free:
+        kept = " (the old output stays until the new one is complete)" if out.exists() else ""
+        raise OutputError(
+            f"Not enough space for {path}: {what} needs about {_size(needed)}, but its device has "
+            f"{_size(free)} free{kept}. Free space or choose --out elsewhere."
+        )
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n_bytes < 1000 or unit == "GB":
+            return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1000
+    raise AssertionError  # unreachable
+
+
 def replace_dir(new: Path, out: Path) -> None:
     """Move the complete directory ``new`` to ``out``; an old ``out`` is removed only after that."""
     try:

@@ -20,7 +20,7 @@ import pytest
 from ptrag import Model
 from ptrag.cli.main import main
 
-from .cli_helpers import fails, predict_args, train_args
+from .cli_helpers import fails, predict_args, snapshot, train_args
 
 # --- configuration and output directories ---------------------------------------------------------
 
@@ -291,6 +291,11 @@ def test_predict_split_file_naming_unknown_perturbations(screen, run_dir, tmp_pa
         ("cell_type,perturbation\nk562,\n", "empty cell_type or perturbation on line(s) 2"),
         ("cell_type,perturbation\nhela,RPL10\n", "No control cells for the query cell type(s) 'hela'"),
         ("cell_type,perturbation\nk562,NOTAGENE123\n", "'NOTAGENE123'"),
+        ("cell_type,perturbation,n_cells\nk562,RPL10,1e9\n", "GB of memory for the predicted cells"),
+        (
+            "cell_type,perturbation\nk562,RPL10\nrpe1,RPL10\nk562,RPL10\n",
+            "more than once: 'k562/RPL10' on line(s) 2, 4",
+        ),
     ],
     ids=[
         "wrong_columns",
@@ -300,6 +305,8 @@ def test_predict_split_file_naming_unknown_perturbations(screen, run_dir, tmp_pa
         "empty_field",
         "no_controls",
         "no_embedding",
+        "billion_cells",
+        "duplicates",
     ],
 )
 def test_bad_query_files(screen, run_dir, tmp_path, capsys, body, expected) -> None:
@@ -307,6 +314,38 @@ def test_bad_query_files(screen, run_dir, tmp_path, capsys, body, expected) -> N
     queries.write_text(body)
     argv = predict_args(run_dir, screen / "data.h5ad", tmp_path / "pred", "--queries", str(queries))
     assert expected in fails(capsys, argv)
+
+
+def test_a_billion_query_cells_are_refused_before_the_data_is_read(
+    screen, run_dir, tmp_path, capsys, monkeypatch
+) -> None:
+    queries = tmp_path / "queries.csv"
+    queries.write_text("cell_type,perturbation,n_cells\nk562,RPL10,1e9\n")
+    monkeypatch.setattr("ptrag.api.Model.load_data", lambda *a, **k: pytest.fail("data read"))
+    argv = predict_args(run_dir, screen / "data.h5ad", tmp_path / "pred", "--queries", str(queries))
+    line = fails(capsys, argv)
+    genes = len(Model.load(run_dir).genes)
+    needs = f"needs {4e9 * genes / 1e9:.1f} GB"
+    assert f"Predicting 1,000,000,000 cells (n_cells summed over 1 queries) {needs}" in line
+
+
+@pytest.mark.parametrize("kind", ["queries", "split"])
+def test_a_full_disk_is_refused_before_the_prediction_and_keeps_the_old_output(
+    screen, run_dir, tmp_path, capsys, monkeypatch, kind
+) -> None:
+    out = tmp_path / "pred"
+    queries = tmp_path / "queries.csv"
+    queries.write_text("cell_type,perturbation,n_cells\nk562,RPL10,50\n")
+    extra = ["--queries", str(queries)] if kind == "queries" else []
+    assert main(predict_args(run_dir, screen / "data.h5ad", out, *extra)) == 0
+    before = snapshot(out)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr("ptrag.io.shutil.disk_usage", lambda path: usage._replace(free=1000))
+    monkeypatch.setattr("ptrag.api.Model.predict", lambda *a, **k: pytest.fail("predicted"))
+    line = fails(capsys, predict_args(run_dir, screen / "data.h5ad", out, *extra, "--overwrite"))
+    assert f"Not enough space for {out}: the prediction needs about" in line
+    assert "has 1.0 KB free (the old output stays until the new one is complete)" in line
+    assert snapshot(out) == before
 
 
 # --- evaluation -------------------------------------------------------------------------------------

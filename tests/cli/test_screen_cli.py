@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
+import pytest
 
 from ptrag.cli.main import main
 from ptrag.embeddings import load_embeddings
@@ -72,3 +74,22 @@ def test_screen_errors_are_one_line_and_keep_an_old_output(screen, run_dir, tmp_
         capsys, screen_args(run_dir, screen / "data.h5ad", out, "--genes", "TP53")
     )
     assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("value", ["nan", "5", "-1.5"])
+def test_a_low_evidence_cosine_outside_minus_one_to_one_is_one_line(
+    screen, run_dir, tmp_path, capsys, value
+) -> None:
+    extra = ("--genes", "MYC", "--low-evidence-cosine", value)
+    line = fails(capsys, screen_args(run_dir, screen / "data.h5ad", tmp_path / "s", *extra))
+    assert f"must be a cosine between -1 and 1, got {float(value)}." in line
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_full_disk_is_refused_before_the_screen(screen, run_dir, tmp_path, capsys, monkeypatch) -> None:
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr("ptrag.io.shutil.disk_usage", lambda path: usage._replace(free=10))
+    monkeypatch.setattr("ptrag.api.Model.screen", lambda *a, **k: pytest.fail("screened"))
+    line = fails(capsys, screen_args(run_dir, screen / "data.h5ad", tmp_path / "s"))
+    # Every gene with an embedding: 20,598 pseudobulk rows (X and delta) of the run's genes.
+    assert "the screen needs about" in line and "has 10 bytes free" in line

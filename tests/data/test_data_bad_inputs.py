@@ -155,6 +155,23 @@ def test_raw_counts_mixed_with_fractions(screen_factory, write_screen):
     assert "non-integer" in _error(write_screen(adata))
 
 
+@pytest.mark.parametrize("expression", ["X", "X_hvg"])
+def test_raw_counts_with_one_fraction_in_the_sample_are_refused_not_read_as_log1p(
+    screen_factory, write_screen, expression
+):
+    # It used to be read as log1p data with a warning: one fraction made the sample "not counts".
+    adata = screen_factory(n_hvg=40, raw_counts=True)
+    target = adata.obsm["X_hvg"] if expression == "X_hvg" else adata.X
+    row, col = 5, int(np.flatnonzero(target[5])[0])  # row 5 is in the first sampled window
+    target[row, col] += 0.5
+    path = write_screen(adata)
+    message = _error(path, DataConfig(expression="X" if expression == "X" else "auto"))
+    key = "X" if expression == "X" else "obsm['X_hvg']"
+    assert message.startswith(f"{key} of ") and path.name in message
+    assert "looks like raw counts" in message and "cell row 5" in message
+    assert f"non-integer value ({target[row, col]:g})" in message
+
+
 def test_unused_and_control_only_cell_types(screen_factory, write_screen):
     adata = screen_factory()
     obs = adata.obs

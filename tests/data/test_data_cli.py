@@ -43,6 +43,24 @@ def test_inspect_shows_warnings_and_per_batch(write_screen, capsys):
     assert "hepg2_0" in out and "with replacement" in out
 
 
+def test_inspect_warns_with_the_set_size_training_would_use(screen_factory, write_screen, capsys):
+    # 40 cells per perturbation: enough for the paper's S = 64? no; for cpu-small's S = 32, yes.
+    path = write_screen(screen_factory(cells_per_perturbation=40, n_controls=200, n_batches=1))
+
+    def set_size_warning(*options: str) -> str:
+        assert main(["inspect", str(path), *options]) == 0
+        out = capsys.readouterr().out
+        return " ".join(re.findall(r"set size (\d+)", out)) + ("" if "fewer cells" in out else " none")
+
+    from ptrag.config import DEFAULT_PRESET, load_config
+
+    assert load_config(DEFAULT_PRESET).train.cell_set_len == 32
+    assert set_size_warning() == " none"  # the default preset's 32, not the schema's 64
+    assert set_size_warning("--config", "paper") == "64"
+    assert set_size_warning("--set", "train.cell_set_len=48") == "48"
+    assert set_size_warning("--set-len", "50") == "50"
+
+
 def test_inspect_bad_file_exits_2(tmp_path, capsys):
     bad = tmp_path / "x.h5ad"
     bad.write_text("nope")

@@ -116,7 +116,7 @@ def test_low_evidence_flags_unmeasured_genes_below_the_cut_off(screened, memory_
     expected = ~table["measured_in_training"] & (table["nearest_cosine"] < cutoff)
     assert table["low_evidence"].tolist() == expected.tolist()
     strict = memory_run.screen(
-        tiny_screen / "data.h5ad", "k562", ["MYC", "PSMA4"], low_evidence_cosine=1.01, progress=False
+        tiny_screen / "data.h5ad", "k562", ["MYC", "PSMA4"], low_evidence_cosine=1.0, progress=False
     ).table.set_index("perturbation")
     assert strict.loc["MYC", "low_evidence"] and not strict.loc["PSMA4", "low_evidence"]
 
@@ -183,3 +183,11 @@ def test_a_raw_count_run_screens_and_predicts_from_a_controls_only_raw_file(
     assert list(result.pseudobulk.var_names) == list(model.genes) == list(adata_pred.var_names)
     assert adata_pred.n_obs == 10 and np.isfinite(adata_pred.X).all()
     assert np.isfinite(result.table["effect_size"]).all()
+
+
+def test_one_gene_as_a_string_is_one_gene_and_a_bad_cut_off_is_refused(memory_run, tiny_screen) -> None:
+    table = memory_run.screen(tiny_screen / "data.h5ad", "k562", "MYC", progress=False).table
+    assert table["perturbation"].tolist() == ["MYC"]  # it used to be split into 'M', 'Y', 'C'
+    for value in (float("nan"), 5.0):
+        with pytest.raises(DataError, match="must be a cosine between -1 and 1"):
+            memory_run.screen(tiny_screen / "data.h5ad", "k562", ["MYC"], low_evidence_cosine=value)

@@ -137,3 +137,75 @@ def test_memory_add_refuses_duplicates_runs_without_memory_and_its_own_directory
     controls_only = controls_only[(controls_only.obs["gene"] == "non-targeting").to_numpy()].copy()
     with pytest.raises(DataError, match="no perturbed cells"):
         add_evidence(root / "run", Model.load(root / "run").load_data(controls_only), tmp_path / "b")
+
+
+def _one_pair(adata: anndata.AnnData, perturbation: str, cell_type: str) -> anndata.AnnData:
+    """The cells of (perturbation, cell type) and that cell type's controls."""
+    obs = adata.obs
+    keep = (obs["cell_line"] == cell_type) & obs["gene"].isin([perturbation, "non-targeting"])
+    return adata[keep.to_numpy()].copy()
+
+
+def _cells_of(prediction, cell_type: str, perturbation: str) -> np.ndarray:
+    obs = prediction.adata_pred.obs
+    rows = ((obs["target_gene"] == perturbation) & (obs["cell_type"] == cell_type)).to_numpy()
+    return np.asarray(prediction.adata_pred.X[rows])
+
+
+def _lines_of(dataset, perturbation: str) -> list[str]:
+    return [c for c, p in dataset.conditions.groups if p == perturbation]
+
+
+def _in_two_lines(dataset, perturbations: list[str]) -> str:
+    return next(p for p in perturbations if len(_lines_of(dataset, p)) >= 2)
+
+
+def test_an_added_pair_feeds_other_cell_types_but_not_its_own_prediction(block_run, tiny_screen) -> None:
+    root, dataset, measured, _ = block_run
+    perturbation = _in_two_lines(dataset, measured)
+    added, other = _lines_of(dataset, perturbation)[:2]
+    new = _one_pair(anndata.read_h5ad(tiny_screen / "data.h5ad"), perturbation, added)
+    update = add_evidence(root / "run", Model.load(root / "run").load_data(new), root / "one-pair")
+    assert update.added == 1 and update.new_cell_types == ()
+    assert "never uses it for that pair's own prediction" in update.message
+
+    groups = [(added, perturbation), (other, perturbation)]
+    before = _predict(root / "run", dataset, groups)
+    after = _predict(root / "one-pair", dataset, groups)
+    # The added pair's own prediction is what it was: a query never retrieves its own measurement.
+    own_before, own_after = _cells_of(before, added, perturbation), _cells_of(after, added, perturbation)
+    assert own_before.size and np.array_equal(own_after, own_before)
+    # The same perturbation in another cell type now retrieves the added row, and moves.
+    moved = np.abs(_cells_of(after, other, perturbation) - _cells_of(before, other, perturbation)).max()
+    assert moved > 1e-3
+
+
+def test_memory_add_of_a_new_cell_type_says_what_the_run_can_do_with_it(
+    block_run, tiny_screen, tmp_path, capsys
+) -> None:
+    root, dataset, measured, _ = block_run
+    perturbation = _in_two_lines(dataset, measured)
+    line = _lines_of(dataset, perturbation)[0]
+    new = _one_pair(anndata.read_h5ad(tiny_screen / "data.h5ad"), perturbation, line)
+    new.obs["cell_line"] = "hela"
+    new.write_h5ad(tmp_path / "hela.h5ad")
+    data = str(tmp_path / "hela.h5ad")
+    assert main(["memory", "add", str(root / "run"), "--data", data, "--out", str(tmp_path / "g")]) == 0
+    out = capsys.readouterr().out
+    assert "'hela' are new to the run" in out and "never trained on them" in out
+    assert "never uses it for that pair's own prediction" in out
+    update = add_evidence(root / "run", Model.load(root / "run").load_data(new), tmp_path / "g2")
+    assert update.new_cell_types == ("hela",)
+    assert any("'hela' are new to the run" in note for note in update.notes)
+    # As the note says: the 'hela' row is evidence for the same perturbation in the trained lines.
+    groups = [(line, perturbation)]
+    before, after = _predict(root / "run", dataset, groups), _predict(tmp_path / "g", dataset, groups)
+    assert np.abs(_cells_of(after, line, perturbation) - _cells_of(before, line, perturbation)).max() > 1e-3
+
+
+def test_memory_add_help_says_what_an_added_measurement_does_and_does_not_do(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["memory", "add", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "predictions of the same perturbation in other cell types" in text
+    assert "does not change: the prediction of an added (perturbation, cell type) pair itself" in text

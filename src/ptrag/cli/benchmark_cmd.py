@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ptrag.cli.common import add_config_options, add_data_options, data_overrides
+from ptrag.cli.common import add_config_options, add_data_options, add_progress_option, data_overrides
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
@@ -47,7 +47,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         "--out", required=True, help="output directory; written beside it, moved into place when done."
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory.")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars.")
+    add_progress_option(parser)
     add_config_options(parser)
     add_data_options(parser)
     parser.set_defaults(func=run)

@@ -18,6 +18,18 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_progress_option(parser: argparse.ArgumentParser, *aliases: str) -> None:
+    """``--no-progress``, which every command has: no progress report at all (``ptrag.progress``)."""
+    parser.add_argument(
+        "--no-progress",
+        *aliases,
+        dest="no_progress",
+        action="store_true",
+        help="show no progress (by default it goes to stderr: a bar on a terminal, else a line every "
+        "30 s).",
+    )
+
+
 def add_checkpoint_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ptrag.cli.common import add_progress_option
+
 DESCRIPTION = """\
 Write GenePT-style gene embeddings offline, or show a gene's nearest neighbours.
 
@@ -100,6 +102,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         help="with --neighbors or --coverage: 'bundled' (default) or an embedding file "
         "(.npz, .pkl, .csv, .tsv, .parquet, .pt).",
     )
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ptrag.cli.common import add_progress_option
+
 DESCRIPTION = (
     "Read PRED_DIR/adata_pred.h5ad and PRED_DIR/adata_real.h5ad (identical var_names, same "
     "(cell type, perturbation) conditions, control cells in both), compute every metric per "
@@ -71,6 +73,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser.add_argument(
         "--no-references", action="store_true", help="Score the method only, without the references."
     )
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 

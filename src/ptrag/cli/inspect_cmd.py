@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ptrag.config import DataConfig, TrainConfig
+from ptrag.cli.common import add_config_options, add_progress_option
+from ptrag.config import DEFAULT_PRESET, DataConfig
 
 DESCRIPTION = (
     "Load a perturbation screen (.h5ad) the way training would and print what was detected: cells and "
@@ -47,27 +48,36 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def data_config(args: argparse.Namespace) -> DataConfig:
-    """The data section: schema defaults, then the options given (range-checked like any config)."""
+def training_config(args: argparse.Namespace) -> Any:
+    """The config ``ptrag train`` would use with these options: --config (default preset), --set,
+    then the data options given (range-checked like any config)."""
     from ptrag.cli.common import data_overrides
     from ptrag.config import load_config
 
-    return load_config(None, data_overrides(args)).data
+    source = getattr(args, "config", None) or DEFAULT_PRESET
+    return load_config(source, [*getattr(args, "overrides", []), *data_overrides(args)])
+
+
+def data_config(args: argparse.Namespace) -> DataConfig:
+    """The data section of :func:`training_config`."""
+    return training_config(args).data
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser = sub.add_parser(name, help=help_text, description=DESCRIPTION)
     add_data_options(parser)
+    add_config_options(parser)
     parser.add_argument(
         "--set-len",
         type=int,
-        default=TrainConfig().cell_set_len,
-        help="Set size S used to warn about perturbations and batches with fewer cells "
-        "(default: train.cell_set_len's default, the paper's %(default)s).",
+        default=None,
+        help="Set size S used to warn about perturbations and batches with fewer cells (default: "
+        f"train.cell_set_len of the config training would use: --config and --set, else {DEFAULT_PRESET}).",
     )
     parser.add_argument(
         "--per-batch", action="store_true", help="Print control cells for every (cell type, batch) pair."
     )
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -139,13 +149,15 @@ def run(args: argparse.Namespace) -> int:
 
     from ptrag.data.loading import load_dataset
 
+    config = training_config(args)
+    set_len = args.set_len if args.set_len is not None else config.train.cell_set_len
     # The summary lists the warnings itself; logging them as well would print each twice.
     logger = logging.getLogger("ptrag.data.loading")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        dataset = load_dataset(args.data, data_config(args), set_len=args.set_len)
+        dataset = load_dataset(args.data, config.data, set_len=set_len)
     finally:
         logger.setLevel(level)
-    print(summarize(dataset, args.set_len, args.per_batch))
+    print(summarize(dataset, set_len, args.per_batch))
     return 0

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from ptrag import __version__
 from ptrag.errors import PtragError
+from ptrag.progress import progress_enabled
 
 # (command, module, one-line help)
 COMMANDS: tuple[tuple[str, str, str], ...] = (
@@ -64,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        with progress_enabled(not getattr(args, "no_progress", False)):
+            return int(args.func(args) or 0)
     except PtragError as exc:
         print(f"ptrag {args.command}: error: {exc}", file=sys.stderr)
         return 2

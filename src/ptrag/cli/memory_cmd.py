@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ptrag.cli.common import add_data_options, data_overrides
+from ptrag.cli.common import add_data_options, add_progress_option, data_overrides
 
 ADD_DESCRIPTION = (
     "Add newly measured (perturbation, cell type) evidence to a trained run of a memory arm, without "
     "retraining. Every perturbation in NEW.h5ad is measured against that file's own control cells of "
     "the same cell type (mean shift, its per-gene standard error, its cell count), using the run's "
     "genes and normalisation; the run is copied to --out with the larger memory, and `ptrag predict "
-    "NEW_RUN_DIR ...` retrieves the new evidence. RUN_DIR itself is never modified."
+    "NEW_RUN_DIR ...` retrieves the new evidence. RUN_DIR itself is never modified. What the new "
+    "evidence changes: predictions of the same perturbation in other cell types, and of neighbouring "
+    "perturbations in the same cell type. What it does not change: the prediction of an added "
+    "(perturbation, cell type) pair itself, because a query never retrieves its own measurement "
+    "(held-out evaluation must not see it); for a measured pair, use the measurement. A cell type "
+    "the run was never trained on gets evidence rows, not training: the command says so."
 )
 
 
@@ -32,6 +37,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     )
     add.add_argument("--overwrite", action="store_true", help="replace an existing --out directory.")
     add_data_options(add)
+    add_progress_option(add)
     add.set_defaults(func=run)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ptrag.cli.common import add_checkpoint_option, add_data_options, data_overrides
+from ptrag.cli.common import add_checkpoint_option, add_data_options, add_progress_option, data_overrides
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
@@ -37,7 +37,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for pairing control cells.")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory.")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar.")
+    add_progress_option(parser)
     # For files that name their columns differently from the training file (default: the run's).
     add_data_options(parser)
     parser.set_defaults(func=run)
@@ -46,18 +46,29 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from ptrag.api import Model
     from ptrag.data.splits import Split
-    from ptrag.io import check_output_dir, staged_output
-    from ptrag.prediction.insilico import read_queries
-    from ptrag.prediction.write import write_prediction_files
+    from ptrag.io import check_free_space, check_output_dir, staged_output
+    from ptrag.prediction.insilico import check_query_size, read_queries
+    from ptrag.prediction.write import (
+        held_out_prediction_bytes,
+        prediction_bytes,
+        write_prediction_files,
+    )
 
     model = Model.load(args.run_dir, checkpoint=args.checkpoint)
     # Check the cheap inputs before the screen is read; an existing output stays until the new one is done.
     queries = read_queries(args.queries) if args.queries else None
+    if queries is not None:
+        check_query_size(queries, len(model.genes))
     check_output_dir(args.out, overwrite=args.overwrite)
     dataset = model.load_data(args.data, data_overrides(args))
     split = None
+    n_genes = len(model.genes)
     if queries is None:
         split = Split.read(args.split_file) if args.split_file else model.run_split()
+        needed = held_out_prediction_bytes(dataset, split.groups(dataset, args.split), n_genes)
+    else:
+        needed = prediction_bytes(n_genes, int(queries["n_cells"].sum()))
+    check_free_space(args.out, needed, "the prediction")
     prediction = model.predict(
         dataset,
         split=args.split,

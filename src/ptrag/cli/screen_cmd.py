@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ptrag.cli.common import add_checkpoint_option, add_data_options, data_overrides
+from ptrag.cli.common import add_checkpoint_option, add_data_options, add_progress_option, data_overrides
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
@@ -43,24 +43,30 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser.add_argument("--out", required=True, help="output directory; replaced only when complete.")
     parser.add_argument("--seed", type=int, default=0, help="seed for the shared control draw.")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory.")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar.")
+    add_progress_option(parser)
     add_data_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ptrag.api import Model
+    from ptrag.embeddings import load_embeddings
     from ptrag.errors import DataError
-    from ptrag.io import check_output_dir, staged_output
-    from ptrag.prediction.screen import read_gene_list
+    from ptrag.io import check_free_space, check_output_dir, staged_output
+    from ptrag.prediction.screen import check_low_evidence_cosine, read_gene_list, screen_bytes
     from ptrag.report.screen_figure import write_screen_figure
 
     if args.n_cells is not None and args.n_cells < 1:
         raise DataError(f"--n-cells must be at least 1, got {args.n_cells}.")
+    check_low_evidence_cosine(args.low_evidence_cosine)
     genes = read_gene_list(args.genes)
     model = Model.load(args.run_dir, checkpoint=args.checkpoint)
     check_output_dir(args.out, overwrite=args.overwrite)
     dataset = model.load_data(args.data, data_overrides(args))
+    source = model.config.embedding.source
+    n_screened = len(genes) if genes is not None else len(load_embeddings(source).symbols)
+    cells = (args.n_cells or model.config.train.cell_set_len) if args.cells else 0
+    check_free_space(args.out, screen_bytes(n_screened, len(model.genes), cells), "the screen")
     result = model.screen(
         dataset,
         args.cell_type,

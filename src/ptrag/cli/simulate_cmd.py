@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ptrag.cli.common import add_progress_option
+
 PRESET_NAMES = ("tiny", "replogle-like", "scale-1m")
 
 DESCRIPTION = """\
@@ -41,7 +43,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         help="Also measure how realistic the screen is (correlations, near-null share, noise floor), "
         "print the table and save it as DIR/realism.json.",
     )
-    parser.add_argument("--quiet", action="store_true", help="Hide the progress bar.")
+    add_progress_option(parser, "--quiet")
     parser.set_defaults(func=run)
 
 
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Written beside --out and moved into place when complete: an old screen stays until then.
     with staged_output(args.out, overwrite=args.overwrite) as staging:
-        result = simulate(args.preset, args.seed, staging, overwrite=True, progress=not args.quiet)
+        result = simulate(args.preset, args.seed, staging, overwrite=True, progress=not args.no_progress)
         report = write_realism_report(staging) if args.report else None
     print(
         f"Wrote {result.n_cells} cells x {result.n_genes} genes, {result.n_conditions} "

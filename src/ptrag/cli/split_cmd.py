@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ptrag.cli.common import add_progress_option
 from ptrag.cli.inspect_cmd import add_data_options, data_config
 
 DESCRIPTION = (
@@ -55,6 +56,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     )
     parser.add_argument("--out", required=True, type=Path, help="Where to write the split TOML.")
     parser.add_argument("--overwrite", action="store_true", help="Replace --out if it already exists.")
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ptrag.cli.common import add_config_options, add_data_options, data_overrides
+from ptrag.cli.common import add_config_options, add_data_options, add_progress_option, data_overrides
 
 RESUME_HELP = (
     "continue the interrupted run in --out (or extend a finished one with a larger --steps). The "
@@ -48,7 +48,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser.add_argument("--devices", help="devices per node, e.g. 1, 4 or auto (train.devices).")
     parser.add_argument("--num-nodes", type=int, help="nodes for multi-node DDP (train.num_nodes).")
     parser.add_argument("--strategy", help="Lightning strategy, e.g. ddp (train.strategy).")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar.")
+    add_progress_option(parser)
     add_config_options(parser)
     add_data_options(parser)
     parser.set_defaults(func=run)

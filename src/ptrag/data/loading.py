@@ -10,7 +10,8 @@ Rules (documented for users in docs/data.md):
   another). Columns of an obsm matrix are named, in order of preference, by ``uns["<key>_genes"]``,
   by ``var_names[var["highly_variable"]]`` when that selects exactly as many genes, or by
   ``var_names`` when var has exactly as many genes; otherwise loading fails.
-* Integer-valued data (checked on a sample of rows, then on every chunk) is treated as raw counts:
+* Integer-valued data (over half of the nonzero values in a sample of rows; then every value of
+  every chunk must be an integer, or loading fails naming the cell row) is treated as raw counts:
   normalize_total → log1p, then highly_variable_genes(n_top_genes) — or, when the caller passes an
   ordered gene list (a trained run's), exactly those genes in that order and no gene selection.
 * The matrix is read in row chunks straight into float16/float32 dense or CSR storage, so peak
@@ -26,7 +27,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ptrag.config import DataConfig
 from ptrag.data import columns as cols
@@ -49,6 +49,7 @@ from ptrag.data.validation import (
     small_group_warnings,
 )
 from ptrag.errors import DataError, format_list
+from ptrag.progress import progress_bar
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -58,6 +59,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_BATCH = "0"
 # log1p of a million counts is ~14; much larger values mean the data is not log-transformed.
 LOG_SCALE_LIMIT = 30.0
+# Share of a sample's nonzero values that are integers from which the data are taken as raw counts.
+COUNTS_INTEGER_SHARE = 0.5
 
 
 def load_dataset(
@@ -230,14 +233,21 @@ def _check_unique(names: np.ndarray, what: str, fix: str) -> None:
 
 
 def _looks_like_counts(source: MatrixSource) -> bool:
+    """Counts when most of a sample's nonzero values are integers (log1p values almost never are):
+    a few fractions among counts are then a mix, refused while reading, not a reason to read the
+    counts as log1p."""
     values = source.sample()
     if values.size == 0 or not np.isfinite(values).all():
         return False
-    return bool(np.all(values == np.round(values)) and values.max() >= 1)
+    nonzero = values[values != 0]
+    if nonzero.size == 0:
+        return False
+    integer_share = float(np.mean(nonzero == np.round(nonzero)))
+    return integer_share >= COUNTS_INTEGER_SHARE and bool(values.max() >= 1)
 
 
 def _read_matrix(
-    source: MatrixSource, storage: str, raw: bool, columns: np.ndarray | None
+    source: MatrixSource, storage: str, raw: bool, columns: np.ndarray | None, label: str = ""
 ) -> tuple[DenseExpression | SparseExpression, float]:
     """Every chunk validated and stored (only ``columns``, in order, when given); the largest value."""
     n_cols = source.shape[1] if columns is None else len(columns)
@@ -246,10 +256,11 @@ def _read_matrix(
     largest = 0.0
     total = -(-source.shape[0] // source.chunk_rows())
     chunks = source.iter_chunks()
-    for start, block in tqdm(chunks, total=total, desc="Reading expression", unit="chunk", disable=total < 4):
+    bar = progress_bar(chunks, total=total, desc="Reading expression", unit="chunk", enabled=total >= 4)
+    for start, block in bar:
         if columns is not None:
             block = block[:, columns]
-        largest = max(largest, check_block(block, start, source.key, raw))
+        largest = max(largest, check_block(block, start, source.key, raw, label))
         builder.add(start, block)
     builder.checked = True  # every chunk passed check_block: finite and non-negative
     return builder.finish(), largest
@@ -286,7 +297,7 @@ def _read_expression(
                 "counts per cell."
             )
         return matrix, list(genes) if genes is not None else names, "", Normalisation()
-    counts, _ = _read_matrix(source, "sparse", raw, None)
+    counts, _ = _read_matrix(source, "sparse", raw, None, label)
     assert isinstance(counts, SparseExpression)  # raw counts are always read as sparse
     target = normalisation.target_sum if normalisation is not None else None
     processed, kept, used = preprocess_counts(counts.matrix, names, config.n_top_genes, genes, target, label)

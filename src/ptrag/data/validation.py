@@ -18,8 +18,11 @@ def _first_bad_row(block: np.ndarray | sp.csr_matrix, bad: np.ndarray) -> int:
     return position // max(1, block.shape[1])
 
 
-def check_block(block: np.ndarray | sp.csr_matrix, start: int, key: str, raw: bool) -> float:
-    """Validate one row chunk; return its largest value."""
+def check_block(
+    block: np.ndarray | sp.csr_matrix, start: int, key: str, raw: bool, label: str = ""
+) -> float:
+    """Validate one row chunk (``raw``: it must hold integer counts); return its largest value.
+    ``label`` names the file in the raw-counts message."""
     values = block.data if sp.issparse(block) else np.asarray(block).ravel()
     if values.size == 0:
         return 0.0
@@ -42,9 +45,11 @@ def check_block(block: np.ndarray | sp.csr_matrix, start: int, key: str, raw: bo
         fractional = values != np.round(values)
         if fractional.any():
             row = start + _first_bad_row(block, fractional)
+            value = float(values[np.argmax(fractional)])
+            where = f"{key} of {label}" if label else key
             raise DataError(
-                f"{key} looked like raw counts (integers) in a sample of rows, but cell row {row} has "
-                "non-integer values. Give either raw counts or log1p-normalised data, not a mix."
+                f"{where} looks like raw counts (integers), but cell row {row} has a non-integer value "
+                f"({value:.6g}). Give either raw counts or log1p-normalised data, not a mix."
             )
     return float(values.max())
 

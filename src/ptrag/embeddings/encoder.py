@@ -56,11 +56,12 @@ def encode_texts(
 ) -> np.ndarray:
     """Encode ``texts`` into an L2-normalised float32 matrix [len(texts), 384].
 
-    Texts are encoded in batches with a tqdm progress bar; torch's thread count is set to ``threads``
-    for the duration and restored afterwards.
+    Texts are encoded in batches with a progress report (``ptrag.progress``); torch's thread count
+    is set to ``threads`` for the duration and restored afterwards.
     """
     import torch
-    from tqdm.auto import tqdm
+
+    from ptrag.progress import progress_bar
 
     n_threads = threads if threads is not None else default_threads()
     if n_threads < 1:
@@ -73,7 +74,7 @@ def encode_texts(
     matrix = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
     try:
         model = _load_model()
-        with tqdm(total=len(texts), desc="embedding genes", unit="gene", disable=not progress) as bar:
+        with progress_bar(total=len(texts), desc="embedding genes", unit="gene", enabled=progress) as bar:
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
                 vectors = model.encode(  # type: ignore[attr-defined]

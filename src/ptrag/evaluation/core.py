@@ -167,7 +167,7 @@ def evaluate(
     default it is fitted on all real cells here, controls included. The control condition is used
     only as the reference of deltas and DE, never scored.
     """
-    from tqdm.auto import tqdm
+    from ptrag.progress import progress_bar
 
     if celltype_col is not None and celltype_col not in adata_real.obs.columns:
         log.warning("No %r column: treating all cells as one cell type", celltype_col)
@@ -207,7 +207,7 @@ def evaluate(
     unmatched = 0
     control_differs: list[str] = []
     n_conditions = sum(1 for key in real_groups if not key.endswith("\x1f" + control_label))
-    bar = tqdm(total=n_conditions, desc="evaluate", unit="condition", disable=not progress)
+    bar = progress_bar(total=n_conditions, desc="evaluate", unit="condition", enabled=progress)
     # Per-condition matrices are small: multithreaded BLAS only adds contention there (measured
     # 60x slower for 50x2000 products on a busy 2-core machine).
     with threadpool_limits(limits=1):

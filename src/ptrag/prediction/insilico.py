@@ -14,6 +14,7 @@ from ptrag.errors import DataError, format_list
 from ptrag.prediction.predict import (
     MIN_SETS_PER_BATCH,
     Prediction,
+    check_prediction_size,
     predicted_obs,
     predictor,
     run_sets,
@@ -25,7 +26,7 @@ DEFAULT_CELLS_PER_QUERY = 100
 
 
 def _line_list(lines: np.ndarray, limit: int = 20) -> str:
-    shown = ", ".join(str(int(n)) for n in lines[:limit])
+    shown = ", ".join(str(n) for n in lines[:limit])
     return shown + (f", … ({len(lines) - limit} more)" if len(lines) > limit else "")
 
 
@@ -35,20 +36,36 @@ def read_queries(path: str | Path) -> pd.DataFrame:
         queries = pd.read_csv(path)
     except (OSError, ValueError) as exc:
         raise DataError(f"Cannot read the query file {path}: {exc}") from exc
+    return check_queries(queries, f"Query file {path}")
+
+
+def check_queries(queries: object, source: str = "The queries DataFrame") -> pd.DataFrame:
+    """A checked copy of in-silico queries: columns cell_type and perturbation (str), n_cells (a
+    whole number ≥ 1, default 100), each (cell type, perturbation) once. Every problem is a
+    :class:`DataError` naming the rows (a file's CSV line numbers, a DataFrame's index labels)."""
+    if not isinstance(queries, pd.DataFrame):
+        raise DataError(
+            "queries must be a pandas DataFrame with columns cell_type, perturbation and optional "
+            f"n_cells; got {type(queries).__name__}."
+        )
+    is_file = source.startswith("Query file")
     missing = {"cell_type", "perturbation"} - set(queries.columns)
     if missing:
         raise DataError(
-            f"Query file {path} needs columns cell_type and perturbation (optional n_cells); "
-            f"missing {sorted(missing)}, present {list(queries.columns)}."
+            f"{source} needs columns cell_type and perturbation (optional n_cells); "
+            f"missing {sorted(missing)}, present {[str(c) for c in queries.columns]}."
         )
     if queries.empty:
-        raise DataError(f"Query file {path} has a header but no queries; add one row per prediction.")
-    # CSV line numbers (header is line 1) point the user at the exact rows to fix.
-    lines = queries.index.to_numpy() + 2
+        what = "a header but no queries" if is_file else "no rows"
+        raise DataError(f"{source} has {what}; add one row per prediction.")
+    queries = queries.copy()
+    # CSV line numbers (header is line 1), or the DataFrame's own labels, name the rows to fix.
+    lines = queries.index.to_numpy() + 2 if is_file else queries.index.to_numpy()
+    where = "line(s)" if is_file else "row(s)"
     blank = queries[["cell_type", "perturbation"]].isna().any(axis=1).to_numpy()
     if blank.any():
         raise DataError(
-            f"Query file {path} has empty cell_type or perturbation on line(s) {_line_list(lines[blank])}."
+            f"{source} has empty cell_type or perturbation on {where} {_line_list(lines[blank])}."
         )
     if "n_cells" not in queries:
         queries["n_cells"] = DEFAULT_CELLS_PER_QUERY
@@ -56,11 +73,33 @@ def read_queries(path: str | Path) -> pd.DataFrame:
     bad = ~np.isfinite(counts) | (counts < 1) | (counts != np.round(counts))
     if bad.any():
         raise DataError(
-            f"Query file {path}: n_cells must be a whole number ≥ 1; bad value(s) "
-            f"{format_list(queries['n_cells'][bad])} on line(s) {_line_list(lines[bad])}."
+            f"{source}: n_cells must be a whole number ≥ 1; bad value(s) "
+            f"{format_list(queries['n_cells'][bad])} on {where} {_line_list(lines[bad])}."
         )
     queries["n_cells"] = counts.astype(np.int64)
+    for column in ("cell_type", "perturbation"):
+        queries[column] = queries[column].astype(str)
+    pairs = queries["cell_type"] + "/" + queries["perturbation"]
+    repeated = pairs.duplicated(keep=False).to_numpy()
+    if repeated.any():
+        names = list(dict.fromkeys(pairs[repeated]))
+        raise DataError(
+            f"{source} asks for the same (cell_type, perturbation) more than once: "
+            f"{format_list(names)} on {where} {_line_list(lines[repeated])}. List each once; "
+            "n_cells sets how many cells it gets."
+        )
     return queries
+
+
+def check_query_size(queries: pd.DataFrame, n_genes: int) -> None:
+    """Refuse, before any work, queries whose predicted cells would not fit in memory."""
+    total = int(queries["n_cells"].sum())
+    check_prediction_size(
+        total,
+        n_genes,
+        f"Predicting {total:,} cells (n_cells summed over {len(queries)} queries)",
+        "lower n_cells, or predict the queries in several runs.",
+    )
 
 
 def check_control_cell_types(dataset: PerturbationDataset, cell_types: Iterable[str]) -> None:
@@ -110,7 +149,10 @@ def predict_queries(
     seed: int = 0,
     progress: bool = True,
 ) -> Prediction:
-    """Predict ``n_cells`` cells for each (cell type, perturbation) query from control cells."""
+    """Predict ``n_cells`` cells for each (cell type, perturbation) query from control cells;
+    ``queries`` is checked like a query file (:func:`check_queries`, :func:`check_query_size`)."""
+    queries = check_queries(queries)
+    check_query_size(queries, len(checkpoint.spec.genes))
     sets = _query_sets(dataset, queries, checkpoint.config.train.cell_set_len, seed)
     run = predictor(
         checkpoint,

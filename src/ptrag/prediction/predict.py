@@ -11,14 +11,14 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from ptrag.data.dataset import BATCH, CELL_TYPE, PerturbationDataset
 from ptrag.data.sets import CellSet, SetSampler
-from ptrag.errors import PtragError, format_list
+from ptrag.errors import DataError, PtragError, format_list
 from ptrag.models import ModelOutput
 from ptrag.prediction.genes import align_genes
 from ptrag.prediction.record import retrieval_rows
+from ptrag.progress import progress_bar
 from ptrag.retrieval import COLLAPSED_SELECTION
 from ptrag.run.checkpoint import Checkpoint
 from ptrag.run.groups import embeddable
@@ -34,6 +34,19 @@ log = logging.getLogger(__name__)
 MAX_CONTROLS_PER_CELL_TYPE = 5000
 # Sets per forward pass at prediction (at least this many, or the run's training batch size).
 MIN_SETS_PER_BATCH = 64
+# Predicted values (float32) one prediction may hold in memory: beyond this, ask for fewer cells.
+MAX_PREDICTED_VALUES = 500_000_000
+
+
+def check_prediction_size(n_cells: int, n_genes: int, what: str, advice: str) -> None:
+    """Refuse, before any work, a prediction whose ``n_cells`` × ``n_genes`` float32 values exceed
+    ``MAX_PREDICTED_VALUES`` (2 GB): ``what`` names the request, ``advice`` what to do instead."""
+    if n_cells * n_genes > MAX_PREDICTED_VALUES:
+        raise DataError(
+            f"{what} needs {n_cells * n_genes * 4 / 1e9:.1f} GB of memory for the predicted cells "
+            f"({n_cells:,} cells × {n_genes:,} genes as float32; the limit is "
+            f"{MAX_PREDICTED_VALUES * 4 / 1e9:.0f} GB): {advice}"
+        )
 
 
 @dataclass
@@ -89,7 +102,8 @@ def forward_sets(
 ) -> Iterator[tuple[int, Sequence[CellSet], ModelOutput]]:
     """``(first set id, sets, output)`` per forward pass, so callers can reduce as they go."""
     with torch.inference_mode():
-        for start in tqdm(range(0, len(sets), sets_per_batch), desc=desc, disable=not progress):
+        batches = range(0, len(sets), sets_per_batch)
+        for start in progress_bar(batches, desc=desc, unit="batch", enabled=progress):
             chunk = sets[start : start + sets_per_batch]
             batch = tensorize(chunk)
             # Only each set's first n_real cells are kept: the anchor is their mean.

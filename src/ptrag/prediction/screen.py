@@ -25,6 +25,7 @@ from ptrag.io import atomic_path, h5ad_strings, staged_output
 from ptrag.prediction.insilico import check_control_cell_types, sets_from_controls
 from ptrag.prediction.predict import (
     MIN_SETS_PER_BATCH,
+    check_prediction_size,
     forward_sets,
     predicted_obs,
     predictor,
@@ -39,8 +40,6 @@ TOP_RESPONDING_GENES = 5
 # A query is low-evidence when no measured perturbation is as similar to it as 95 % of the measured
 # perturbations are to their own nearest measured neighbour (unless it was measured itself).
 LOW_EVIDENCE_QUANTILE = 0.05
-# Predicted cells kept in memory with keep_cells (float32 values): beyond this, ask for fewer genes.
-MAX_KEPT_VALUES = 500_000_000
 
 
 @dataclass
@@ -96,6 +95,19 @@ def low_evidence_cutoff(database: RetrievalDatabase, quantile: float = LOW_EVIDE
     return float(np.quantile(nearest.cosine[:, 0], quantile))
 
 
+def screen_bytes(n_screened: int, n_genes: int, kept_cells_per_gene: int = 0) -> int:
+    """About the size of a screen's files: the pseudobulk's X and delta (and the kept cells), float32."""
+    return n_screened * n_genes * 4 * (2 + kept_cells_per_gene)
+
+
+def check_low_evidence_cosine(value: float | None) -> None:
+    """A low-evidence cut-off is a cosine: a number in [-1, 1] (None: the default quantile)."""
+    if value is not None and not -1.0 <= value <= 1.0:  # NaN fails the comparison too
+        raise DataError(
+            f"--low-evidence-cosine (low_evidence_cosine) must be a cosine between -1 and 1, got {value}."
+        )
+
+
 def _top_genes(delta: np.ndarray, genes: Sequence[str], n: int) -> list[str]:
     order = np.argsort(-np.abs(delta), axis=1)[:, :n]
     names = np.asarray(genes)
@@ -116,7 +128,7 @@ def screen_genes(
     checkpoint: Checkpoint,
     dataset: PerturbationDataset,
     cell_type: str,
-    genes: Sequence[str] | None = None,
+    genes: Sequence[str] | str | None = None,
     *,
     n_cells: int | None = None,
     keep_cells: bool = False,
@@ -124,8 +136,8 @@ def screen_genes(
     seed: int = 0,
     progress: bool = True,
 ) -> ScreenResult:
-    """Predict the knockdown of each of ``genes`` (default: every gene with an embedding) in
-    ``cell_type`` from its control cells, and rank them by predicted effect size.
+    """Predict the knockdown of each of ``genes`` (default: every gene with an embedding; a string
+    is one gene) in ``cell_type`` from its control cells, and rank them by predicted effect size.
 
     ``effect_size`` is the L2 norm, over the model's genes, of the predicted pseudobulk minus the
     cell type's control mean (log1p units); ``n_cells`` predicted cells per gene (default: one set).
@@ -135,9 +147,12 @@ def screen_genes(
     n_cells = set_len if n_cells is None else n_cells
     if n_cells < 1:
         raise DataError(f"n_cells must be at least 1, got {n_cells}.")
+    check_low_evidence_cosine(low_evidence_cosine)
     check_control_cell_types(dataset, [cell_type])
     if genes is None:
         genes = list(load_embeddings(config.embedding.source).symbols)
+    elif isinstance(genes, str):  # one symbol, not its letters
+        genes = [genes]
     genes = list(dict.fromkeys(str(g) for g in genes))
     if not genes:
         raise DataError("No genes to screen.")
@@ -151,11 +166,12 @@ def screen_genes(
     if not genes:
         raise DataError("None of the requested genes has an embedding; nothing to screen.")
     n_genes = len(run.spec.genes)
-    if keep_cells and len(genes) * n_cells * n_genes > MAX_KEPT_VALUES:
-        raise DataError(
-            f"Keeping {n_cells} cells for each of {len(genes)} genes needs "
-            f"{len(genes) * n_cells * n_genes * 4 / 1e9:.1f} GB; screen fewer genes with --genes, or "
-            "drop --cells for pseudobulk profiles only."
+    if keep_cells:
+        check_prediction_size(
+            len(genes) * n_cells,
+            n_genes,
+            f"Keeping {n_cells} cells for each of {len(genes)} genes",
+            "screen fewer genes with --genes, or drop --cells for pseudobulk profiles only.",
         )
 
     sets = _screen_sets(run.dataset, cell_type, genes, n_cells, set_len, seed)

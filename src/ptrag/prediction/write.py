@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from ptrag.data.dataset import PerturbationDataset
 from ptrag.io import atomic_path, h5ad_strings, staged_output
-from ptrag.prediction.predict import Prediction
+from ptrag.prediction.predict import MAX_CONTROLS_PER_CELL_TYPE, Prediction
+
+FLOAT32_BYTES = 4
+
+
+def prediction_bytes(n_genes: int, n_query_cells: int) -> int:
+    """About the size of an in-silico prediction's files: adata_pred's float32 values."""
+    return n_query_cells * n_genes * FLOAT32_BYTES
+
+
+def held_out_prediction_bytes(
+    dataset: PerturbationDataset, groups: Sequence[tuple[str, str]], n_genes: int
+) -> int:
+    """About the size of a held-out prediction's files: adata_pred and adata_real, each holding the
+    groups' cells and up to MAX_CONTROLS_PER_CELL_TYPE controls per cell type, as float32."""
+    conditions = dataset.conditions
+    perturbed = sum(len(conditions.cells(group)) for group in groups)
+    controls = sum(
+        min(len(conditions.controls(c)), MAX_CONTROLS_PER_CELL_TYPE) for c in {c for c, _ in groups}
+    )
+    return 2 * (perturbed + controls) * n_genes * FLOAT32_BYTES
 
 
 def write_prediction_files(prediction: Prediction, directory: Path) -> None:

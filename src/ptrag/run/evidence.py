@@ -5,6 +5,10 @@ type) of NEW.h5ad against that file's own control cells — the evidence a train
 — and writes a copy of the run whose memory holds them too. The weights are untouched: the model
 learned how to use evidence, so more evidence (a perturbation now measured in another cell line,
 related perturbations measured in the query's line) changes its predictions at once.
+
+What an added measurement of (p, c) does not change: the prediction of (p, c) itself. A query never
+retrieves its own (perturbation, cell type) row — held-out evaluation must never see the measurement
+it is scored against — so for a pair that has been measured, the measurement is the answer.
 """
 
 from __future__ import annotations
@@ -35,6 +39,27 @@ from ptrag.run.vocabulary import resolve_vocabulary
 log = logging.getLogger(__name__)
 
 
+# What the grown run does with the added rows, printed by `ptrag memory add` (docs/retrieval.md).
+USE_OF_ADDED_ROWS = (
+    "The grown run retrieves an added (perturbation, cell type) measurement when it predicts that "
+    "perturbation in other cell types, and neighbouring perturbations in that cell type. It never "
+    "uses it for that pair's own prediction (a query never retrieves its own measurement, so that "
+    "held-out evaluation cannot see it): for a pair you measured, use the measurement itself."
+)
+
+
+def new_cell_type_note(new: tuple[str, ...], trained: tuple[str, ...]) -> str:
+    """What the run can and cannot do with cell types it was never trained on."""
+    names = format_list(new)
+    return (
+        f"Cell type(s) {names} are new to the run: its weights were never trained on them (trained "
+        f"on {format_list(trained)}). Their rows are evidence for predicting the same perturbations "
+        f"in the other cell types, and for predictions in {names} of neighbouring perturbations. A "
+        f"prediction in {names} starts from the {names} control cells given to `ptrag predict "
+        "--data` (the run stores no cells of any type), with those rows as its evidence."
+    )
+
+
 @dataclass(frozen=True)
 class EvidenceUpdate:
     out: Path
@@ -42,15 +67,18 @@ class EvidenceUpdate:
     replaced: int  # rows whose earlier measurement was replaced
     new_perturbations: tuple[str, ...]  # not in the run's vocabulary before
     rows: int  # memory rows after the update
+    new_cell_types: tuple[str, ...] = ()  # cell types the run was never trained on
+    notes: tuple[str, ...] = ()  # what the grown run does (and does not do) with the added rows
 
     @property
     def message(self) -> str:
-        return (
+        summary = (
             f"added {self.added} measured (perturbation, cell type) rows"
             + (f", replaced {self.replaced}" if self.replaced else "")
             + f" ({len(self.new_perturbations)} perturbation(s) new to the run); "
             f"the memory now holds {self.rows} rows → {self.out}"
         )
+        return "\n".join([summary, *self.notes])
 
 
 def measured_evidence(dataset: PerturbationDataset) -> ResponseMemory:
@@ -135,6 +163,8 @@ def add_evidence(
     if Path(out).resolve() == run_dir.resolve():
         raise CheckpointError("--out must differ from RUN_DIR: the trained run is never modified.")
     evidence = measured_evidence(dataset)
+    trained = checkpoint.spec.cell_types
+    new_types = tuple(c for c in dict.fromkeys(evidence.cell_types) if c not in trained)
     spec, new, replaced = spec_with_evidence(checkpoint, evidence, replace_rows)
     with staged_output(out, overwrite=overwrite) as staging:
         for name in (CONFIG_FILE, SPLIT_FILE, METRICS_FILE):
@@ -147,5 +177,8 @@ def add_evidence(
             payload[CHECKPOINT_KEY] = {**payload[CHECKPOINT_KEY], "spec": spec.to_state()}
             write_checkpoint(payload, staging / relative)
     assert spec.memory is not None
-    return EvidenceUpdate(Path(out), len(evidence) - replaced, replaced, new, len(spec.memory))
+    notes = (USE_OF_ADDED_ROWS, *([new_cell_type_note(new_types, trained)] if new_types else []))
+    return EvidenceUpdate(
+        Path(out), len(evidence) - replaced, replaced, new, len(spec.memory), new_types, notes
+    )
 

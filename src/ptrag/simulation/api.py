@@ -67,7 +67,7 @@ def _uns(preset: SimulationPreset, seed: int) -> dict[str, object]:
 
 
 def _write_data(path: Path, model: ScreenModel, seed: int, progress: bool) -> int:
-    from tqdm.auto import tqdm
+    from ptrag.progress import progress_bar
 
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     design = design_cells(model, rng)
@@ -81,7 +81,7 @@ def _write_data(path: Path, model: ScreenModel, seed: int, progress: bool) -> in
         with ChunkedH5adWriter(
             tmp, design.obs, var, _uns(preset, seed), preset.store_x, preset.store_counts, preset.x_hvg_dtype
         ) as writer:
-            bar = tqdm(total=design.n_cells, unit="cell", desc="simulating cells", disable=not progress)
+            bar = progress_bar(total=design.n_cells, unit="cell", desc="simulating cells", enabled=progress)
             for chunk_id, start in enumerate(starts):
                 stop = min(start + chunk, design.n_cells)
                 counts = sample_counts(model, design, start, stop, seed, chunk_id)

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ptrag.config import Config
+from ptrag.progress import Progress, progress_bar
 from ptrag.run.checkpoint import write_checkpoint
 
 # Messages that say nothing to a ptrag user: ptrag has no validation loop of Lightning's (it
@@ -37,6 +38,32 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         write_checkpoint(checkpoint, path)
+
+
+class StepProgress(Callback):
+    """Training progress through ``ptrag.progress`` (stderr; plain lines off a terminal): the step,
+    with the metrics logged for the progress bar, refreshed every ``refresh_rate`` steps."""
+
+    def __init__(self, refresh_rate: int = 10) -> None:
+        self.refresh_rate = refresh_rate
+        self._bar: Progress | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self._bar = progress_bar(total=trainer.max_steps, desc="train", unit="step")
+            self._bar.update(trainer.global_step)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self._bar is None:
+            return
+        if trainer.global_step % self.refresh_rate == 0:
+            self._bar.set_postfix(**trainer.progress_bar_metrics)
+        self._bar.update(trainer.global_step - self._bar.n)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 @contextlib.contextmanager
@@ -96,9 +123,9 @@ def build_trainer(
         num_sanity_val_steps=0,
         logger=loggers or False,
         log_every_n_steps=log_interval(config),
-        callbacks=[*callbacks, *([TQDMProgressBar(refresh_rate=10)] if progress else [])],
+        callbacks=[*callbacks, *([StepProgress(refresh_rate=10)] if progress else [])],
         enable_checkpointing=False,  # ptrag.training.progress writes last.ckpt and best.ckpt
-        enable_progress_bar=progress,
+        enable_progress_bar=False,  # StepProgress reports it
         enable_model_summary=False,
         use_distributed_sampler=False,
         deterministic=t.deterministic,
