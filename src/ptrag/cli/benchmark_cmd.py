@@ -56,7 +56,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
 def print_summary(summary: dict[str, Any]) -> None:
     """Per split: the headline metrics of every method, then one sentence per arm."""
     from ptrag.evaluation.metric_registry import metrics_where
-    from ptrag.report.document import fmt
+    from ptrag.report.numbers import fmt
 
     shown = [m for m in metrics_where("headline") if m in summary["metrics"]]
     for name, section in summary["splits"].items():

@@ -3,9 +3,12 @@
 Pairs are (cell type, perturbation) test groups; an arm's value is its mean over seeds (the caller
 averages), a reference's is its single score. For every (arm, comparator, metric) the row holds
 scipy's two-sided Wilcoxon signed-rank test (:func:`ptrag.evaluation.stats.paired_tests`), wins and
-losses in the metric's direction, and an effect size on one scale for every comparison: the mean
-per-group improvement of the arm over the comparator (positive = the arm is better) divided by the
-baseline's own mean improvement over the control reference ("ST's gain over control").
+losses in the metric's direction, and the mean per-group improvement of the arm over the comparator
+in the metric's own units (positive = the arm is better).
+
+The scoreboard (:func:`scoreboard_tests`) runs the same tests for every method of the table, arms,
+references and diagnostic rows alike, against the baseline and against each metric's best simple
+reference.
 """
 
 from __future__ import annotations
@@ -22,10 +25,8 @@ from ptrag.evaluation.stats import paired_tests
 
 KEYS = ["cell_type", "perturbation"]
 SIGNIFICANCE = 0.05  # two-sided Wilcoxon p below this: "better" or "worse"; else "no different"
-CONTROL = "control"  # the reference whose gap to the baseline is the effect-size unit
 NOISE_FLOOR = "noise_floor"  # real cells scored against real cells: a yardstick, not a predictor
-for _name in (CONTROL, NOISE_FLOOR):
-    assert _name in REFERENCE_REGISTRY, f"reference {_name!r} left the registry; update ptrag.report"
+assert NOISE_FLOOR in REFERENCE_REGISTRY, f"reference {NOISE_FLOOR!r} left the registry; update ptrag.report"
 
 
 def simple_references(kinds: Mapping[str, str]) -> list[str]:
@@ -66,21 +67,6 @@ def outcome(p_value: float | None, wins: int, losses: int, mean_gain: float) -> 
     return "better" if mean_gain > 0 else "worse"
 
 
-def baseline_gain(results: pd.DataFrame, baseline: str, metrics: Sequence[str]) -> dict[str, float | None]:
-    """Per metric: the baseline's mean improvement over the control reference (the effect unit)."""
-    if baseline not in set(results["method"]) or CONTROL not in set(results["method"]):
-        return {name: None for name in metrics}
-    table = wide(results, metrics)
-    return {name: mean_improvement(table, baseline, CONTROL, name) for name in metrics}
-
-
-def relative(gain: float, unit: float | None) -> float | None:
-    """``gain`` in units of the baseline's gain over control; None when that gain is not positive."""
-    if unit is None or not np.isfinite(unit) or unit <= 0 or not np.isfinite(gain):
-        return None
-    return float(gain / unit)
-
-
 def paired_comparisons(
     results: pd.DataFrame, kinds: Mapping[str, str], baseline: str, metrics: Sequence[str]
 ) -> list[dict[str, Any]]:
@@ -88,12 +74,11 @@ def paired_comparisons(
 
     Rows: the columns of :func:`ptrag.evaluation.stats.paired_tests` (``baseline`` names the
     comparator) plus ``comparator_kind`` ("arm" or "reference"), ``mean_improvement`` (arm over
-    comparator, positive = arm better), ``relative_to_baseline_gain`` and ``outcome``.
+    comparator, positive = arm better) and ``outcome``.
     """
     present = set(results["method"])
     arms = [name for name, kind in kinds.items() if kind == "arm" and name in present]
     comparators = [c for c in [baseline, *simple_references(kinds)] if c in present]
-    unit = baseline_gain(results, baseline, metrics)
     table = wide(results, metrics)
     rows: list[dict[str, Any]] = []
     for comparator in comparators:
@@ -101,7 +86,7 @@ def paired_comparisons(
         if not compared:
             continue
         kind = kinds.get(comparator, "arm")
-        rows += _tests(results, [*compared, comparator], comparator, kind, metrics, table, unit)
+        rows += _tests(results, [*compared, comparator], comparator, kind, metrics, table)
     return rows
 
 
@@ -112,7 +97,6 @@ def _tests(
     kind: str,
     metrics: Sequence[str],
     table: pd.DataFrame,
-    unit: Mapping[str, float | None],
 ) -> list[dict[str, Any]]:
     """Paired tests of ``methods`` against ``comparator`` (of ``kind``), with effects and outcomes."""
     pairs = results[results["method"].isin(methods)]
@@ -123,14 +107,32 @@ def _tests(
         row.update(
             comparator_kind=kind,
             mean_improvement=gain,
-            relative_to_baseline_gain=relative(gain, unit.get(row["metric"])),
             outcome=outcome(p_value, int(row["wins"]), int(row["losses"]), gain),
         )
     return rows
 
 
+def scoreboard_tests(
+    results: pd.DataFrame, baseline: str, metrics: Sequence[str], best: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Every method in ``results`` against ``baseline`` on every metric, and against the best simple
+    reference of each metric (``best``, as :func:`best_references`). Rows as :func:`_tests`."""
+    present = list(pd.unique(results["method"]))
+    table = wide(results, metrics)
+    rows: list[dict[str, Any]] = []
+    comparators = {baseline: list(metrics)} if baseline in present else {}
+    for name in metrics:
+        reference = best.get(name, {}).get("name")
+        if reference in present:
+            comparators.setdefault(reference, []).append(name)
+    for comparator, names in comparators.items():
+        kind = "arm" if comparator == baseline else "reference"
+        rows += _tests(results, present, comparator, kind, names, table)
+    return rows
+
+
 def component_comparisons(
-    results: pd.DataFrame, kinds: Mapping[str, str], baseline: str, metrics: Sequence[str]
+    results: pd.DataFrame, kinds: Mapping[str, str], metrics: Sequence[str]
 ) -> list[dict[str, Any]]:
     """Every ablation arm present against the arm it ablates (both run): what the removed component
     adds. Rows as :func:`paired_comparisons` (``arm`` = the full arm, ``baseline`` = the ablation),
@@ -138,20 +140,19 @@ def component_comparisons(
     from ptrag.config.arms import ARMS
 
     present = {name for name, kind in kinds.items() if kind == "arm"} & set(results["method"])
-    unit = baseline_gain(results, baseline, metrics)
     table = wide(results, metrics)
     rows: list[dict[str, Any]] = []
     for ablation in sorted(present):
         arm = ARMS.get(ablation)
         if arm is None or arm.ablates not in present:
             continue
-        tests = _tests(results, [arm.ablates, ablation], ablation, "ablation", metrics, table, unit)
+        tests = _tests(results, [arm.ablates, ablation], ablation, "ablation", metrics, table)
         rows += [{**row, "component": arm.component} for row in tests]
     return rows
 
 
 def own_mean_comparisons(
-    results: pd.DataFrame, kinds: Mapping[str, str], baseline: str, metrics: Sequence[str]
+    results: pd.DataFrame, kinds: Mapping[str, str], metrics: Sequence[str]
 ) -> list[dict[str, Any]]:
     """Every arm against its own diagnostic row ``<arm>_mean_on_controls`` (its predicted mean shift
     on real control cells): "worse" on a distributional metric means the generated cells cost
@@ -159,13 +160,12 @@ def own_mean_comparisons(
     from ptrag.evaluation.references import mean_on_controls_name
 
     present = set(results["method"])
-    unit = baseline_gain(results, baseline, metrics)
     table = wide(results, metrics)
     rows: list[dict[str, Any]] = []
     for arm in [name for name, kind in kinds.items() if kind == "arm" and name in present]:
         own = mean_on_controls_name(arm)
         if own in present:
-            rows += _tests(results, [arm, own], own, "diagnostic", metrics, table, unit)
+            rows += _tests(results, [arm, own], own, "diagnostic", metrics, table)
     return rows
 
 

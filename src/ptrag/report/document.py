@@ -1,4 +1,5 @@
-"""The report as a list of blocks (headline, headings, text, tables, figures), built from the summary.
+"""The report as a list of blocks (scoreboards, headline, headings, text, tables, figures), built from
+the summary. The first screen: the title, one scoreboard per split, one figure; then the verdicts.
 
 Markdown and HTML render the same blocks (:mod:`ptrag.report.render`). Every number in a table is
 read from the summary and formatted by :func:`fmt`. No table has more than
@@ -12,6 +13,8 @@ from typing import Any
 
 from ptrag.evaluation.metric_registry import FAMILIES, metrics_where
 from ptrag.report.headline import display, method_note, split_title
+from ptrag.report.numbers import fmt, fmt_cell, percent
+from ptrag.report.scoreboard import Scoreboards, board, legend
 from ptrag.retrieval import COLLAPSED_SELECTION
 
 MAX_TABLE_COLUMNS = 8
@@ -65,27 +68,7 @@ class Details:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-Block = Headline | Heading | Text | Table | Figure | Details
-
-
-def fmt(value: Any) -> str:
-    """The one number format of the report (4 significant digits; NaN/None as 'n/a')."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    return f"{float(value):.4g}"
-
-
-def fmt_cell(value: Any) -> str:
-    """Strings as they are, numbers by :func:`fmt` (optional retrieval columns can be either)."""
-    return value if isinstance(value, str) else fmt(value)
-
-
-def _percent(value: Any) -> str:
-    return "n/a" if value is None else f"{100 * float(value):.3g}%"
+Block = Scoreboards | Headline | Heading | Text | Table | Figure | Details
 
 
 def _chunks(names: list[str], size: int) -> list[list[str]]:
@@ -110,7 +93,7 @@ def _test_rows(tests: list[dict[str, Any]], with_comparator: bool) -> list[list[
         cells = [t["arm"], t["metric"]] + ([t["baseline"]] if with_comparator else [])
         cells += [fmt(t["median_difference"]), fmt(t["wins"]), fmt(t["losses"]), fmt(t["p_value"])]
         if not with_comparator:
-            cells.append(fmt(t["relative_to_baseline_gain"]))
+            cells.append(fmt(t["mean_difference"]))
         rows.append([*cells, t["outcome"]])
     return rows
 
@@ -133,10 +116,10 @@ def _comparison_tables(summary: dict[str, Any], section: dict[str, Any]) -> list
         Heading("Paired comparisons", 3),
         Table(
             f"Every arm against {display(baseline)}",
-            [*head, f"effect (× {display(baseline)}'s gain)", "outcome"],
+            [*head, "mean diff (arm − other)", "outcome"],
             _test_rows(versus_baseline, with_comparator=False),
-            "Wins count test perturbations where the arm is better. Effect: the arm's mean gain over "
-            f"{display(baseline)} divided by {display(baseline)}'s mean gain over control cells.",
+            "Wins count test perturbations where the arm is better. Differences are in the metric's "
+            "own units, over the test perturbations both were scored on.",
         ),
         Table(
             "Every arm against the best simple reference of each metric",
@@ -157,17 +140,17 @@ def _selection_words(arm: str, entry: dict[str, Any]) -> Text:
     training = entry.get("training_final_rate")
     parts = [f"{arm}: "]
     if training is not None:
-        parts.append(f"the last logged training selection rate is {_percent(training)}; ")
+        parts.append(f"the last logged training selection rate is {percent(training)}; ")
     if kept is None:
         parts.append("no retrieval records at prediction.")
         return Text("".join(parts))
-    parts.append(f"at prediction {_percent(kept)} of retrieved candidates were kept.")
+    parts.append(f"at prediction {percent(kept)} of retrieved candidates were kept.")
     same = entry.get("same_perturbation")
     if same and same["kept_fraction_same"] is not None:
         parts.append(
             f" The query perturbation's own evidence from another cell type was kept "
-            f"{_percent(same['kept_fraction_same'])} of the time ({same['n_same']} candidates), other "
-            f"candidates {_percent(same['kept_fraction_other'])}."
+            f"{percent(same['kept_fraction_same'])} of the time ({same['n_same']} candidates), other "
+            f"candidates {percent(same['kept_fraction_other'])}."
         )
     if entry.get("collapsed"):
         parts.append(
@@ -212,7 +195,7 @@ def _retrieval_blocks(section: dict[str, Any], split: str) -> list[Block]:
             cell_type,
             fmt(s["n_sets"]),
             fmt(s["selection_rate"]),
-            _percent(s["kept_fraction"]),
+            percent(s["kept_fraction"]),
             fmt(s["kept_per_set"]),
         ]
         for arm, entry in retrieval.items()
@@ -267,16 +250,31 @@ def _subject(arm: str, sentence: str) -> tuple[str, str]:
 
 
 def build_document(summary: dict[str, Any]) -> list[Block]:
-    """The report's blocks, headline first."""
+    """The report's blocks: title, scoreboards, the headline figure, then the verdicts and the splits."""
     splits = summary["splits"]
-    sentences = []
+    sentences, boards = [], []
     for name, section in splits.items():
         label = section.get("label") or name
         lines = [_subject(h["arm"], h["sentence"]) for h in summary["headline"] if h["split"] == name]
         n = section.get("info", {}).get("n_test_groups")
-        sentences.append((split_title(label) + (f" ({n} test perturbations)" if n else ""), lines))
-    note = " ".join([method_note(summary["n_seeds"], summary["baseline"]), *summary.get("notes", [])])
-    blocks: list[Block] = [Headline(summary["title"], sentences, list(summary.get("warnings", [])), note)]
+        title = split_title(label) + (f" ({n} test perturbations)" if n else "")
+        sentences.append((title, lines))
+        drawn = board(section, title)
+        if drawn is not None:
+            boards.append(drawn)
+    blocks: list[Block] = [Heading(summary["title"], 1)]
+    if boards:
+        blocks.append(Scoreboards(boards, legend(summary["baseline"], summary["n_seeds"])))
+    blocks.append(
+        Figure(
+            "headline",
+            "The scoreboard's metrics: mean over test perturbations (dot) and 95% bootstrap CI (line) "
+            f"per method; colour: arms, grey: references, hollow: noise floor, dashed line: "
+            f"{display(summary['baseline'])}.",
+        )
+    )
+    note = method_note(summary["n_seeds"], summary["baseline"])
+    blocks.append(Headline("Verdicts", sentences, list(summary.get("warnings", [])), note))
     for name, section in splits.items():
         blocks += _split_blocks(summary, name, section)
     blocks.append(Details("Run details", dict(summary.get("info", {}))))

@@ -1,6 +1,7 @@
 """The report's figures, drawn from the summary dict alone and returned as PNG bytes.
 
-Per split: a dot plot of each headline metric (mean and 95% bootstrap CI per method, on an axis
+First the headline figure: the scoreboard's metrics for every split (:func:`headline_dots`). Then
+per split: a dot plot of each headline metric (mean and 95% bootstrap CI per method, on an axis
 zoomed to the data; arms in colour, references in grey, the noise floor hollow), and the selection
 rate of every arm with a selector, over training steps and at prediction.
 """
@@ -43,49 +44,84 @@ def arm_colours(section: dict[str, Any]) -> dict[str, str]:
     return {arm: ARM_PALETTE[i % len(ARM_PALETTE)] for i, arm in enumerate(arms)}
 
 
+def _dot_panel(axis: Any, section: dict[str, Any], name: str, baseline: str, labelled: bool) -> None:
+    """One metric of one split: each method's mean (dot) and 95% CI (line) on a zoomed axis."""
+    methods = section["methods"]
+    names = list(methods)
+    colours = arm_colours(section)
+    positions = np.arange(len(names))[::-1]
+    stats = [methods[method]["metrics"].get(name) or {} for method in names]
+    means = np.array([_value(s.get("mean")) for s in stats])
+    lows = np.array([_value(s.get("ci_low")) for s in stats])
+    highs = np.array([_value(s.get("ci_high")) for s in stats])
+    edge = [colours.get(method, REFERENCE_COLOUR) for method in names]
+    face = ["white" if method == NOISE_FLOOR else c for method, c in zip(names, edge, strict=True)]
+    limits = _zoomed_limits(names, means, lows, highs)
+    if limits is not None:
+        # A noise floor far off the others' scale (split-half V-statistics) is drawn at the edge
+        # with its value, so that the methods' differences stay visible.
+        means, lows, highs = _clip_far_noise_floor(axis, names, positions, means, lows, highs, limits)
+        axis.set_xlim(*limits)
+    axis.hlines(positions, lows, highs, colors=edge, lw=2)
+    axis.scatter(means, positions, s=30, c=face, edgecolors=edge, linewidths=1.2, zorder=3)
+    base = methods.get(baseline, {}).get("metrics", {}).get(name)
+    if base is not None and base["mean"] is not None:
+        axis.axvline(base["mean"], color=colours.get(baseline, "black"), lw=0.8, ls="--")
+    axis.set_yticks(positions, names if labelled else [], fontsize=8)
+    axis.set_ylim(-0.6, len(names) - 0.4)
+    axis.tick_params(axis="x", labelsize=7)
+    axis.grid(axis="x", color="#e5e5e5", lw=0.6)
+
+
+def _key(baseline: str) -> str:
+    return f"colour: arms; grey: references; hollow: {NOISE_FLOOR}; dashed: {baseline}"
+
+
 def metric_dots(section: dict[str, Any], label: str, baseline: str) -> bytes | None:
     """One panel per headline metric: each method's mean (dot) and 95% CI (line), zoomed axis."""
     methods = section["methods"]
     shown = [m for m in metrics_where("headline") if any(m in e["metrics"] for e in methods.values())]
-    names = list(methods)
-    if not shown or not names:
+    if not shown or not methods:
         return None
-    colours = arm_colours(section)
     columns = min(4, len(shown))
     rows = int(np.ceil(len(shown) / columns))
-    height = 0.8 + 0.24 * len(names)
+    height = 0.8 + 0.24 * len(methods)
     figure, axes = plt.subplots(rows, columns, figsize=(3.1 * columns, height * rows), squeeze=False)
-    positions = np.arange(len(names))[::-1]
     for index, (axis, name) in enumerate(zip(axes.flat, shown, strict=False)):
-        stats = [methods[method]["metrics"].get(name) or {} for method in names]
-        means = np.array([_value(s.get("mean")) for s in stats])
-        lows = np.array([_value(s.get("ci_low")) for s in stats])
-        highs = np.array([_value(s.get("ci_high")) for s in stats])
-        edge = [colours.get(method, REFERENCE_COLOUR) for method in names]
-        face = ["white" if method == NOISE_FLOOR else c for method, c in zip(names, edge, strict=True)]
-        limits = _zoomed_limits(names, means, lows, highs)
-        if limits is not None:
-            # A noise floor far off the others' scale (split-half V-statistics) is drawn at the edge
-            # with its value, so that the methods' differences stay visible.
-            means, lows, highs = _clip_far_noise_floor(axis, names, positions, means, lows, highs, limits)
-            axis.set_xlim(*limits)
-        axis.hlines(positions, lows, highs, colors=edge, lw=2)
-        axis.scatter(means, positions, s=30, c=face, edgecolors=edge, linewidths=1.2, zorder=3)
-        base = methods.get(baseline, {}).get("metrics", {}).get(name)
-        if base is not None and base["mean"] is not None:
-            axis.axvline(base["mean"], color=colours.get(baseline, "black"), lw=0.8, ls="--")
-        axis.set_yticks(positions, names if index % columns == 0 else [], fontsize=8)
-        axis.set_ylim(-0.6, len(names) - 0.4)
-        axis.tick_params(axis="x", labelsize=7)
-        axis.grid(axis="x", color="#e5e5e5", lw=0.6)
+        _dot_panel(axis, section, name, baseline, labelled=index % columns == 0)
         axis.set_title(f"{name} ({metric_spec(name).direction} is better)", fontsize=8.5)
     for axis in list(axes.flat)[len(shown) :]:
         axis.axis("off")
-    figure.suptitle(
-        f"{label}: mean over test perturbations and 95% CI (colour: arms; grey: references; "
-        f"hollow: {NOISE_FLOOR}; dashed: {baseline})",
-        fontsize=9,
+    figure.suptitle(f"{label}: mean over test perturbations and 95% CI ({_key(baseline)})", fontsize=9)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def headline_dots(summary: dict[str, Any]) -> bytes | None:
+    """The first screen's figure: the scoreboard's metrics (columns) for every split (rows), each
+    method's mean and 95% CI over test perturbations, drawn as :func:`metric_dots` draws them."""
+    splits = {
+        name: section
+        for name, section in summary["splits"].items()
+        if section["methods"] and (section.get("scoreboard") or {}).get("metrics")
+    }
+    if not splits:
+        return None
+    shown = list(dict.fromkeys(m for s in splits.values() for m in s["scoreboard"]["metrics"]))
+    height = 0.55 + 0.17 * max(len(s["methods"]) for s in splits.values())
+    figure, axes = plt.subplots(
+        len(splits), len(shown), figsize=(3.2 * len(shown), height * len(splits)), squeeze=False
     )
+    for row, (name, section) in enumerate(splits.items()):
+        label = section.get("label") or name
+        for column, metric_name in enumerate(shown):
+            axis = axes[row, column]
+            if metric_name not in section["scoreboard"]["metrics"]:
+                axis.axis("off")
+                continue
+            _dot_panel(axis, section, metric_name, summary["baseline"], labelled=column == 0)
+            direction = metric_spec(metric_name).direction
+            axis.set_title(f"{label}: {metric_name} ({direction} is better)", fontsize=8.5)
     figure.tight_layout()
     return _png(figure)
 
@@ -184,7 +220,7 @@ def selection_curves(section: dict[str, Any], label: str) -> bytes | None:
 
 def all_figures(summary: dict[str, Any]) -> dict[str, bytes]:
     """name → PNG bytes for every figure the summary has data for (names ``<kind>_<split>``)."""
-    drawn: dict[str, bytes | None] = {}
+    drawn: dict[str, bytes | None] = {"headline": headline_dots(summary)}
     for split, section in summary["splits"].items():
         label = section.get("label") or split
         drawn[f"metrics_{split}"] = metric_dots(section, label, summary["baseline"])

@@ -1,4 +1,5 @@
-"""Plain words for the report: one sentence per arm and split, the seed warning, the noise-floor note."""
+"""Plain words for the report: one sentence per arm and split (effects in each metric's own units), the
+seed and collapse warnings, the noise-floor note."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 from ptrag.evaluation.metric_registry import metric
 from ptrag.evaluation.references import REFERENCE_REGISTRY
-from ptrag.report.comparisons import CONTROL, NOISE_FLOOR, SIGNIFICANCE, improvement
+from ptrag.report.comparisons import NOISE_FLOOR, SIGNIFICANCE, improvement
+from ptrag.report.numbers import fmt, signed
 from ptrag.retrieval import COLLAPSED_SELECTION
 
 MIN_SEEDS = 3
@@ -15,15 +17,11 @@ OUTCOME_ORDER = ("better", "worse", "no different")
 CONNECTIVE = {"better": "better than", "worse": "worse than", "no different": "no different from"}
 
 
-def _p(value: float | None) -> str:
+def p_text(value: float | None) -> str:
+    """A p-value as the report writes it: "p < 0.001", "p = 0.021" or "p n/a"."""
     if value is None:
         return "p n/a"
     return "p < 0.001" if value < 0.001 else f"p = {value:.2g}"
-
-
-def _size(fraction: float) -> str:
-    size = abs(fraction)
-    return f"{size:.1f}×" if size >= 0.995 else f"{100 * size:.0f}%"
 
 
 def display(name: str) -> str:
@@ -36,38 +34,48 @@ def split_title(label: str) -> str:
     return f"{label[:1].upper()}{label[1:]} split"
 
 
-def _effect(row: Mapping[str, Any], baseline: str, versus_baseline: bool, with_unit: bool) -> str:
-    """The effect in units of the baseline's gain over control, in words (the unit named once)."""
-    fraction = row.get("relative_to_baseline_gain")
-    if fraction is None:
-        gain = row.get("mean_improvement")
-        raw = "n/a" if gain is None else f"{gain:+.3g}"
-        return f"mean gain {raw}; {display(baseline)} does not beat control on it"
-    unit = f" of {display(baseline)}'s gain over control" if with_unit else ""
-    if fraction >= 0.995:
-        unit = f" {display(baseline)}'s gain over control" if with_unit else ""
-    size = _size(fraction)
-    if versus_baseline:
-        if row["outcome"] == "no different":
-            return f"{'+' if fraction >= 0 else '−'}{size}{unit}"
-        return f"{'adds' if fraction > 0 else 'gives back'} {size}{unit}"
-    return f"{'ahead' if fraction >= 0 else 'behind'} by {size}{unit}"
+def _mean(methods: Mapping[str, Mapping[str, Any]], name: str, metric_name: str) -> float | None:
+    entry = (methods.get(name) or {}).get("metrics", {}).get(metric_name) or {}
+    return entry.get("mean")
+
+
+def _effect(row: Mapping[str, Any], methods: Mapping[str, Mapping[str, Any]], named: bool) -> str:
+    """The effect in the metric's own units: both means and their difference; when the method is
+    better and the noise floor beats the comparator, the share of that gap it closes."""
+    name, other = row["metric"], row["baseline"]
+    value, base = _mean(methods, row["arm"], name), _mean(methods, other, name)
+    text = f"{fmt(value)} vs {f'{display(other)} ' if named else ''}{fmt(base)}"
+    if value is not None and base is not None:
+        text += f", {signed(value - base)}"
+        floor = _mean(methods, NOISE_FLOOR, name)
+        if row["outcome"] == "better" and floor is not None:
+            gap = float(improvement(metric(name), floor, base))
+            if gap > 0:
+                share = float(improvement(metric(name), value, base)) / gap
+                text += f", {100 * share:.0f}% of the gap between {display(other)} and the noise floor"
+    return f"{text}; {p_text(row['p_value'])}"
 
 
 def _clauses(
-    rows: Sequence[Mapping[str, Any]], target: str, baseline: str, versus_baseline: bool
+    rows: Sequence[Mapping[str, Any]], target: str, methods: Mapping[str, Mapping[str, Any]], named: bool
 ) -> list[str]:
+    """One clause per outcome: "better than ST on w1 (…) and energy_gene (…)"."""
     clauses = []
     for result in OUTCOME_ORDER:
-        items = []
-        for row in (r for r in rows if r["outcome"] == result):
-            who = "" if versus_baseline else f"{row['baseline']}, "
-            effect = _effect(row, baseline, versus_baseline, with_unit=not items)
-            items.append(f"{row['metric']} ({who}{effect}; {_p(row['p_value'])})")
+        items = [
+            f"{row['metric']} ({_effect(row, methods, named)})" for row in rows if row["outcome"] == result
+        ]
         if items:
             listed = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
             clauses.append(f"{CONNECTIVE[result]} {target} on {listed}")
     return clauses
+
+
+def selector_kept(entry: Mapping[str, Any] | None) -> str:
+    """ "its selector kept 0% of candidates at prediction" for a collapsed selector, else ""."""
+    if not entry or not entry.get("collapsed"):
+        return ""
+    return f"its selector kept {100 * float(entry['kept_fraction']):.2g}% of candidates at prediction"
 
 
 def arm_sentence(
@@ -76,8 +84,12 @@ def arm_sentence(
     best_reference: Mapping[str, Mapping[str, Any]],
     baseline: str,
     metrics: Sequence[str],
+    methods: Mapping[str, Mapping[str, Any]],
+    retrieval: Mapping[str, Any] | None = None,
 ) -> str:
-    """One sentence: the arm against the baseline and against the best simple reference per metric."""
+    """One sentence: the arm against the baseline and against the best simple reference per metric,
+    effects in each metric's units; ``retrieval`` (the arm's entry of the summary's ``retrieval``)
+    adds that a collapsed selector makes the difference from the baseline not retrieval's."""
     versus_baseline = [
         r
         for m in metrics
@@ -91,21 +103,31 @@ def arm_sentence(
         for r in tests
         if r["arm"] == arm and r["baseline"] == best_reference[m]["name"] and r["metric"] == m
     ]
-    clauses = _clauses(versus_baseline, display(baseline), baseline, True)
-    clauses += _clauses(versus_reference, "the best simple reference", baseline, False)
+    clauses = _clauses(versus_baseline, display(baseline), methods, named=False)
+    kept = selector_kept(retrieval) if arm != baseline else ""
+    inert = ""
+    differing = len({r["outcome"] for r in versus_baseline} - {"no different"})  # its first clauses
+    if kept and differing:
+        clauses[differing - 1] += f", but {kept}, so its difference from {display(baseline)} is not retrieval"
+    elif kept:
+        inert = f" {kept[:1].upper()}{kept[1:]}: its retrieval is inert."
+    clauses += _clauses(versus_reference, "the best simple reference", methods, named=True)
     if not clauses:
-        return f"{arm}: no paired comparison could be made."
-    return f"{display(arm)} is " + "; ".join(clauses) + "."
+        return f"{arm}: no paired comparison could be made.{inert}"
+    return f"{display(arm)} is " + "; ".join(clauses) + "." + inert
 
 
 def component_sentence(
-    ablation: str, tests: Sequence[Mapping[str, Any]], baseline: str, metrics: Sequence[str]
+    ablation: str,
+    tests: Sequence[Mapping[str, Any]],
+    metrics: Sequence[str],
+    methods: Mapping[str, Mapping[str, Any]],
 ) -> str | None:
     """One sentence: what the component an ablation removes adds (the full arm vs the ablation)."""
     rows = [r for m in metrics for r in tests if r["baseline"] == ablation and r["metric"] == m]
     if not rows:
         return None
-    clauses = _clauses(rows, ablation, baseline, False)
+    clauses = _clauses(rows, ablation, methods, named=False)
     return f"{rows[0]['component']}: {display(rows[0]['arm'])} is " + "; ".join(clauses) + "."
 
 
@@ -114,9 +136,11 @@ def method_note(n_seeds: int, baseline: str) -> str:
     return (
         "Paired over each split's test perturbations (two-sided Wilcoxon signed-rank test): 'better' or "
         f"'worse' means p < {SIGNIFICANCE:g}, otherwise 'no different'. An arm's score on a perturbation "
-        f"is its mean over {seeds}. Effects (%, ×) are shares of {display(baseline)}'s own mean gain over "
-        "the control reference (control cells, no shift) on that metric. The best simple reference is "
-        "the one with the best mean on each metric."
+        f"is its mean over {seeds}. Effects are in each metric's own units: the two means over test "
+        "perturbations and their difference; when a method is better and the noise floor (real cells "
+        f"against real cells) beats what it is compared with ({display(baseline)} or a reference), the "
+        "share of that gap it closes. The best simple reference is the one with the best mean on each "
+        "metric."
     )
 
 
@@ -128,28 +152,6 @@ def seed_warnings(n_seeds: int) -> list[str]:
         "of the same arm can score differently, and these tests cannot see that variation; rerun with "
         f"--seeds {MIN_SEEDS} before drawing conclusions."
     ]
-
-
-def unit_notes(sections: Mapping[str, Mapping[str, Any]], baseline: str, metrics: Sequence[str]) -> list[str]:
-    """Where the baseline does not clearly beat control, shares of its gain are large and unstable."""
-    notes = []
-    for name, section in sections.items():
-        weak = [
-            f"{row['metric']} ({_p(row['p_value'])})"
-            for m in metrics
-            for row in section["paired_tests"]
-            if row["arm"] == baseline
-            and row["baseline"] == CONTROL
-            and row["metric"] == m
-            and row["outcome"] != "better"
-        ]
-        if weak:
-            notes.append(
-                f"{split_title(section.get('label') or name)}: {display(baseline)} does not clearly beat "
-                f"control on {', '.join(weak)}, so effects given as shares of its gain there are large and "
-                "unstable."
-            )
-    return notes
 
 
 def collapse_warnings(sections: Mapping[str, Mapping[str, Any]]) -> list[str]:

@@ -1,8 +1,8 @@
 """Write ``summary.json``, ``report.md`` and a self-contained ``report.html`` from a summary dict.
 
-Both documents render the blocks of :func:`ptrag.report.document.build_document`: the headline box
-first, then one section per split (headline metrics, retrieval at work, paired comparisons, all
-metrics), then the run details.
+Both documents render the blocks of :func:`ptrag.report.document.build_document`: the title, one
+scoreboard per split and the headline figure first, then the verdicts box, one section per split
+(headline metrics, retrieval at work, paired comparisons, all metrics) and the run details.
 """
 
 from __future__ import annotations
@@ -17,12 +17,23 @@ from typing import Any
 from ptrag.io import atomic_write_bytes, atomic_write_text
 from ptrag.report.document import Block, Figure, Heading, Headline, Table, Text, build_document
 from ptrag.report.figures import all_figures
+from ptrag.report.numbers import fmt
+from ptrag.report.scoreboard import Board, Cell, Scoreboards
 
 NUMBER = re.compile(r"^(-?\d|n/a)")  # cells that start with a number are right-aligned
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:auto;padding:1em;color:#222}"
     ".headline{border:2px solid #3b6ea8;border-radius:6px;background:#f3f7fc;padding:0.6em 1.2em;"
-    "margin-bottom:1.5em}.headline h1{font-size:1.35em;margin:0.3em 0}.headline li{margin:0.3em 0}"
+    "margin-bottom:1.5em}.headline h2{font-size:1.2em;margin:0.3em 0}.headline li{margin:0.3em 0}"
+    "h1{font-size:1.3em;margin:0.2em 0 0.4em}"
+    ".boards{display:flex;flex-wrap:wrap;gap:0 1.5em;align-items:flex-start}"
+    "table.board{font-size:0.85em}table.board td{white-space:nowrap;padding:2px 7px}"
+    "table.board th small{font-weight:normal;color:#666}table.board td small{color:#a00000}"
+    "tr.reference td,tr.diagnostic td{color:#444}tr.group-start td{border-top:2px solid #888}"
+    ".mark{display:inline-block;width:1.15em;margin-left:3px;border-radius:3px;text-align:center;"
+    "font-weight:700;color:#fff}.mark.better{background:#1a7f37}.mark.worse{background:#c62828}"
+    ".mark.same{background:#b0b0b0}.mark.none{color:#bbb}.legend{font-size:0.8em;color:#444;"
+    "margin:0.1em 0 0.6em}figure{margin:0.3em 0 1em}"
     ".warning{color:#a00000;font-weight:600}.note{color:#555;font-size:0.85em}"
     ".scroll{max-width:100%;overflow-x:auto}"
     "table{border-collapse:collapse;margin:0.4em 0;font-size:0.82em;max-width:100%}"
@@ -39,9 +50,26 @@ def _split_facts(facts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     return simple, {k: v for k, v in facts.items() if k not in simple}
 
 
+def _markdown_cell(cell: Cell) -> str:
+    value = f"**{fmt(cell.mean)}**" if cell.best else fmt(cell.mean)
+    return f"{value} {''.join(mark.text for mark in cell.marks)}"
+
+
+def _markdown_board(board: Board) -> list[str]:
+    header = [f"{m} ({d})" for m, d in zip(board.metrics, board.directions, strict=True)]
+    lines = [f"**{board.title}**", "", "| method | " + " | ".join(header) + " |"]
+    lines.append("|" + "---|" * (len(header) + 1))
+    for row in board.rows:
+        label = f"{row.label} ({row.note})" if row.note else row.label
+        lines.append(f"| {label} | " + " | ".join(_markdown_cell(c) for c in row.cells) + " |")
+    return [*lines, ""]
+
+
 def _markdown_block(block: Block, figure_files: dict[str, str]) -> list[str]:
+    if isinstance(block, Scoreboards):
+        return [line for board in block.boards for line in _markdown_board(board)] + [block.legend, ""]
     if isinstance(block, Headline):
-        lines = [f"# {block.title}", ""]
+        lines = [f"## {block.title}", ""]
         for heading, sentences in block.splits:
             items = [f"- **{subject}**{rest}" if subject else f"- {rest}" for subject, rest in sentences]
             lines += [f"**{heading}**", "", *items, ""]
@@ -82,10 +110,42 @@ def _cell(text: str, tag: str) -> str:
     return f"<{tag} class='num'>{body}</{tag}>" if numeric else f"<{tag}>{body}</{tag}>"
 
 
+def _html_cell(cell: Cell) -> str:
+    value = f"<b>{fmt(cell.mean)}</b>" if cell.best else fmt(cell.mean)
+    marks = "".join(
+        f"<span class='mark {m.css}' title='{html.escape(m.title)}'>{html.escape(m.text)}</span>"
+        for m in cell.marks
+    )
+    return f"<td class='num'>{value}{marks}</td>"
+
+
+def _html_board(board: Board) -> str:
+    esc = html.escape
+    header = "".join(
+        f"<th>{esc(m)}<br><small>{esc(d)} is better</small></th>"
+        for m, d in zip(board.metrics, board.directions, strict=True)
+    )
+    rows, previous = [], None
+    for row in board.rows:
+        css = row.group + (" group-start" if previous is not None and row.group != previous else "")
+        previous = row.group
+        note = f" <small>{esc(row.note)}</small>" if row.note else ""
+        cells = "".join(_html_cell(c) for c in row.cells)
+        rows.append(f"<tr class='{css}'><td>{esc(row.label)}{note}</td>{cells}</tr>")
+    return (
+        f"<table class='board'><caption>{esc(board.title)}</caption><tr><th>method</th>{header}</tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
 def _html_block(block: Block, figures: dict[str, bytes]) -> str:
     esc = html.escape
+    if isinstance(block, Scoreboards):
+        boards = "".join(_html_board(board) for board in block.boards)
+        return f"<div class='boards'>{boards}</div><p class='legend'>{esc(block.legend)}</p>"
     if isinstance(block, Headline):
-        parts = [f"<div class='headline'><h1>{esc(block.title)}</h1>"]
+        parts = [f"<div class='headline'><h2>{esc(block.title)}</h2>"]
         for heading, sentences in block.splits:
             items = "".join(f"<li><b>{esc(subject)}</b>{esc(rest)}</li>" for subject, rest in sentences)
             parts.append(f"<h3>{esc(heading)}</h3><ul>{items}</ul>")

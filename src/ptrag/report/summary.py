@@ -1,19 +1,19 @@
 """The benchmark summary: one JSON-ready dict holding every number the report shows.
 
-Schema (``schema_version`` 3)::
+Schema (``schema_version`` 4)::
 
     {
-      "schema_version": 3,
+      "schema_version": 4,
       "title": str,
       "baseline": "st",                       # the arm every other arm is compared with
       "n_seeds": int,
       "significance": 0.05,                   # Wilcoxon p threshold of "better"/"worse"
       "metrics": [metric, ...],               # metrics shown, registry order
-      "headline_metrics": [metric, ...],      # metrics of the headline sentences: the first
-                                              # `verdict` metric (registry) of each family
+      "headline_metrics": [metric, ...],      # the scoreboard's columns and the metrics of the
+                                              # headline sentences: the first `verdict` metric
+                                              # (registry) of each family
       "metric_info": {metric: {"family", "direction", "description"}},
       "warnings": [str],                      # fewer than 3 seeds; a collapsed selection
-      "notes": [str],                         # where the effect unit (baseline − control) is unstable
       "headline": [{"split", "arm", "sentence"}],  # an ablation's sentence: what its component adds
       "splits": {                             # one section per split, in run order
         split: {
@@ -23,16 +23,17 @@ Schema (``schema_version`` 3)::
                              "metrics": {metric: {"mean", "median", "std", "ci_low", "ci_high",
                                                   "n", "nan_count"}}}},
           "per_perturbation": [{"method", "cell_type", "perturbation", metric: value, ...}],
-          "baseline_gain": {metric: float | null},   # baseline's mean gain over control (effect unit)
           "best_reference": {metric: {"name", "mean"}},  # best simple reference by mean
           "paired_tests": [{"arm", "baseline", "comparator_kind", "metric", "n_pairs",
                             "median_difference", "mean_difference", "wins", "losses", "ties",
-                            "statistic", "p_value", "mean_improvement",
-                            "relative_to_baseline_gain", "outcome"}],
+                            "statistic", "p_value", "mean_improvement", "outcome"}],
           "component_tests": [...],           # as paired_tests: each full arm vs its ablation,
                                               # plus "component" (ptrag.config.arms)
           "own_mean_tests": [...],            # as paired_tests: each arm vs <arm>_mean_on_controls
           "noise_floor_notes": [str],
+          "scoreboard": {"metrics": [metric], "rows": [{"method", "group", "inert", "cells"}]},
+                                              # every method vs the baseline and the best simple
+                                              # reference (ptrag.report.scoreboard)
           "retrieval": {arm: {                # arms with a selector only
               "training": {"seed<k>": {"step": [int], "selection_rate": [float]}},
               "training_final_rate": float | null,
@@ -50,9 +51,8 @@ Schema (``schema_version`` 3)::
     }
 
 ``paired_tests``: differences are arm − comparator (``baseline`` names the comparator: the baseline
-arm or a simple reference); ``mean_improvement`` is positive when the arm is better;
-``relative_to_baseline_gain`` divides it by ``baseline_gain`` (null when that gain is not
-positive). CIs are percentile bootstrap 95% intervals of the mean over test perturbations. NaN is
+arm or a simple reference); ``mean_improvement`` is positive when the arm is better, in the
+metric's own units. CIs are percentile bootstrap 95% intervals of the mean over test perturbations. NaN is
 written as ``null``.
 """
 
@@ -71,7 +71,6 @@ from ptrag.evaluation.references import REFERENCE_REGISTRY
 from ptrag.evaluation.stats import bootstrap_ci
 from ptrag.report.comparisons import (
     SIGNIFICANCE,
-    baseline_gain,
     best_references,
     component_comparisons,
     own_mean_comparisons,
@@ -83,11 +82,11 @@ from ptrag.report.headline import (
     component_sentence,
     noise_floor_notes,
     seed_warnings,
-    unit_notes,
 )
 from ptrag.report.retrieval import retrieval_section
+from ptrag.report.scoreboard import scoreboard
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass
@@ -158,10 +157,17 @@ def sentence_metrics(shown: Sequence[str]) -> list[str]:
 
 
 def split_section(
-    split: SplitResults, baseline: str, shown: Sequence[str], n_boot: int = 2000, seed: int = 0
+    split: SplitResults,
+    baseline: str,
+    shown: Sequence[str],
+    headline: Sequence[str] = (),
+    n_boot: int = 2000,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """One split's entry of ``summary["splits"]`` (before JSON cleaning)."""
-    results = split.results
+    """One split's entry of ``summary["splits"]`` (before JSON cleaning); ``headline``: the
+    scoreboard's metrics. A metric some split lacks is NaN in this one."""
+    missing = [m for m in shown if m not in split.results.columns]
+    results = split.results.reindex(columns=[*split.results.columns, *missing])
     methods = {
         name: {
             "kind": kind,
@@ -175,6 +181,8 @@ def split_section(
     arms = [name for name, kind in split.kinds.items() if kind == "arm"]
     has_baseline = baseline in set(results["method"])
     clean_methods = _clean(methods)
+    best = best_references(clean_methods, split.kinds, shown)
+    retrieval = retrieval_section(split.retrieval, split.training, arms)
     return {
         "label": split.label,
         "description": split.description,
@@ -183,13 +191,13 @@ def split_section(
         "per_perturbation": results[["method", "cell_type", "perturbation", *shown]].to_dict(
             orient="records"
         ),
-        "baseline_gain": baseline_gain(results, baseline, shown),
-        "best_reference": best_references(clean_methods, split.kinds, shown),
+        "best_reference": best,
         "paired_tests": paired_comparisons(results, split.kinds, baseline, shown) if has_baseline else [],
-        "component_tests": component_comparisons(results, split.kinds, baseline, shown),
-        "own_mean_tests": own_mean_comparisons(results, split.kinds, baseline, shown),
+        "component_tests": component_comparisons(results, split.kinds, shown),
+        "own_mean_tests": own_mean_comparisons(results, split.kinds, shown),
         "noise_floor_notes": noise_floor_notes(clean_methods, shown),
-        "retrieval": retrieval_section(split.retrieval, split.training, arms),
+        "retrieval": retrieval,
+        "scoreboard": scoreboard(results, split.kinds, baseline, headline, clean_methods, best, retrieval),
     }
 
 
@@ -207,17 +215,27 @@ def build_summary(
     present = set().union(*(set(s.results.columns) for s in splits.values())) if splits else set()
     shown = [m for m in (metrics or METRICS) if m in present]
     headline_metrics = sentence_metrics(shown)
-    sections = {name: _clean(split_section(s, baseline, shown, n_boot, seed)) for name, s in splits.items()}
+    sections = {
+        name: _clean(split_section(s, baseline, shown, headline_metrics, n_boot, seed))
+        for name, s in splits.items()
+    }
     headline = []
     for name, section in sections.items():
-        arms = [m for m, entry in section["methods"].items() if entry["kind"] == "arm"]
+        methods = section["methods"]
+        arms = [m for m, entry in methods.items() if entry["kind"] == "arm"]
         for arm in arms:
             # An ablation beside its full arm says what the removed component adds; any other arm
             # is set against the baseline and the best simple reference.
-            sentence = component_sentence(arm, section["component_tests"], baseline, headline_metrics)
+            sentence = component_sentence(arm, section["component_tests"], headline_metrics, methods)
             if sentence is None:
                 sentence = arm_sentence(
-                    arm, section["paired_tests"], section["best_reference"], baseline, headline_metrics
+                    arm,
+                    section["paired_tests"],
+                    section["best_reference"],
+                    baseline,
+                    headline_metrics,
+                    methods,
+                    section["retrieval"].get(arm),
                 )
             headline.append({"split": name, "arm": arm, "sentence": sentence})
     summary = {
@@ -230,7 +248,6 @@ def build_summary(
         "headline_metrics": headline_metrics,
         "metric_info": {m: _metric_info(m) for m in shown},
         "warnings": seed_warnings(n_seeds) + collapse_warnings(sections),
-        "notes": unit_notes(sections, baseline, headline_metrics),
         "headline": headline,
         "splits": sections,
         "info": dict(info or {}),
