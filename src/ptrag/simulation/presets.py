@@ -133,50 +133,6 @@ PRESETS: dict[str, SimulationPreset] = {
         n_batches_per_line=4,
         median_library_size=10_000.0,
     ),
-    # tiny with replogle-hetero's basal state, for tests: jurkat is k562's twin, rpe1 transfers partly.
-    "tiny-hetero": SimulationPreset(
-        name="tiny-hetero",
-        cell_lines=("k562", "rpe1", "jurkat"),
-        n_measured_genes=300,
-        n_perturbation_pool=44,
-        n_perturbations_per_line=34,
-        complex_fraction=0.55,
-        max_targets_per_complex=6,
-        n_go_programs=30,
-        measured_target_fraction=0.6,
-        cells_per_perturbation=(30, 40),
-        control_fraction=0.12,
-        n_batches_per_line=2,
-        median_library_size=3_000.0,
-        response=ResponseParams(
-            responder_fraction=0.1,
-            idio_fraction=0.06,
-            null_prob_other=0.35,
-            program_effect_sd=0.5,
-            escape_range=(0.1, 0.3),
-        ),
-        state=StateParams(state_gene_fraction=0.08),
-    ),
-    # replogle-like's biology plus a per-cell basal state that the response depends on (StateParams);
-    # a little smaller so that a CPU model trains on it in minutes. Escape is commoner, so that where
-    # escapers sit (mostly at low s) matters.
-    "replogle-hetero": SimulationPreset(
-        name="replogle-hetero",
-        cell_lines=("k562", "rpe1", "jurkat", "hepg2"),
-        n_measured_genes=2_000,
-        n_perturbation_pool=200,
-        n_perturbations_per_line=120,
-        complex_fraction=0.6,
-        max_targets_per_complex=12,
-        n_go_programs=120,
-        measured_target_fraction=0.5,
-        cells_per_perturbation=(40, 60),
-        control_fraction=0.12,
-        n_batches_per_line=4,
-        median_library_size=10_000.0,
-        response=ResponseParams(escape_range=(0.1, 0.3)),
-        state=StateParams(),
-    ),
     # About 1M cells: 4 lines x 1,100 perturbations x ~200 cells + controls. X_hvg is float16 and
     # raw counts are not stored so the file stays manageable (see docs/simulation.md).
     "scale-1m": SimulationPreset(
@@ -197,6 +153,28 @@ PRESETS: dict[str, SimulationPreset] = {
         x_hvg_dtype="float16",
     ),
 }
+
+
+# replogle-like's biology plus a per-cell basal state that the response depends on (StateParams); a
+# little smaller so that a CPU model trains on it in minutes. Escape is commoner, so that where escapers
+# sit (mostly at low s) matters.
+PRESETS["replogle-hetero"] = replace(
+    PRESETS["replogle-like"],
+    name="replogle-hetero",
+    n_perturbation_pool=200,
+    n_perturbations_per_line=120,
+    n_go_programs=120,
+    response=replace(PRESETS["replogle-like"].response, escape_range=(0.1, 0.3)),
+    state=StateParams(),
+)
+# tiny with the same basal state, for tests: jurkat is k562's twin, rpe1 transfers partly.
+PRESETS["tiny-hetero"] = replace(
+    PRESETS["tiny"],
+    name="tiny-hetero",
+    cell_lines=("k562", "rpe1", "jurkat"),
+    response=replace(PRESETS["tiny"].response, escape_range=(0.1, 0.3)),
+    state=StateParams(state_gene_fraction=0.08),  # 300 genes: a few more state genes to see it
+)
 
 
 def get_preset(preset: str | SimulationPreset) -> SimulationPreset:
