@@ -17,3 +17,8 @@ def tiny_screen(tmp_path_factory: pytest.TempPathFactory) -> SimulationResult:
 @pytest.fixture(scope="session")
 def tiny_screen_again(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return simulate("tiny", 0, tmp_path_factory.mktemp("tiny_again") / "screen").out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_hetero_screen(tmp_path_factory: pytest.TempPathFactory) -> SimulationResult:
+    return simulate("tiny-hetero", 0, tmp_path_factory.mktemp("tiny_hetero") / "screen")

@@ -6,8 +6,9 @@ import argparse
 from typing import Any
 
 from ptrag.cli.common import add_progress_option
+from ptrag.simulation.presets import PRESETS
 
-PRESET_NAMES = ("tiny", "replogle-like", "scale-1m")
+PRESET_NAMES = tuple(PRESETS)
 
 DESCRIPTION = """\
 Write a simulated CRISPRi Perturb-seq screen grounded in real gene biology (genes, complexes and GO
@@ -28,7 +29,9 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         choices=PRESET_NAMES,
         default="replogle-like",
         help="Screen size: tiny (tests, seconds), replogle-like (4 lines, 2,000 genes, the bundled "
-        "benchmark) or scale-1m (about 1M cells, for memory and speed benchmarks). Default: %(default)s.",
+        "benchmark), replogle-hetero (replogle-like with a per-cell basal state the response depends "
+        "on, stored in obs['sim_state'] for oracles only) or scale-1m (about 1M cells, for memory and "
+        "speed benchmarks). Default: %(default)s.",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="Random seed; the same seed gives identical files."

@@ -18,6 +18,7 @@ from ptrag.evaluation.de import overlap_at_n, ranked_de_genes, sort_reference
 from ptrag.evaluation.distributional import PCAProjection, distributional_metrics, fit_pca
 from ptrag.evaluation.metric_registry import METRICS
 from ptrag.evaluation.profile import profile_metrics
+from ptrag.evaluation.strata import STRATA_METRICS, fit_strata, strata_metrics
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +161,14 @@ def evaluate(
     include_ot: bool = True,
     progress: bool = True,
     seed: int = 0,
+    include_strata: bool = True,
 ) -> EvaluationResult:
     """Score predicted cells against real cells for every (cell type, perturbation).
 
     ``pca`` lets several methods share one projection (fit it with :func:`fit_pca_on_real`); by
     default it is fitted on all real cells here, controls included. The control condition is used
-    only as the reference of deltas and DE, never scored.
+    only as the reference of deltas and DE, never scored. The state strata (``energy_strata``,
+    ``w1_strata``) are fitted once per cell type on its real control cells (``evaluation/strata.py``).
     """
     from ptrag.progress import progress_bar
 
@@ -239,6 +242,7 @@ def evaluate(
             if include_de:
                 real_reference = sort_reference(real_ctrl, low, high)
                 pred_reference = sort_reference(pred_ctrl, low, high)
+            strata = fit_strata(real_ctrl) if include_strata and len(real_ctrl) > 1 else None
             for i, perturbation in enumerate(perts):
                 real_cells = real_x[real_groups[f"{cell_type}\x1f{perturbation}"]].astype(np.float64)
                 pred_cells = pred_x[pred_groups[f"{cell_type}\x1f{perturbation}"]].astype(np.float64)
@@ -250,6 +254,10 @@ def evaluate(
                     "n_real": len(real_cells),
                 }
                 row.update(distributional_metrics(pred_cells, real_cells, pca, include_ot=include_ot))
+                if strata is not None:
+                    row.update(strata_metrics(pred_cells, real_cells, strata, pca))
+                else:
+                    row.update(dict.fromkeys(STRATA_METRICS, np.nan))
                 row.update({name: float(values[i]) for name, values in profile.items()})
                 if include_de:
                     row["overlap_at_N"] = overlap_at_n(

@@ -57,6 +57,8 @@ class Metric:
 _ENTRIES: tuple[Metric, ...] = (
     Metric("w1", "pca_distribution", "exact 1-D Wasserstein-1 per PC, mean over PCs", plotted=True,
            verdict=True, headline=True),
+    Metric("w1_strata", "pca_distribution",
+           "w1 within basal-state strata of the controls, weighted by the real cells' shares"),
     Metric("w2", "pca_distribution", "exact 1-D Wasserstein-2 per PC, mean over PCs", plotted=True,
            verdict=True),
     Metric("w2_ot", "pca_distribution", "exact multivariate W2 by optimal transport (POT emd2)"),
@@ -74,6 +76,9 @@ _ENTRIES: tuple[Metric, ...] = (
     Metric("mmd_gene", "gene_distribution",
            "unbiased RBF MMD² in gene space, σ = median pooled pairwise distance", plotted=True,
            verdict=True, headline=True),
+    Metric("energy_strata", "gene_distribution",
+           "energy_gene within basal-state strata of the controls (k-means, k = 4), weighted by the real "
+           "cells' shares (evaluation/strata.py)", plotted=True),
     Metric("sd_ratio", "gene_distribution", "mean per-gene SD of predicted / of real cells (1 is ideal)",
            best_at=1.0, plotted=True, headline=True),
     Metric("pearson_delta", "mean_profile", "Pearson r of predicted and real mean deltas from control",

@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 
 from ptrag.io import atomic_path, atomic_save, prepare_output_dir
-from ptrag.simulation.cells import design_cells, encode_chunk, sample_counts
+from ptrag.simulation.cells import STATE_COLUMN, design_cells, encode_chunk, sample_counts
 from ptrag.simulation.expectation import true_shifts
 from ptrag.simulation.genes import select_genes
 from ptrag.simulation.model import ScreenModel, build_model
 from ptrag.simulation.presets import SimulationPreset, get_preset
 from ptrag.simulation.splitfile import fewshot_split, unseen_split
+from ptrag.simulation.states import attach_states
 from ptrag.simulation.writer import ChunkedH5adWriter
 
 SIMULATOR_VERSION = "1"
@@ -27,6 +28,7 @@ UNSEEN_SPLIT_FILE = "split_unseen.toml"
 TRUTH_FILE = "truth.parquet"
 CONDITIONS_FILE = "perturbations.csv"
 REALISM_FILE = "realism.json"
+_STATE_STREAM = 3
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ class SimulationResult:
 def _uns(preset: SimulationPreset, seed: int) -> dict[str, object]:
     from ptrag import __version__
 
-    return {
+    out: dict[str, dict[str, object]] = {
         "ptrag_simulation": {
             "preset": preset.name,
             "seed": int(seed),
@@ -64,6 +66,12 @@ def _uns(preset: SimulationPreset, seed: int) -> dict[str, object]:
             "x_hvg_dtype": preset.x_hvg_dtype,
         }
     }
+    if preset.state is not None:
+        out["ptrag_simulation"]["state"] = (
+            f"obs['{STATE_COLUMN}'] is each cell's true basal state s in [0, 1]; the response depends "
+            "on it (docs/simulation.md). It is the truth, for oracles and tests: models must not read it."
+        )
+    return out
 
 
 def _write_data(path: Path, model: ScreenModel, seed: int, progress: bool) -> int:
@@ -100,6 +108,22 @@ def _truth_frame(model: ScreenModel, shifts: np.ndarray) -> pd.DataFrame:
     return pd.concat([keys, genes], axis=1)
 
 
+def build_screen_model(
+    preset: str | SimulationPreset, seed: int, gene_table: pd.DataFrame | None = None
+) -> ScreenModel:
+    """The generative model of ``(preset, seed)``: what :func:`simulate` samples from (deterministic)."""
+    spec = get_preset(preset)
+    if gene_table is None:
+        from ptrag.embeddings.bundled import load_gene_table
+
+        gene_table = load_gene_table()
+    genes_rng, model_rng, _ = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, 0]).spawn(3))
+    model = build_model(spec, select_genes(gene_table, spec, genes_rng), model_rng)
+    if spec.state is not None:  # its own stream: the state-free presets' draws stay as they were
+        model = attach_states(model, np.random.default_rng(np.random.SeedSequence([seed, _STATE_STREAM])))
+    return model
+
+
 def simulate(
     preset: str | SimulationPreset,
     seed: int,
@@ -114,16 +138,10 @@ def simulate(
     """
     started = time.perf_counter()
     spec = get_preset(preset)
-    if gene_table is None:
-        from ptrag.embeddings.bundled import load_gene_table
-
-        gene_table = load_gene_table()
     out = prepare_output_dir(out_dir, overwrite=overwrite)
-    genes_rng, model_rng, split_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence([seed, 0]).spawn(3)
-    )
-    selection = select_genes(gene_table, spec, genes_rng)
-    model = build_model(spec, selection, model_rng)
+    model = build_screen_model(spec, seed, gene_table)
+    selection = model.selection
+    split_rng = np.random.default_rng(np.random.SeedSequence([seed, 0]).spawn(3)[2])
 
     n_cells = _write_data(out / DATA_FILE, model, seed, progress)
     log.info("wrote %d cells x %d genes to %s", n_cells, len(selection.measured), out / DATA_FILE)

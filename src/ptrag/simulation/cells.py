@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from ptrag.simulation.model import ScreenModel
 
 CONTROL_LABEL = "non-targeting"
+STATE_COLUMN = "sim_state"  # obs column of the true basal state (presets with states); models ignore it
 TARGET_SUM = 1e4
 _COUNT_STREAM = 7_919  # separates the count streams from the design stream of the same seed
 
@@ -29,6 +30,7 @@ class CellDesign:
     batch_index: np.ndarray
     library_size: np.ndarray  # expected total UMIs over the measured genes (before the response)
     strength: np.ndarray  # per-cell response strength; 0 for escaping cells and controls
+    state: np.ndarray | None = None  # per-cell basal state s in [0, 1] (presets with StateParams)
 
     @property
     def n_cells(self) -> int:
@@ -60,9 +62,15 @@ def design_cells(model: ScreenModel, rng: np.random.Generator) -> CellDesign:
         * np.exp(rng.normal(0.0, preset.library_size_sigma, size=n))
     )
     params = preset.response
+    states = model.states
+    state = None if states is None else states.draw(rng, n)
     escape = np.where(condition >= 0, conditions["escape_fraction"].to_numpy()[np.maximum(condition, 0)], 1.0)
+    if states is not None:
+        escape = np.where(condition >= 0, states.escape_probability(escape, state), 1.0)
     responds = rng.random(n) >= escape
     strength = np.where(responds, rng.gamma(params.strength_shape, 1.0 / params.strength_shape, size=n), 0.0)
+    if states is not None:
+        strength = strength * states.strength_factor(state)
 
     perturbation_names = conditions["perturbation"].to_numpy()
     gene = np.where(condition >= 0, perturbation_names[np.maximum(condition, 0)], CONTROL_LABEL)
@@ -77,7 +85,9 @@ def design_cells(model: ScreenModel, rng: np.random.Generator) -> CellDesign:
         },
         index=pd.Index([f"cell{i:0{width}d}" for i in range(n)]),
     )
-    return CellDesign(obs, condition, line_index, batch_index, library, strength)
+    if state is not None:
+        obs[STATE_COLUMN] = state.astype(np.float32)  # the truth, for oracles and tests only
+    return CellDesign(obs, condition, line_index, batch_index, library, strength, state)
 
 
 def sample_counts(
@@ -89,7 +99,11 @@ def sample_counts(
     condition = design.condition[cells]
     lfc = np.zeros((len(condition), model.downstream_lfc.shape[1]), dtype=np.float64)
     perturbed = condition >= 0
-    lfc[perturbed] = model.downstream_lfc[condition[perturbed]] * design.strength[cells][perturbed, None]
+    downstream = model.downstream_lfc[condition[perturbed]]
+    if model.states is not None and design.state is not None:
+        s = design.state[cells][perturbed, None]
+        downstream = model.states.downstream(downstream, condition[perturbed], s)
+    lfc[perturbed] = downstream * design.strength[cells][perturbed, None]
     targets = model.conditions["target_measured_index"].to_numpy()
     knockdown = model.conditions["knockdown"].to_numpy()
     rows = np.nonzero(perturbed)[0]
@@ -101,6 +115,8 @@ def sample_counts(
         * model.proportions[design.line_index[cells], design.batch_index[cells]]
     )
     mean *= np.exp(lfc)
+    if model.states is not None and design.state is not None:
+        mean *= model.states.expression_factor(design.line_index[cells], design.state[cells])
     theta = model.theta[None, :]
     return rng.poisson(rng.gamma(theta, mean / theta)).astype(np.int32)
 

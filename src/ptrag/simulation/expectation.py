@@ -5,20 +5,23 @@ exactly over the negative-binomial count ``K_g`` (a precomputed table of
 ``E[log1p(c * K)]`` for ``K ~ NB(mean m, shape theta)`` on a fine grid of ``log m`` and ``log c``,
 bilinear interpolation) and by quadrature over the library size (Gauss-Hermite on its log-normal),
 the per-cell response strength (Gauss-Laguerre on its Gamma, plus the escaping cells' point mass at
-zero) and the batches of the line (weighted by how cells are spread over them). The per-cell total
-is replaced by its expectation ``L * f_b * S`` where ``S`` is the condition's relative total; its
-Poisson/Gamma noise changes ``log`` by well under 1% at realistic library sizes. The tests check
-the result against Monte-Carlo means of sampled cells.
+zero), the batches of the line (weighted by how cells are spread over them) and, for presets with a
+basal state, that state (Gauss-Jacobi on its Beta law; ``conditional_shifts`` fixes it instead).
+The per-cell total is replaced by its expectation ``L * f_b * S`` where ``S`` is the condition's
+relative total; its Poisson/Gamma noise changes ``log`` by well under 1% at realistic library sizes.
+The tests check the result against Monte-Carlo means of sampled cells.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
 from scipy import special
 
 from ptrag.simulation.model import THETA_LEVELS, ScreenModel
+from ptrag.simulation.states import state_nodes
 
 TARGET_SUM = 1e4
 _LOG_M = np.linspace(np.log(1e-4), np.log(5e4), 300)
@@ -94,27 +97,57 @@ def _strength_nodes(model: ScreenModel) -> tuple[np.ndarray, np.ndarray]:
     return x / shape, w / w.sum()
 
 
-def expected_control(model: ScreenModel, line_index: int, batch_weights: np.ndarray) -> np.ndarray:
-    """Expected log1p-normalised expression of the control cells of one line, shape (n_genes,)."""
+def _state_props(model: ScreenModel, line_index: int, batch: int, state: float | None) -> np.ndarray:
+    props = model.proportions[line_index, batch]
+    if state is None or model.states is None:
+        return props
+    return props * model.states.expression_factor(line_index, state)
+
+
+def expected_control(
+    model: ScreenModel, line_index: int, batch_weights: np.ndarray, state: float | None = None
+) -> np.ndarray:
+    """Expected log1p-normalised expression of the control cells of one line, shape (n_genes,).
+
+    ``state``: the control cells of that basal state (presets with states), else every cell.
+    """
+    if state is None and model.states is not None:
+        return _over_states(model, lambda s: expected_control(model, line_index, batch_weights, s))
     libraries, lib_w = _library_nodes(model)
     out = np.zeros(model.proportions.shape[2])
     for b, wb in enumerate(batch_weights):
         if wb == 0:
             continue
-        props = model.proportions[line_index, b]
+        props = _state_props(model, line_index, b, state)
+        total = props.sum() if state is not None else 1.0  # state-free proportions sum to 1
         for lib, wl in zip(libraries * model.batch_library_factor[line_index, b], lib_w, strict=True):
-            out += (
-                wb
-                * wl
-                * expected_log1p(lib * props, np.full_like(props, TARGET_SUM / lib), model.theta_level)
-            )
+            scale = np.full_like(props, TARGET_SUM / (lib * total))
+            out += wb * wl * expected_log1p(lib * props, scale, model.theta_level)
     return out
 
 
+def _over_states(model: ScreenModel, at_state: Callable[[float], np.ndarray]) -> np.ndarray:
+    """The expectation over the basal state s (Gauss-Jacobi quadrature of its Beta law)."""
+    assert model.states is not None
+    nodes, weights = state_nodes(model.states.params)
+    return sum((w * at_state(float(s)) for s, w in zip(nodes, weights, strict=True)), start=np.zeros(1))
+
+
 def expected_perturbed(
-    model: ScreenModel, condition_index: np.ndarray, line_index: int, batch_weights: np.ndarray
+    model: ScreenModel,
+    condition_index: np.ndarray,
+    line_index: int,
+    batch_weights: np.ndarray,
+    state: float | None = None,
 ) -> np.ndarray:
-    """Expected log1p-normalised expression for conditions of one line, shape (n, n_genes)."""
+    """Expected log1p-normalised expression for conditions of one line, shape (n, n_genes).
+
+    ``state``: the cells of that basal state (presets with states), else every cell.
+    """
+    if state is None and model.states is not None:
+        return _over_states(
+            model, lambda s: expected_perturbed(model, condition_index, line_index, batch_weights, s)
+        )
     conditions = model.conditions.iloc[condition_index]
     lfc = model.downstream_lfc[condition_index].astype(np.float64)
     n, n_genes = lfc.shape
@@ -127,13 +160,17 @@ def expected_perturbed(
     escape = conditions["escape_fraction"].to_numpy()[:, None]
     libraries, lib_w = _library_nodes(model)
     strengths, strength_w = _strength_nodes(model)
+    if state is not None and model.states is not None:
+        lfc = model.states.downstream(lfc, condition_index, state)
+        escape = model.states.escape_probability(escape, state)
+        strengths = strengths * model.states.strength_factor(state)
     # Strength node 0 is the escaping cells (no downstream response, knockdown still applies).
     nodes = [(0.0, escape)] + [(s, (1.0 - escape) * w) for s, w in zip(strengths, strength_w, strict=True)]
     out = np.zeros((n, n_genes))
     for b, wb in enumerate(batch_weights):
         if wb == 0:
             continue
-        props = model.proportions[line_index, b][None, :]
+        props = _state_props(model, line_index, b, state)[None, :]
         for strength, w_strength in nodes:
             relative = props * np.exp(strength * lfc + knock)
             total_factor = relative.sum(axis=1, keepdims=True)
@@ -142,6 +179,22 @@ def expected_perturbed(
                     lib * relative, TARGET_SUM / (lib * total_factor), model.theta_level[None, :]
                 )
                 out += wb * wl * w_strength * value
+    return out
+
+
+def conditional_shifts(
+    model: ScreenModel, condition_index: np.ndarray, line_index: int, batch_weights: np.ndarray,
+    states: np.ndarray,
+) -> np.ndarray:
+    """E[perturbed | s] − E[control | s] for conditions of one line at each basal state s.
+
+    Shape (len(states), n, n_genes): the shift a cell of state s is expected to show (presets with
+    states; the oracle in ``oracle.py`` interpolates it between grid states).
+    """
+    out = np.zeros((len(states), len(condition_index), model.downstream_lfc.shape[1]))
+    for i, s in enumerate(states):
+        control = expected_control(model, line_index, batch_weights, float(s))
+        out[i] = expected_perturbed(model, condition_index, line_index, batch_weights, float(s)) - control
     return out
 
 

@@ -17,12 +17,16 @@ perturbations) and ``g_pc`` a per-line jitter.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ptrag.simulation.genes import NON_COMPLEX_CATEGORIES, GeneSelection
 from ptrag.simulation.presets import SimulationPreset
+
+if TYPE_CHECKING:
+    from ptrag.simulation.states import StateModel
 
 # NB shapes (theta) are snapped to these levels so the truth can use precomputed expectations.
 THETA_LEVELS: tuple[float, ...] = (1.5, 2.2, 3.2, 4.7, 6.8, 10.0, 15.0, 22.0, 33.0)
@@ -40,6 +44,8 @@ class ScreenModel:
     batch_library_factor: np.ndarray  # (n_lines, n_batches)
     batch_names: np.ndarray  # (n_lines, n_batches) str, globally unique gem_group labels
     theta_level: np.ndarray  # (n_genes,) index into THETA_LEVELS
+    program_loadings: np.ndarray | None = None  # (n_programs, n_lines, n_genes), gains applied
+    states: StateModel | None = None  # per-cell basal state (states.py); None: responses ignore it
 
     @property
     def theta(self) -> np.ndarray:
@@ -172,4 +178,5 @@ def build_model(preset: SimulationPreset, selection: GeneSelection, rng: np.rand
         batch_library_factor=library,
         batch_names=batch_names,
         theta_level=theta_level,
+        program_loadings=loadings,
     )

@@ -1,7 +1,8 @@
 """Simulation presets: screen sizes plus the biological knobs of the generative model.
 
 Sizes differ between presets; the response model (:class:`ResponseParams`) is shared so that the
-``tiny`` test preset behaves like ``replogle-like`` in miniature.
+``tiny`` test preset behaves like ``replogle-like`` in miniature. ``replogle-hetero`` adds a per-cell
+basal state (:class:`StateParams`, ``states.py``) on which the response depends.
 """
 
 from __future__ import annotations
@@ -37,6 +38,29 @@ class ResponseParams:
 
 
 @dataclass(frozen=True)
+class StateParams:
+    """A continuous basal state s in [0, 1] per cell, visible in its expression, that shapes its response.
+
+    Every cell (control or perturbed) has s ~ Beta(a, a); a < 1 puts most cells near 0 or 1. A state
+    program multiplies the mean of a few well-expressed genes by exp(L_g (s - 1/2)). A responding cell's
+    strength is scaled by 1 + strength_slope (2s - 1) and its escape probability by
+    1 + escape_slope (1 - 2s), so both depend on s and average to the condition's value. Gated programs
+    respond in one state only (gain 2s or 2(1 - s)). ``twin_lines`` copy every downstream response and
+    gate of their source line (full transfer); other lines redraw each gate with ``gate_redraw_prob``
+    (partial transfer).
+    """
+
+    beta_shape: float = 0.5
+    state_gene_fraction: float = 0.04  # share of measured genes in the state program
+    state_effect: float = 1.0  # median |L_g|: log fold change between s = 0 and s = 1
+    strength_slope: float = 0.5  # strength x 0.5 at s = 0, x 1.5 at s = 1
+    escape_slope: float = 0.8  # escape probability x 1.8 at s = 0, x 0.2 at s = 1
+    gated_program_fraction: float = 0.5  # half of these respond at high s only, half at low s only
+    twin_lines: tuple[tuple[str, str], ...] = (("jurkat", "k562"),)  # (line, source of its responses)
+    gate_redraw_prob: float = 0.5
+
+
+@dataclass(frozen=True)
 class SimulationPreset:
     """Everything that defines one simulated screen (with the seed)."""
 
@@ -67,6 +91,7 @@ class SimulationPreset:
     store_x: bool = True
     x_hvg_dtype: str = "float32"
     response: ResponseParams = field(default_factory=ResponseParams)
+    state: StateParams | None = None  # per-cell basal state (replogle-hetero); None: responses ignore it
 
     def with_overrides(self, **changes: object) -> SimulationPreset:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -128,6 +153,28 @@ PRESETS: dict[str, SimulationPreset] = {
         x_hvg_dtype="float16",
     ),
 }
+
+
+# replogle-like's biology plus a per-cell basal state that the response depends on (StateParams); a
+# little smaller so that a CPU model trains on it in minutes. Escape is commoner, so that where escapers
+# sit (mostly at low s) matters.
+PRESETS["replogle-hetero"] = replace(
+    PRESETS["replogle-like"],
+    name="replogle-hetero",
+    n_perturbation_pool=200,
+    n_perturbations_per_line=120,
+    n_go_programs=120,
+    response=replace(PRESETS["replogle-like"].response, escape_range=(0.1, 0.3)),
+    state=StateParams(),
+)
+# tiny with the same basal state, for tests: jurkat is k562's twin, rpe1 transfers partly.
+PRESETS["tiny-hetero"] = replace(
+    PRESETS["tiny"],
+    name="tiny-hetero",
+    cell_lines=("k562", "rpe1", "jurkat"),
+    response=replace(PRESETS["tiny"].response, escape_range=(0.1, 0.3)),
+    state=StateParams(state_gene_fraction=0.08),  # 300 genes: a few more state genes to see it
+)
 
 
 def get_preset(preset: str | SimulationPreset) -> SimulationPreset:

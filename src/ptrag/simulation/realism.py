@@ -13,6 +13,9 @@ Definitions (docs/simulation.md has the reasoning):
   random halves of their cells vs. between one half and as many control cells (equal set sizes, so
   the V-statistic's small-sample bias is the same on both sides), on PCA(30) of the line's log1p
   data.
+- oracle rows (presets with a basal state, ``obs["sim_state"]``): the per-cell and mean-shift oracles
+  of :mod:`ptrag.simulation.oracle` and the ``control`` reference scored on the few-shot test
+  conditions (``report["oracle"]``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from anndata.io import read_elem
 from scipy import stats
 
 from ptrag.simulation.api import CONDITIONS_FILE, DATA_FILE, TRUTH_FILE
+from ptrag.simulation.cells import STATE_COLUMN
 
 CONTROL_LABEL = "non-targeting"
 Z_DETECT = 4.0
@@ -178,6 +182,7 @@ def realism_report(out_dir: str | Path, embeddings: Any | None = None, seed: int
                 ctrl_half = ctrl_scores[rng.choice(len(ctrl_scores), size=len(b), replace=False)]
                 effect.append(energy_distance(ctrl_half, b))
         obs_n, n_genes = len(obs), handle["obsm/X_hvg"].shape[1]
+        has_states = STATE_COLUMN in obs.columns
         sample = _rows(handle, np.sort(rng.choice(obs_n, size=min(obs_n, 2000), replace=False)))
         sparsity = float((sample == 0).mean())
     finally:
@@ -204,7 +209,7 @@ def realism_report(out_dir: str | Path, embeddings: Any | None = None, seed: int
         "near_null_fraction": float(near_null.mean()),
         "noise_floor_ratio": float(np.median(floor / eff)) if len(eff) else float("nan"),
     }
-    return {
+    report: dict[str, Any] = {
         "metrics": metrics,
         "targets": {k: {"low": lo, "high": hi, "what": what} for k, (lo, hi, what) in TARGETS.items()},
         "within_targets": {k: _within(metrics[k], *TARGETS[k][:2]) for k in TARGETS},
@@ -223,6 +228,11 @@ def realism_report(out_dir: str | Path, embeddings: Any | None = None, seed: int
             "pearson_all_pairs": _mean(same + other),
         },
     }
+    if has_states:
+        from ptrag.simulation.oracle import oracle_report
+
+        report["oracle"] = oracle_report(out, seed=seed)
+    return report
 
 
 def _within(value: float, low: float | None, high: float | None) -> bool:
@@ -252,6 +262,10 @@ def format_report(report: dict[str, Any]) -> str:
         f"{d['noise_floor_energy_median']:.3f} vs control-vs-perturbed "
         f"{d['control_vs_perturbed_energy_median']:.3f}"
     )
+    if "oracle" in report:
+        from ptrag.simulation.oracle import format_oracle_report
+
+        lines += ["", format_oracle_report(report["oracle"])]
     return "\n".join(lines)
 
 
