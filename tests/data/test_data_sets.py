@@ -38,9 +38,11 @@ def test_training_sets_follow_the_rules(dataset):
         assert set(_obs(dataset, targets, "cell_type")) == {cell_set.cell_type}
         assert set(_obs(dataset, controls, "perturbation")) == {"non-targeting"}
         assert set(_obs(dataset, controls, "cell_type")) == {cell_set.cell_type}
-        # Each batch has 10 controls ≥ S = 8, so controls share the targets' majority batch.
+        # Each batch has 10 controls ≥ S = 8, so every control comes from its own target's batch,
+        # and the set is labelled with the targets' majority batch.
         majority = Counter(_obs(dataset, targets, "batch").tolist()).most_common()
-        assert set(_obs(dataset, controls, "batch")) == {cell_set.batch}
+        assert _obs(dataset, controls, "batch").tolist() == _obs(dataset, targets, "batch").tolist()
+        assert len(set(controls.tolist())) == 8
         assert cell_set.batch in [b for b, n in majority if n == majority[0][1]]
         assert cell_set.n_real == 8
     assert len({(s.cell_type, s.perturbation) for s in sets}) == 24  # every group gets drawn
@@ -106,7 +108,8 @@ def test_collate_shapes_and_values(dataset):
     np.testing.assert_array_equal(batch["target"][1], dataset.expression.rows(sets[1].target_idx))
     np.testing.assert_array_equal(batch["control"][2], dataset.expression.rows(sets[2].control_idx))
     categories = list(dataset.obs.batch.cat.categories)
-    assert [categories[c] for c in batch["batch_codes"][0]] == [sets[0].batch] * 5
+    target_batches = _obs(dataset, sets[0].target_idx, "batch").tolist()
+    assert [categories[c] for c in batch["batch_codes"][0]] == target_batches
     assert batch["perturbation"] == [s.perturbation for s in sets]
     assert batch["cell_type"] == [s.cell_type for s in sets]
 

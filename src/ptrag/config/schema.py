@@ -76,11 +76,14 @@ class ModelConfig:
     # leaves the anchored, shifted cells as they are, as every reference does. Clipping after the
     # re-centring and the shift cuts the negative side of each shifted zero, which moves the
     # predicted mean up on the sparse genes (docs/generation.md measures it).
-    output_activation: Literal["relu", "none"] = "relu"
+    output_activation: Literal["relu", "none"] = "none"
     # "control_pool": each set of control cells is re-centred on its cell type's whole control pool
     # before the response is added (a 32-64-cell mean is noisy); "none": the sampled cells as they are.
     anchor: Literal["none", "control_pool"] = "control_pool"
-    loss: Literal["energy", "energy_unbiased", "sinkhorn"] = "energy"
+    # "energy_unbiased": the energy distance with self-distances left out of the within-set means
+    # (U-statistic), minimised by the true spread; "energy": geomloss's V-statistic, whose optimum at
+    # S = 32 in gene space is ~0.94 of the true spread (ptrag.models.losses); "sinkhorn".
+    loss: Literal["energy", "energy_unbiased", "sinkhorn"] = "energy_unbiased"
     # Weight of a set-mean term (MSE between predicted and observed set means, over genes) added to
     # the training loss; 0 = the distributional loss alone. Measured on replogle-like validation
     # groups (ST, 1 seed): weight 1 → energy 1.347 vs 1.343, pearson_delta 0.177 vs 0.171; weight 10
@@ -125,6 +128,12 @@ class RetrievalConfig:
     training_selection: Literal["gumbel", "threshold"] = "gumbel"
     # Inference selection: deterministic argmax (default) or Gumbel sampling.
     inference: Literal["deterministic", "sample"] = "deterministic"
+    # Stage 2 decides per (cell, candidate) ("cell", PT-RAG) or once per (set, candidate) from the
+    # mean of its cells' margins ("set": the ablation without per-cell selection).
+    selection_scope: Literal["cell", "set"] = "cell"
+    # Memory arm: each cell's evidence scaled by a gain 2σ(g([f_basal(x_i); f_pert(e_p)])), 1 at
+    # initialisation, so a response can be stronger in some basal states than in others.
+    cell_gain: bool = False
 
 
 @dataclass(frozen=True)

@@ -81,12 +81,25 @@ class SetSampler:
     def _controls(
         self, rng: np.random.Generator, type_code: int, targets: np.ndarray
     ) -> tuple[np.ndarray, int]:
-        counts = np.bincount(self.batch_codes[targets], minlength=self._n_batches)
-        batch = int(counts.argmax())  # ties go to the lowest batch code, deterministically
-        pool = self._controls_by_type_batch.get(type_code * self._n_batches + batch)
-        if pool is None or pool.size < self.set_len:
-            pool = self._controls_by_type[type_code]
-        return self._draw(rng, pool), batch
+        """One control per target cell, from the target's own batch when that batch has at least S
+        controls of the cell type, so a set's controls have the batch mix of its targets; targets of
+        smaller batches get controls from the rest of the cell type's pool. No control is drawn twice
+        unless the pool is smaller than the set. Returns the controls and the set's majority batch."""
+        target_batches = self.batch_codes[targets]
+        counts = np.bincount(target_batches, minlength=self._n_batches)
+        controls = np.full(targets.size, -1, dtype=np.int64)
+        for batch in np.flatnonzero(counts):
+            pool = self._controls_by_type_batch.get(type_code * self._n_batches + int(batch))
+            if pool is not None and pool.size >= self.set_len:
+                slots = np.flatnonzero(target_batches == batch)
+                controls[slots] = pool[rng.choice(pool.size, size=slots.size, replace=False)]
+        open_slots = np.flatnonzero(controls < 0)
+        if open_slots.size:
+            pool = np.setdiff1d(self._controls_by_type[type_code], controls[controls >= 0])
+            replace = open_slots.size > pool.size
+            pool = pool if pool.size else self._controls_by_type[type_code]
+            controls[open_slots] = pool[rng.choice(pool.size, size=open_slots.size, replace=replace)]
+        return controls, int(counts.argmax())  # ties go to the lowest batch code, deterministically
 
     def _make(self, group: int, targets: np.ndarray, rng: np.random.Generator, n_real: int) -> CellSet:
         controls, batch = self._controls(rng, self._group_type[group], targets)

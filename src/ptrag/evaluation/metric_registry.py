@@ -77,8 +77,8 @@ _ENTRIES: tuple[Metric, ...] = (
            "unbiased RBF MMD² in gene space, σ = median pooled pairwise distance", plotted=True,
            verdict=True, headline=True),
     Metric("energy_strata", "gene_distribution",
-           "energy_gene within basal-state strata of the controls (k-means, k = 4), weighted by the real "
-           "cells' shares (evaluation/strata.py)", plotted=True),
+           "energy_gene_unbiased within basal-state strata of the controls (k-means, k = 4), weighted "
+           "by the real cells' shares (evaluation/strata.py)", plotted=True),
     Metric("sd_ratio", "gene_distribution", "mean per-gene SD of predicted / of real cells (1 is ideal)",
            best_at=1.0, plotted=True, headline=True),
     Metric("pearson_delta", "mean_profile", "Pearson r of predicted and real mean deltas from control",

@@ -23,16 +23,20 @@ wrong. Here the comparison is made within strata of basal state (DESIGN §8):
    assignment; restricting to left-alone genes keeps a cell's response from moving it to another
    stratum.
 4. **Scores** (:func:`strata_metrics`): per stratum, the energy distance in gene space (the
-   V-statistic of ``energy_gene``, :func:`~ptrag.evaluation.distributional.energy_distances`) and W1
+   unbiased U-statistic of ``energy_gene_unbiased``,
+   :func:`~ptrag.evaluation.distributional.energy_distances`) and W1
    per PC of the evaluation's shared PCA averaged over PCs (as ``w1``), each weighted by the stratum's
    share of the real cells. Strata with fewer than :data:`MIN_STRATUM_CELLS` real cells are skipped
    and the weights renormalised over the rest. A stratum with enough real cells but fewer than
    :data:`MIN_STRATUM_CELLS` predicted ones is scored against *all* predicted cells of the condition,
    so that a prediction leaving out a state pays for it rather than being excused.
 
-Within a stratum the sets are smaller than the condition, so the V-statistic's 1/n bias is larger
-than ``energy_gene``'s: compare ``energy_strata`` between methods (and with the split-half noise
-floor), not with ``energy_gene``.
+Within a stratum the sets are a quarter of the condition or less, so the V-statistic's bias (its
+within-set means count each cell's zero distance to itself, which rewards predictions narrower than
+the truth, by about E|X−X'|/n) would be four times ``energy_gene``'s; the U-statistic has none, so a
+prediction distributed like the real cells scores about 0 and a state-aware spread is not penalised
+for being as wide as the truth. It can be slightly negative. W1 between samples keeps a small
+finite-n bias; compare ``w1_strata`` between methods scored on the same cells.
 """
 
 from __future__ import annotations
@@ -146,7 +150,7 @@ def strata_metrics(
         if len(pred_s) < MIN_STRATUM_CELLS:
             pred_s = pred64
         weights.append(len(real_s))
-        energies.append(energy_distances(pred_s, real_s)[0])
+        energies.append(energy_distances(pred_s, real_s)[1])
         w1s.append(float(wasserstein_1d(pca.transform(pred_s), pca.transform(real_s))[0].mean()))
     if not weights:  # every stratum too small: nothing state-resolved to score
         return {name: float("nan") for name in STRATA_METRICS}

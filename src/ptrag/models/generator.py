@@ -15,7 +15,7 @@ from torch import nn
 from ptrag.models.layers import mlp
 
 
-def _leading_mean(values: torch.Tensor, count: torch.Tensor | None) -> torch.Tensor:
+def leading_mean(values: torch.Tensor, count: torch.Tensor | None) -> torch.Tensor:
     """(B,1,G) mean over each set's first ``count`` cells (all of them when ``count`` is None)."""
     if count is None:
         return values.mean(dim=1, keepdim=True)
@@ -106,9 +106,12 @@ class STGenerator(nn.Module):
         )
         self.backbone = SetTransformer(hidden_dim, n_layers, n_heads, ff_mult, dropout)
         self.output = nn.Linear(hidden_dim, n_genes)
-        # Scale of the learned response W_out T(h) at inference, chosen on validation after training
+        # Scales of the learned response W_out T(h) at inference, chosen on validation after training
         # (ptrag.training.calibration) and carried by the checkpoint; training always uses 1.
+        # residual_scale multiplies the whole response; cell_scale only its part that differs between
+        # the cells of a set (each cell's response minus the set's mean response).
         self.residual_scale = 1.0
+        self.cell_scale = 1.0
         if output_residual == "expression":
             # Start as the identity map on each control cell: the model learns the response on top.
             nn.init.zeros_(self.output.weight)
@@ -133,11 +136,14 @@ class STGenerator(nn.Module):
         control_mean: torch.Tensor | None = None,
         evidence: torch.Tensor | None = None,
         anchor_cells: torch.Tensor | None = None,
+        input_mean: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predicted cells (B,S,G). ``control_mean`` (B,G): the cell type's control-pool mean;
         ``evidence`` (B,S,G): retrieved observations, added in expression space; ``anchor_cells``
         (B,): at prediction, how many leading cells of each set are kept (the rest pad the last set
-        of a group), so that the kept cells' mean is the one re-centred."""
+        of a group), so that the kept cells' mean is the one re-centred; ``input_mean`` (B,G): at
+        prediction, the mean of the input cells of each set's whole group, re-centred instead of
+        the set's own mean (see :func:`ptrag.prediction.predict.group_input_means`)."""
         mixed = self.backbone(tokens)
         if self.output_residual == "basal":
             # The paper's form: ReLU(W_out(T(h)_i + f_basal(x_i))).
@@ -146,8 +152,11 @@ class STGenerator(nn.Module):
         if self.anchor == "control_pool" and control_mean is not None:
             # Re-centre the set on its cell type's whole control pool: the mean of 32-64 sampled
             # controls is noisy and a prediction would inherit that noise. Each cell keeps its own
-            # deviation from the set mean, so the predicted spread is the controls' spread.
-            control = control - _leading_mean(control, anchor_cells) + control_mean[:, None, :]
+            # deviation from the set mean, so the predicted spread is the controls' spread. At
+            # prediction the mean of the set's whole group is removed instead: re-centring each set of
+            # S cells on its own mean narrows a group of several sets by sqrt((S-1)/S) (0.984 at 32).
+            own_mean = leading_mean(control, anchor_cells) if input_mean is None else input_mean[:, None, :]
+            control = control - own_mean + control_mean[:, None, :]
         if evidence is not None:
             control = control + evidence
         response = self.output(mixed)
@@ -156,6 +165,9 @@ class STGenerator(nn.Module):
             return torch.relu(predicted) if self.clip else predicted
         # Inference: in place on the fresh Linear output, one (B,S,G) tensor instead of three (2x
         # faster prediction). Not in training: in-place ops on the view make backward slower.
+        if self.cell_scale != 1.0:
+            mean = leading_mean(response, anchor_cells)
+            response.sub_(mean).mul_(self.cell_scale).add_(mean)
         if self.residual_scale != 1.0:
             response.mul_(self.residual_scale)
         response.add_(control)

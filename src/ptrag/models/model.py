@@ -14,6 +14,7 @@ from torch import nn
 from ptrag.config import Config, get_arm
 from ptrag.models.evidence import EvidencePath
 from ptrag.models.generator import STGenerator
+from ptrag.models.layers import mlp
 from ptrag.models.retriever import Candidates, Retriever
 from ptrag.models.selection import CandidateAttention, CandidateSelector, Selection
 
@@ -84,15 +85,21 @@ class PerturbationModel(nn.Module):
         self.evidence: EvidencePath | None = None
         if kind.head == "selector":
             self.selector = CandidateSelector(
-                hidden, r.tau, r.combine, r.inference, r.keep_bias, r.training_selection
+                hidden, r.tau, r.combine, r.inference, r.keep_bias, r.training_selection, r.selection_scope
             )
             if r.candidate_features:
                 self.candidate_features = nn.Linear(N_MEMORY_FEATURES if kind.memory else 1, hidden)
         if kind.head == "attention":
             self.attention = CandidateAttention(hidden, config.model.n_heads, r.vanilla_combine)
+        self.cell_gain: nn.Module | None = None
         if kind.memory:
             self.same_perturbation = nn.Embedding(2, hidden)
             self.evidence = EvidencePath(hidden, r.same_prior, r.sharpness, r.shrinkage)
+            if r.cell_gain:
+                # Zero last layer: every gain starts at 2σ(0) = 1, the evidence as it was.
+                self.cell_gain = mlp(2 * hidden, hidden, 1, n_layers=2)
+                nn.init.zeros_(self.cell_gain[-1].weight)
+                nn.init.zeros_(self.cell_gain[-1].bias)
         if kind.retriever and retriever is None:
             raise ValueError(f"arm {self.arm!r} needs a retriever")
 
@@ -153,6 +160,7 @@ class PerturbationModel(nn.Module):
             batch["batch_codes"],
             batch.get("control_mean"),
             batch.get("anchor_cells"),
+            batch.get("input_mean"),
         )
 
     def forward(
@@ -163,6 +171,7 @@ class PerturbationModel(nn.Module):
         batch_codes: torch.Tensor | None = None,
         control_mean: torch.Tensor | None = None,
         anchor_cells: torch.Tensor | None = None,
+        input_mean: torch.Tensor | None = None,
     ) -> ModelOutput:
         basal, query, tokens = self.generator.encode(control, pert_index, batch_codes)
         output = ModelOutput(predicted=control)
@@ -184,7 +193,10 @@ class PerturbationModel(nn.Module):
                 evidence, output.evidence_weights, output.evidence_share = self.evidence(
                     output.selection.weights, encoded, query, candidates
                 )
+                if self.cell_gain is not None:
+                    state = torch.cat([basal, query[:, None, :].expand_as(basal)], dim=-1)
+                    evidence = evidence * (2.0 * torch.sigmoid(self.cell_gain(state)))
         output.predicted = self.generator.decode(
-            tokens, basal, control, control_mean, evidence, anchor_cells
+            tokens, basal, control, control_mean, evidence, anchor_cells, input_mean
         )
         return output

@@ -37,9 +37,11 @@ class CandidateSelector(nn.Module):
         inference: Literal["deterministic", "sample"],
         keep_bias: float,
         training_selection: Literal["gumbel", "threshold"],
+        scope: Literal["cell", "set"] = "cell",
     ) -> None:
         super().__init__()
         self.tau = tau
+        self.scope = scope
         self.training_selection = training_selection
         self.combine = combine
         self.inference = inference
@@ -126,6 +128,9 @@ class CandidateSelector(nn.Module):
         margin = pair_dot(
             cell[..., :n], candidate[..., :n], inverse_std, bias[:n], last.weight[KEEP] - last.weight[DROP]
         ) + (last.bias[KEEP] - last.bias[DROP])
+        if self.scope == "set":
+            # One decision per (set, candidate): the cells' mean margin, shared by every cell.
+            margin = margin.mean(dim=1, keepdim=True).expand_as(margin)
         weights = self.select(margin) * valid[:, None, :].to(margin.dtype)
         # sum_k w_k * context_mlp(r_k): the last (linear) layer moves outside the sum over k.
         summed = pair_weighted_sum(cell[..., n:], candidate[..., n:], inverse_std, bias[n:], weights)

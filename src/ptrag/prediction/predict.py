@@ -16,6 +16,7 @@ from ptrag.data.dataset import BATCH, CELL_TYPE, PerturbationDataset
 from ptrag.data.sets import CellSet, SetSampler
 from ptrag.errors import DataError, PtragError, format_list
 from ptrag.models import ModelOutput
+from ptrag.models.generator import leading_mean
 from ptrag.prediction.genes import align_genes
 from ptrag.prediction.record import retrieval_rows
 from ptrag.progress import progress_bar
@@ -92,6 +93,32 @@ def predictor(
     return Predictor(dataset, spec, checkpoint.model(spec), SetTensorizer(dataset, spec))
 
 
+def group_input_means(
+    sets: Sequence[CellSet], dataset: PerturbationDataset
+) -> dict[tuple[str, str], np.ndarray]:
+    """(cell type, perturbation) → mean of the input control cells of all the group's sets (each
+    set's ``n_real`` leading cells), for groups predicted by more than one set.
+
+    The model re-centres a group on this mean rather than each set on its own: the predicted group
+    is one population, and per-set centring would narrow it by sqrt((S-1)/S).
+    """
+    by_group: dict[tuple[str, str], list[np.ndarray]] = {}
+    for s in sets:
+        by_group.setdefault((s.cell_type, s.perturbation), []).append(s.control_idx[: s.n_real])
+    means: dict[tuple[str, str], np.ndarray] = {}
+    # Groups drawn from the same control cells (an in-silico screen's shared draw) share one mean.
+    by_cells: dict[bytes, np.ndarray] = {}
+    for group, parts in by_group.items():
+        if len(parts) > 1:
+            cells = np.concatenate(parts)
+            key = cells.tobytes()
+            if key not in by_cells:
+                values = dataset.expression.rows(cells)
+                by_cells[key] = values.mean(axis=0, dtype=np.float64).astype(np.float32)
+            means[group] = by_cells[key]
+    return means
+
+
 def forward_sets(
     model: torch.nn.Module,
     sets: Sequence[CellSet],
@@ -101,13 +128,23 @@ def forward_sets(
     desc: str = "predict",
 ) -> Iterator[tuple[int, Sequence[CellSet], ModelOutput]]:
     """``(first set id, sets, output)`` per forward pass, so callers can reduce as they go."""
+    group_means = group_input_means(sets, tensorize.dataset)
     with torch.inference_mode():
         batches = range(0, len(sets), sets_per_batch)
         for start in progress_bar(batches, desc=desc, unit="batch", enabled=progress):
             chunk = sets[start : start + sets_per_batch]
             batch = tensorize(chunk)
-            # Only each set's first n_real cells are kept: the anchor is their mean.
-            batch["anchor_cells"] = torch.tensor([s.n_real for s in chunk])
+            # Only each set's first n_real cells are kept: the anchor is their mean, or the group's.
+            anchor_cells = torch.tensor([s.n_real for s in chunk])
+            batch["anchor_cells"] = anchor_cells
+            if group_means:
+                own = leading_mean(batch["control"], anchor_cells)[:, 0]
+                batch["input_mean"] = torch.stack(
+                    [
+                        torch.from_numpy(group_means[key]) if key in group_means else own[i]
+                        for i, key in enumerate((s.cell_type, s.perturbation) for s in chunk)
+                    ]
+                )
             yield start, chunk, model.on_batch(batch)
 
 

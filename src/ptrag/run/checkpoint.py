@@ -36,6 +36,7 @@ CHECKPOINT_FILES = {"last": Path("checkpoints/last.ckpt"), "best": Path("checkpo
 MODEL_PREFIX = "model."
 # Payload key of the response scale chosen on validation (ptrag.training.calibration).
 RESIDUAL_SCALE_KEY = "residual_scale"
+CELL_SCALE_KEY = "cell_scale"
 
 
 def run_info(config: Config, spec: ModelSpec) -> dict[str, Any]:
@@ -95,8 +96,10 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]  # the PerturbationModel's parameters
     path: Path
     step: int
-    # The learned response's scale chosen on validation after training (1: none chosen).
+    # The learned response's scales chosen on validation after training (1: none chosen): of the
+    # whole response, and of its per-cell part (ptrag.training.calibration).
     residual_scale: float = 1.0
+    cell_scale: float = 1.0
 
     @classmethod
     def load(cls, source: str | Path, which: str = "best") -> Checkpoint:
@@ -111,7 +114,8 @@ class Checkpoint:
         config = config_from_dict(info["config"])
         spec = ModelSpec.from_state(info["spec"])
         step = int(payload.get("global_step", 0))
-        return cls(config, spec, state, path, step, float(payload.get(RESIDUAL_SCALE_KEY, 1.0)))
+        scales = (float(payload.get(RESIDUAL_SCALE_KEY, 1.0)), float(payload.get(CELL_SCALE_KEY, 1.0)))
+        return cls(config, spec, state, path, step, *scales)
 
     @property
     def run_dir(self) -> Path | None:
@@ -124,4 +128,5 @@ class Checkpoint:
         model = build_model(self.config, spec or self.spec)
         load_weights(model, self.state_dict)
         model.generator.residual_scale = self.residual_scale
+        model.generator.cell_scale = self.cell_scale
         return model.eval()

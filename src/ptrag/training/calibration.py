@@ -16,37 +16,42 @@ from pathlib import Path
 
 import torch
 
-from ptrag.run.checkpoint import RESIDUAL_SCALE_KEY, read_checkpoint, write_checkpoint
+from ptrag.run.checkpoint import CELL_SCALE_KEY, RESIDUAL_SCALE_KEY, read_checkpoint, write_checkpoint
 from ptrag.training.module import PerturbationLightningModule
 from ptrag.training.progress import validation_loss
 
 log = logging.getLogger(__name__)
 
 RESIDUAL_SCALES: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
+# Scales of the response's per-cell part (each cell's response minus its set's mean response).
+CELL_SCALES: tuple[float, ...] = (1.0, 0.5, 0.0)
 
 
 def calibrate_residual(
     module: PerturbationLightningModule, batches: Sequence[dict[str, torch.Tensor]], best: Path
-) -> float:
-    """Load ``best`` into ``module``, pick the scale with the lowest validation loss, write it back."""
+) -> tuple[float, float]:
+    """Load ``best`` into ``module``, pick the (scale, per-cell scale) with the lowest validation
+    loss, write both back. Ties keep the larger scales: the trained model unless validation says
+    otherwise."""
     payload = read_checkpoint(best)
     module.load_state_dict(payload["state_dict"])
     generator = module.model.generator
-    losses: dict[float, float] = {}
+    losses: dict[tuple[float, float], float] = {}
     for scale in RESIDUAL_SCALES:
-        generator.residual_scale = scale
-        losses[scale], _ = validation_loss(module, batches)
-    generator.residual_scale = 1.0
-    chosen = min(RESIDUAL_SCALES, key=lambda s: (losses[s], -s))  # ties: the larger scale
-    payload[RESIDUAL_SCALE_KEY] = chosen
-    payload["residual_scale_val_losses"] = {str(s): loss for s, loss in losses.items()}
+        # With no response left, its per-cell part has nothing to scale.
+        for cell in CELL_SCALES if scale > 0 else (1.0,):
+            generator.residual_scale, generator.cell_scale = scale, cell
+            losses[(scale, cell)], _ = validation_loss(module, batches)
+    generator.residual_scale, generator.cell_scale = 1.0, 1.0
+    chosen = min(losses, key=lambda key: (losses[key], -key[0], -key[1]))
+    payload[RESIDUAL_SCALE_KEY], payload[CELL_SCALE_KEY] = chosen
+    payload["residual_scale_val_losses"] = {f"{s},{c}": loss for (s, c), loss in losses.items()}
     write_checkpoint(payload, best)
     log.info(
-        "learned response scaled by %g in the best checkpoint, chosen on validation (val loss %.4f at 1, "
-        "%.4f at %g)",
-        chosen,
-        losses[1.0],
+        "learned response scaled by %g, its per-cell part by %g, in the best checkpoint, chosen on "
+        "validation (val loss %.4f at 1, 1; %.4f chosen)",
+        *chosen,
+        losses[(1.0, 1.0)],
         losses[chosen],
-        chosen,
     )
     return chosen
