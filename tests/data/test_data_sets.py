@@ -120,3 +120,20 @@ def test_unknown_groups_are_errors(dataset):
     sampler = SetSampler(dataset, _groups(dataset)[:1], set_len=4, seed=0)
     with pytest.raises(DataError, match="not among"):
         sampler.fixed_sets([("rpe1", "G1")])
+
+
+def test_fixed_sets_never_repeat_a_control_within_a_group_while_the_pool_allows(dataset):
+    sampler = SetSampler(dataset, _groups(dataset), set_len=4, seed=0)  # 10 cells: three sets per group
+    sets = sampler.fixed_sets()
+    by_group: dict[tuple[str, str], list[np.ndarray]] = {}
+    for cell_set in sets:
+        by_group.setdefault((cell_set.cell_type, cell_set.perturbation), []).append(
+            cell_set.control_idx[: cell_set.n_real]
+        )
+    for group, parts in by_group.items():
+        controls = np.concatenate(parts)
+        assert len(parts) == 3 and controls.size == 10, group
+        assert len(set(controls.tolist())) == 10, group  # drawn once for the group, not set by set
+        members = [s for s in sets if (s.cell_type, s.perturbation) == group]
+        targets = np.concatenate([s.target_idx[: s.n_real] for s in members])
+        assert _obs(dataset, controls, "batch").tolist() == _obs(dataset, targets, "batch").tolist()

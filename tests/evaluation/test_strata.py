@@ -7,15 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ptrag.data.strata import assign_strata, fit_strata, left_alone_genes
 from ptrag.evaluation import METRIC_REGISTRY, evaluate, fit_pca
 from ptrag.evaluation.distributional import energy_distances
-from ptrag.evaluation.strata import (
-    STRATA_METRICS,
-    assign_strata,
-    fit_strata,
-    left_alone_genes,
-    strata_metrics,
-)
+from ptrag.evaluation.strata import STRATA_METRICS, strata_metrics
 
 N_GENES = 40
 STATE_GENES = np.arange(0, 10)  # expression differs between the two basal states

@@ -184,3 +184,34 @@ def test_output_activation_none_keeps_negative_values_and_relu_clips_them(
     torch.testing.assert_close(outputs["none"], batch["control"])
     torch.testing.assert_close(outputs["relu"], batch["control"].clamp_min(0.0))
     assert (outputs["none"] < 0).float().mean() > 0.2
+
+
+def test_set_scope_selection_gives_every_cell_of_a_set_the_same_decisions(
+    spec: ModelSpec, make_batch
+) -> None:
+    batch = make_batch(n_sets=4, set_len=6)
+    weights = {}
+    for scope in ("cell", "set"):
+        config = _config("ptrag", f"retrieval.selection_scope={scope}", "retrieval.keep_bias=0")
+        model = build_model(config, spec)
+        torch.manual_seed(0)
+        for layer in (model.selector.scorer[0], model.selector.scorer[-1]):  # decisions that differ by cell
+            torch.nn.init.normal_(layer.weight, std=3.0)
+        model.eval()
+        with torch.no_grad():
+            weights[scope] = _forward(model, batch).selection.weights
+    assert (weights["cell"] != weights["cell"][:, :1]).any()
+    torch.testing.assert_close(weights["set"], weights["set"][:, :1].expand_as(weights["set"]))
+
+
+def test_cell_gain_starts_at_one_and_scales_each_cells_evidence(spec: ModelSpec, make_batch) -> None:
+    batch = make_batch()
+    plain = build_model(_config("memory"), spec).eval()
+    gained = build_model(_config("memory", "retrieval.cell_gain=true"), spec).eval()
+    gained.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        torch.testing.assert_close(_forward(gained, batch).predicted, _forward(plain, batch).predicted)
+        torch.nn.init.normal_(gained.cell_gain[-1].weight, std=1.0)
+        moved = _forward(gained, batch).predicted - _forward(plain, batch).predicted
+    per_cell = moved.abs().mean(dim=-1)
+    assert (per_cell > 1e-4).all() and (per_cell.std(dim=1) > 1e-5).all()

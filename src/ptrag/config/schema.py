@@ -90,6 +90,9 @@ class ModelConfig:
     # → 1.347 / 0.172: no gain on both, so it is off by default (docs/evaluation.md).
     mean_loss_weight: float = at_least(0.0, 0.0)
     sinkhorn_blur: float = above(0.0, 0.05)
+    # Share of the training loss given to the energy within basal-state strata of the controls
+    # (ptrag.models.losses.stratified_energy; the rest stays the pooled loss). 0 = pooled only.
+    strata_loss_weight: float = fraction(0.0)
 
 
 @dataclass(frozen=True)

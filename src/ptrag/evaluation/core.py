@@ -13,12 +13,13 @@ import pandas as pd
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
+from ptrag.data.strata import fit_strata
 from ptrag.errors import DataError, format_list
 from ptrag.evaluation.de import overlap_at_n, ranked_de_genes, sort_reference
 from ptrag.evaluation.distributional import PCAProjection, distributional_metrics, fit_pca
 from ptrag.evaluation.metric_registry import METRICS
 from ptrag.evaluation.profile import profile_metrics
-from ptrag.evaluation.strata import STRATA_METRICS, fit_strata, strata_metrics
+from ptrag.evaluation.strata import STRATA_METRICS, strata_metrics
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ distance itself, minimised by the true distribution whatever the set size.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # Squared distances below this count as this: sqrt's gradient must stay finite at coinciding cells.
@@ -43,6 +44,39 @@ def energy_unbiased(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tens
     within_predicted = _mean_off_diagonal(pairwise_distances(predicted, predicted))
     within_target = _mean_off_diagonal(pairwise_distances(target, target))
     return cross - 0.5 * (within_predicted + within_target)
+
+
+def stratified_energy(
+    predicted: torch.Tensor, target: torch.Tensor, predicted_strata: torch.Tensor, target_strata: torch.Tensor
+) -> torch.Tensor:
+    """(B,) :func:`energy_unbiased` within basal-state strata, weighted by the target cells' shares.
+
+    A predicted cell belongs to its input control cell's stratum, a target cell to its own (both from
+    ``ptrag.data.strata``; -1 = none). A stratum counts where both sides have at least two cells; a
+    set with none falls back to the pooled energy. This sees what the pooled energy barely does: a
+    response that differs between basal states.
+    """
+    n_strata = int(max(int(predicted_strata.max()), int(target_strata.max()), 0)) + 1
+    p = F.one_hot(predicted_strata.clamp_min(0), n_strata).to(predicted.dtype)
+    p = p * (predicted_strata >= 0)[..., None].to(predicted.dtype)
+    t = F.one_hot(target_strata.clamp_min(0), n_strata).to(target.dtype)
+    t = t * (target_strata >= 0)[..., None].to(target.dtype)
+    n_p, n_t = p.sum(dim=1), t.sum(dim=1)  # (B, k)
+
+    def within(cells: torch.Tensor, masks: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        distances = pairwise_distances(cells, cells)
+        distances = distances - torch.diag_embed(torch.diagonal(distances, dim1=1, dim2=2))
+        total = torch.einsum("bsk,bst,btk->bk", masks, distances, masks)
+        return total / (counts * (counts - 1)).clamp_min(1.0)
+
+    cross = torch.einsum("bsk,bst,btk->bk", p, pairwise_distances(predicted, target), t)
+    cross = cross / (n_p * n_t).clamp_min(1.0)
+    per_stratum = cross - 0.5 * (within(predicted, p, n_p) + within(target, t, n_t))
+    usable = ((n_p >= 2) & (n_t >= 2)).to(predicted.dtype)
+    weights = n_t * usable
+    total = weights.sum(dim=1)
+    stratified = (per_stratum * weights).sum(dim=1) / total.clamp_min(1.0)
+    return torch.where(total > 0, stratified, energy_unbiased(predicted, target))
 
 
 class SetDistributionLoss(nn.Module):

@@ -20,8 +20,13 @@ class SetTensorizer:
     Batches unseen in training map to the generator's reserved zero row.
     """
 
-    def __init__(self, dataset: PerturbationDataset, spec: ModelSpec) -> None:
+    def __init__(
+        self, dataset: PerturbationDataset, spec: ModelSpec, strata: np.ndarray | None = None
+    ) -> None:
         self.dataset = dataset
+        # Per cell of the dataset, its basal-state stratum (ptrag.data.strata.cell_strata), for the
+        # stratified loss; None leaves the strata out of the batches.
+        self.strata = strata
         self.vocabulary = {name: i for i, name in enumerate(spec.vocabulary)}
         self.cell_types = {name: i for i, name in enumerate(spec.cell_types)}
         spec_batches = {name: i for i, name in enumerate(spec.batches)}
@@ -42,7 +47,7 @@ class SetTensorizer:
 
     def __call__(self, sets: Sequence[CellSet]) -> dict[str, torch.Tensor]:
         arrays = collate(list(sets), self.dataset)
-        return {
+        batch = {
             "control": torch.from_numpy(arrays["control"]),
             "target": torch.from_numpy(arrays["target"]),
             "batch_codes": torch.from_numpy(self.batch_map[arrays["batch_codes"]]),
@@ -50,3 +55,8 @@ class SetTensorizer:
             "cell_type_index": self._index(self.cell_types, arrays["cell_type"], "cell types"),
             "control_mean": torch.from_numpy(np.stack([self.control_means[c] for c in arrays["cell_type"]])),
         }
+        if self.strata is not None:
+            for key, name in (("control_stratum", "control_idx"), ("target_stratum", "target_idx")):
+                rows = np.stack([getattr(s, name) for s in sets])
+                batch[key] = torch.from_numpy(self.strata[rows].astype(np.int64))
+        return batch

@@ -12,6 +12,7 @@ import torch
 from ptrag.config import Config
 from ptrag.errors import TrainingError
 from ptrag.models import ModelOutput, SetDistributionLoss
+from ptrag.models.losses import stratified_energy
 from ptrag.run.build import build_model
 from ptrag.run.checkpoint import CHECKPOINT_KEY, run_info
 from ptrag.run.spec import ModelSpec
@@ -65,6 +66,12 @@ class PerturbationLightningModule(L.LightningModule):
     def losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, ModelOutput]:
         output = self(batch)
         distribution = self.distribution_loss(output.predicted, batch["target"])
+        weight = self.config.model.strata_loss_weight
+        if weight > 0 and "control_stratum" in batch:
+            stratified = stratified_energy(
+                output.predicted, batch["target"], batch["control_stratum"], batch["target_stratum"]
+            ).mean()
+            distribution = (1.0 - weight) * distribution + weight * stratified
         rate = output.charged_rate()
         r = self.config.retrieval
         if rate is None:

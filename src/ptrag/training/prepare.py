@@ -32,6 +32,8 @@ class PreparedData:
     spec: ModelSpec
     groups: dict[str, list[Group]]  # role → sorted (cell type, perturbation) groups with cells
     held_out_note: str | None = None  # set when val groups were held out of the training groups
+    # Basal-state stratum per cell (ptrag.data.strata.cell_strata), computed once when a loss needs it.
+    strata: np.ndarray | None = None
 
     def groups_for(self, role: str) -> list[Group]:
         return self.groups.get(role, [])

@@ -21,6 +21,7 @@ from ptrag.config import Config
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.sets import SetSampler
 from ptrag.data.splits import Split
+from ptrag.data.strata import cell_strata
 from ptrag.io import replace_dir
 from ptrag.retrieval import COLLAPSED_SELECTION
 from ptrag.run.checkpoint import CHECKPOINT_FILES
@@ -55,6 +56,16 @@ class TrainingOutcome:
     message: str  # one line for the user
 
 
+def _strata(prepared: PreparedData, config: Config) -> np.ndarray | None:
+    """Every control, training and validation cell's basal-state stratum, for the stratified loss."""
+    if config.model.strata_loss_weight <= 0:
+        return None
+    if prepared.strata is None:
+        groups = prepared.groups_for("train") + prepared.groups_for("val")
+        prepared.strata = cell_strata(prepared.dataset, groups)
+    return prepared.strata
+
+
 def _validation_batches(prepared: PreparedData, config: Config) -> list[dict[str, torch.Tensor]]:
     groups = prepared.groups_for("val")
     if not groups:
@@ -63,14 +74,14 @@ def _validation_batches(prepared: PreparedData, config: Config) -> list[dict[str
     sets = SetSampler(prepared.dataset, groups, t.cell_set_len, t.seed).fixed_sets()
     # A fixed, evenly spread subset keeps validation cheap and identical across evaluations.
     pick = np.unique(np.linspace(0, len(sets) - 1, num=min(t.val_sets, len(sets))).round().astype(int))
-    tensorize = SetTensorizer(prepared.dataset, prepared.spec)
+    tensorize = SetTensorizer(prepared.dataset, prepared.spec, _strata(prepared, config))
     return fixed_batches([sets[i] for i in pick], tensorize, t.sets_per_batch)
 
 
 def _training_loader(prepared: PreparedData, config: Config, trainer: L.Trainer) -> DataLoader:
     t = config.train
     sampler = SetSampler(prepared.dataset, prepared.groups_for("train"), t.cell_set_len, t.seed)
-    tensorize = SetTensorizer(prepared.dataset, prepared.spec)
+    tensorize = SetTensorizer(prepared.dataset, prepared.spec, _strata(prepared, config))
     steps = TrainingSteps(sampler, tensorize, t.sets_per_batch, t.seed, trainer.global_rank, t.max_steps)
     device = trainer.strategy.root_device
     workers = choose_workers(t.num_workers, device, trainer.num_devices)

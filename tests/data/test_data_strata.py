@@ -1,0 +1,63 @@
+"""Basal-state strata of a screen's cells: controls clustered, perturbed cells assigned on the genes
+their perturbation leaves alone, nothing else labelled."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ptrag.data.dataset import ColumnMapping, PerturbationDataset
+from ptrag.data.expression import DenseExpression
+from ptrag.data.strata import cell_strata
+
+CONTROL = "non-targeting"
+N_GENES = 30
+
+
+def _screen(seed: int = 0) -> tuple[PerturbationDataset, np.ndarray]:
+    """One cell type; state 1 raises genes 0-4 by 4; P1 raises genes 10-14 by 6 in every cell and P2
+    is a held-out group; returns the dataset and every cell's true state."""
+    rng = np.random.default_rng(seed)
+    labels, states, rows = [], [], []
+    for label, n in ((CONTROL, 200), ("P1", 80), ("P2", 40)):
+        state = (rng.random(n) < 0.5).astype(int)
+        x = rng.normal(0.0, 1.0, (n, N_GENES)) + 5.0
+        x[:, :5] += 4.0 * state[:, None]
+        if label == "P1":
+            x[:, 10:15] += 6.0
+        labels += [label] * n
+        states.append(state)
+        rows.append(x)
+    obs = pd.DataFrame(
+        {
+            "perturbation": pd.Categorical(labels),
+            "cell_type": pd.Categorical(["k562"] * len(labels)),
+            "batch": pd.Categorical(["b0"] * len(labels)),
+        },
+        index=[f"cell{i}" for i in range(len(labels))],
+    )
+    dataset = PerturbationDataset(
+        DenseExpression(np.vstack(rows).astype(np.float32)),
+        tuple(f"g{i}" for i in range(N_GENES)),
+        obs,
+        ColumnMapping("gene", "cell_line", None, CONTROL),
+    )
+    return dataset, np.concatenate(states)
+
+
+def test_controls_and_the_given_groups_get_strata_that_follow_the_basal_state():
+    dataset, state = _screen()
+    labels = cell_strata(dataset, [("k562", "P1")])
+    perturbation = dataset.obs["perturbation"].astype(str).to_numpy()
+    assert (labels[perturbation == "P2"] == -1).all()  # not asked for: unlabelled
+    labelled = perturbation != "P2"
+    assert (labels[labelled] >= 0).all() and labels.max() <= 3
+    # Every stratum holds cells of one state only: the strata split the states, never mix them.
+    for stratum in np.unique(labels[labelled]):
+        in_stratum = labelled & (labels == stratum)
+        assert len(np.unique(state[in_stratum])) == 1
+    # P1's response (genes 10-14) does not move its cells away from the strata of their state.
+    controls = perturbation == CONTROL
+    control_state_of = {s: state[controls & (labels == s)][0] for s in np.unique(labels[controls])}
+    p1 = perturbation == "P1"
+    assert all(control_state_of[s] == t for s, t in zip(labels[p1], state[p1], strict=True))
