@@ -56,10 +56,12 @@ def test_one_section_per_split_with_every_arm_and_reference(benchmark_out) -> No
     on_disk = json.loads((out / "summary.json").read_text())
     for split_name, section in summary["splits"].items():
         assert list(section["methods"]) == [
-            "st", "ptrag", *SIMPLE_REFERENCES, "evidence_only", "noise_floor",
+            "st", "ptrag", *SIMPLE_REFERENCES, "evidence_only", "noise_floor", "oracle_mean_shift",
             "st_mean_on_controls", "ptrag_mean_on_controls",
         ]
         assert section["methods"]["st_mean_on_controls"]["kind"] == "diagnostic"
+        # The simulated screen's truth: the mean-shift oracle (tiny has no basal states: no per-cell one).
+        assert section["methods"]["oracle_mean_shift"]["kind"] == "oracle"
         assert {row["baseline"] for row in section["own_mean_tests"]} == {
             "st_mean_on_controls", "ptrag_mean_on_controls"
         }

@@ -16,7 +16,7 @@ from ptrag.benchmark.splits import BenchmarkSplit, resolve_splits
 from ptrag.config import DEFAULT_PRESET, get_arm, load_config
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.errors import DataError
-from ptrag.evaluation import mean_on_controls_name
+from ptrag.evaluation import mean_on_controls_name, row_kind
 from ptrag.io import staged_output
 from ptrag.report.summary import SplitResults
 
@@ -155,7 +155,7 @@ def _run_splits(
         sections[split.name] = SplitResults(
             table,
             {arm: "arm" for arm in arms}
-            | {name: "reference" for name in runs.references}
+            | {name: row_kind(name) for name in runs.references}
             | {mean_on_controls_name(arm): "diagnostic" for arm in arms},
             label=split.label,
             description=split.description,

@@ -83,6 +83,32 @@ def _last_logged(frame: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def oracle_rows(
+    sim_dir: Path, adata_real: object, control_label: str, pca: object
+) -> dict[str, EvaluationResult]:
+    """On a screen ``ptrag simulate`` wrote (its truth beside the data): the oracle rows, scored like
+    references. ``oracle_mean_shift`` needs the truth; ``oracle_per_cell`` a preset with basal states."""
+    from ptrag.errors import DataError
+    from ptrag.simulation.api import TRUTH_FILE
+    from ptrag.simulation.oracle import ORACLE_KINDS, load_screen_model, oracle_prediction
+
+    if not (sim_dir / TRUTH_FILE).is_file():
+        return {}
+    try:
+        model = load_screen_model(sim_dir)
+    except DataError:
+        return {}
+    rows: dict[str, EvaluationResult] = {}
+    for kind in ORACLE_KINDS:
+        try:
+            pred = oracle_prediction(sim_dir, adata_real, kind, control_label=control_label, model=model)
+        except DataError as exc:  # e.g. no basal states in this preset: no per-cell oracle
+            log.info("[benchmark] no oracle_%s row: %s", kind, exc)
+            continue
+        rows[f"oracle_{kind}"] = evaluate(pred, adata_real, pca=pca, progress=False)
+    return rows
+
+
 def load_benchmark_dataset(
     data_path: Path, config_source: str = DEFAULT_PRESET, overrides: Sequence[str] = ()
 ) -> PerturbationDataset:
@@ -160,6 +186,7 @@ def run_arms(
     for run in runs:  # every prediction directory carries its references, as `ptrag predict` writes them
         shifts.save(predictions_dir / f"{run.arm}-seed{run.seed}" / REFERENCE_FILE)
     references = evaluate_references(real.adata_real, dataset.control_label, shifts=shifts, pca=pca, seed=0)
+    references |= oracle_rows(split_path.parent, real.adata_real, dataset.control_label, pca)
     info = {
         "split_file": split_path.name,  # the staging directory it was read from is gone afterwards
         "n_train_groups": len(split.groups(dataset, "train")),

@@ -128,6 +128,14 @@ register_arm(
     component="Anchoring each set to its cell type's control pool",
 )
 register_arm(
+    "st_relu",
+    "st",
+    "ST whose expression-space output is clipped at 0 after the shift (the earlier default).",
+    overrides=("model.output_activation=relu",),
+    ablates="st",
+    component="The unclipped output (vs a ReLU after re-centring and shifting the control cells)",
+)
+register_arm(
     "vanilla_rag",
     "vanilla_rag",
     "ST plus softmax cross-attention to the K most similar training perturbations.",
@@ -172,4 +180,20 @@ register_arm(
     ablates="memory",
     component="What is retrieved (the query's own measurements and nearest neighbours, vs as many "
     "random measured rows)",
+)
+register_arm(
+    "memory_set_selection",
+    "memory",
+    "The memory arm with one keep/drop decision per (set, candidate), shared by the set's cells.",
+    overrides=("retrieval.selection_scope=set",),
+    ablates="memory",
+    component="Per-cell selection (stage 2 decides per cell vs once per set)",
+)
+register_arm(
+    "memory_pooled_loss",
+    "memory",
+    "The memory arm trained on the pooled energy alone, without the energy within basal-state strata.",
+    overrides=("model.strata_loss_weight=0",),
+    ablates="memory",
+    component="The stratified loss (energy within basal-state strata beside the pooled energy)",
 )

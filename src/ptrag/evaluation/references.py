@@ -144,10 +144,16 @@ def mean_on_controls_name(method: str) -> str:
     return f"{method}{MEAN_ON_CONTROLS}"
 
 
+ORACLE_PREFIX = "oracle_"  # rows that know a simulated screen's truth (ptrag.simulation.oracle)
+
+
 def row_kind(name: str) -> str:
     """How tables label a non-method row: "diagnostic" (a method's own mean on real controls, which
-    predicts nothing by itself) or "reference" (a predictor from training data or controls)."""
-    return "diagnostic" if name.endswith(MEAN_ON_CONTROLS) else "reference"
+    predicts nothing by itself), "oracle" (knows the simulated truth) or "reference" (a predictor
+    from training data or controls)."""
+    if name.endswith(MEAN_ON_CONTROLS):
+        return "diagnostic"
+    return "oracle" if name.startswith(ORACLE_PREFIX) else "reference"
 
 
 def predicted_mean_shifts(pred: Any, real: Any, context: BuildContext) -> ShiftLookup:
