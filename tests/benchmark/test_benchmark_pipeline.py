@@ -49,6 +49,7 @@ def test_one_section_per_split_with_every_arm_and_reference(benchmark_out) -> No
     root, out, summary = benchmark_out
     for name in ("summary.json", "report.md", "report.html", "results_all.csv"):
         assert (out / name).is_file(), name
+    assert "its own mean shift on real control cells" in (out / "report.html").read_text()
     assert list(summary["splits"]) == ["fewshot", "unseen"]
     assert [summary["splits"][s]["label"] for s in SPLITS] == ["few-shot", "unseen"]
     results = pd.read_csv(out / "results_all.csv")

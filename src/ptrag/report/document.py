@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ptrag.evaluation.metric_registry import FAMILIES, metrics_where
+from ptrag.evaluation.metric_registry import FAMILIES, metric, metrics_where
 from ptrag.report.headline import display, method_note, split_title
 from ptrag.report.numbers import fmt, fmt_cell, percent
 from ptrag.report.scoreboard import Scoreboards, board, legend
@@ -132,6 +132,26 @@ def _comparison_tables(summary: dict[str, Any], section: dict[str, Any]) -> list
             _test_rows(versus_all, with_comparator=True),
             folded=True,
         ),
+        *_own_mean_table(section, head),
+    ]
+
+
+def _own_mean_table(section: dict[str, Any], head: list[str]) -> list[Block]:
+    """Every arm against its own mean shift on real control cells, on the distributional metrics."""
+    tests = [
+        t for t in section.get("own_mean_tests", []) if metric(t["metric"]).family.endswith("distribution")
+    ]
+    if not tests:
+        return []
+    return [
+        Table(
+            "Every arm against its own mean shift on real control cells (<arm>_mean_on_controls)",
+            [*head[:2], "row", *head[2:], "outcome"],
+            _test_rows(tests, with_comparator=True),
+            "Same mean as the arm, real control cells around it: where the arm is worse, what it does to "
+            "single cells costs accuracy its mean alone would have had.",
+            folded=True,
+        )
     ]
 
 
