@@ -29,6 +29,7 @@ from ptrag.evaluation import (
     fit_pca_on_real,
     reference_shifts_for_split,
 )
+from ptrag.evaluation.core import real_side_cache
 from ptrag.prediction.predict import Prediction, predict_sets
 from ptrag.prediction.write import write_prediction
 from ptrag.run.checkpoint import Checkpoint
@@ -132,6 +133,25 @@ def run_arms(
     config_source: str = DEFAULT_PRESET,
     overrides: Sequence[str] = (),
     progress: bool = True,
+) -> BenchmarkRuns:
+    # Every row of the split is scored against the same real cells: what depends on them alone
+    # (strata, real DE genes, projections) is computed once (ptrag.evaluation.core.real_side_cache).
+    with real_side_cache():
+        return _run_arms(
+            dataset, split_path, out, split_name, arms, seeds, config_source, overrides, progress
+        )
+
+
+def _run_arms(
+    dataset: PerturbationDataset,
+    split_path: Path,
+    out: Path,
+    split_name: str,
+    arms: Sequence[str],
+    seeds: int,
+    config_source: str,
+    overrides: Sequence[str],
+    progress: bool,
 ) -> BenchmarkRuns:
     base = load_config(config_source, overrides)
     split = Split.read(split_path)
