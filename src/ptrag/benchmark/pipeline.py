@@ -67,6 +67,7 @@ def _per_seed(runs: BenchmarkRuns) -> list[dict[str, Any]]:
                 "seed": r.seed,
                 "train_seconds": round(r.train_seconds, 2),
                 "predict_seconds": round(r.predict_seconds, 2),
+                **{f"{name}_seconds": round(value, 2) for name, value in r.phase_seconds.items()},
                 "final_logged": r.final_metrics,
                 "mean_metrics": {k: float(v) for k, v in means.items()},
             }
@@ -99,6 +100,7 @@ def run_benchmark(
     chosen = resolve_splits(data_dir, splits) if data_dir is not None else []
     with staged_output(out, overwrite=overwrite) as staging:
         started = time.perf_counter()
+        phases: dict[str, float] = {}
         if data_dir is None:
             from ptrag.simulation import simulate
 
@@ -106,12 +108,18 @@ def run_benchmark(
             data_dir = simulate(preset, seed=0, out_dir=staging / "data", progress=progress).out_dir
             chosen = resolve_splits(data_dir, splits)
             source, shown_path = f"simulated {preset}", Path(out) / "data" / "data.h5ad"
+            phases["simulate"] = time.perf_counter() - started
         else:
             source, shown_path = str(data_dir), Path(data_dir) / "data.h5ad"
+        loading = time.perf_counter()
         dataset = load_benchmark_dataset(Path(data_dir) / "data.h5ad", config_source, overrides)
+        phases["load"] = time.perf_counter() - loading
+        log.info("[benchmark] %s", ", ".join(f"{name} {value:.1f} s" for name, value in phases.items()))
+        running = time.perf_counter()
         sections, runs_info = _run_splits(
             staging, dataset, chosen, arms, seeds, config_source, overrides, progress
         )
+        phases["splits"] = time.perf_counter() - running
         info = {
             "data": {
                 "path": str(shown_path),
@@ -124,10 +132,14 @@ def run_benchmark(
             "splits": [split.name for split, _ in chosen],
             **runs_info,
             "total_seconds": round(time.perf_counter() - started, 1),
+            # Before the report: the report's own seconds are logged, not stored in the report.
+            "phase_seconds": {name: round(value, 1) for name, value in phases.items()},
         }
         title = f"ptrag benchmark: {source} ({', '.join(arms)}; {seeds} seed{'s' if seeds != 1 else ''})"
+        reporting = time.perf_counter()
         summary = build_summary(sections, baseline=BASELINE, n_seeds=seeds, info=info, title=title)
         write_report(summary, staging)
+        log.info("[benchmark] report written in %.1f s", time.perf_counter() - reporting)
     log.info("[benchmark] done in %.0f s → %s", time.perf_counter() - started, Path(out) / "report.html")
     return summary
 
@@ -163,7 +175,10 @@ def _run_splits(
             training=_per_arm(runs, "training_log"),
             info=runs.split_info,
         )
-        per_split_info[split.name] = {"per_seed": _per_seed(runs)}
+        per_split_info[split.name] = {
+            "per_seed": _per_seed(runs),
+            "phase_seconds": {name: round(value, 2) for name, value in runs.phase_seconds.items()},
+        }
     combined = pd.concat(results, ignore_index=True)
     combined[["split", *[c for c in combined.columns if c != "split"]]].to_csv(
         out / "results_all.csv", index=False

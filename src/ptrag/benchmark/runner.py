@@ -29,6 +29,7 @@ from ptrag.evaluation import (
     fit_pca_on_real,
     reference_shifts_for_split,
 )
+from ptrag.evaluation.core import real_side_cache
 from ptrag.prediction.predict import Prediction, predict_sets
 from ptrag.prediction.write import write_prediction
 from ptrag.run.checkpoint import Checkpoint
@@ -52,6 +53,9 @@ class ArmRun:
     training_log: pd.DataFrame = field(default_factory=pd.DataFrame)  # the run's metrics.csv
     # The diagnostic row <arm>_mean_on_controls: this run's own mean shift on real control cells.
     mean_on_controls: EvaluationResult | None = None
+    # Wall seconds of the run's other phases: validation and calibration (within train_seconds),
+    # scoring the arm and scoring its <arm>_mean_on_controls row.
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,6 +64,8 @@ class BenchmarkRuns:
     references: dict[str, EvaluationResult]
     split_info: dict[str, object]
     config: dict[str, object]
+    # Wall seconds of the split's shared phases (reference shifts, each reference, the oracle rows).
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _training_log(run_dir: Path) -> pd.DataFrame:
@@ -128,6 +134,25 @@ def run_arms(
     overrides: Sequence[str] = (),
     progress: bool = True,
 ) -> BenchmarkRuns:
+    # Every row of the split is scored against the same real cells: what depends on them alone
+    # (strata, real DE genes, projections) is computed once (ptrag.evaluation.core.real_side_cache).
+    with real_side_cache():
+        return _run_arms(
+            dataset, split_path, out, split_name, arms, seeds, config_source, overrides, progress
+        )
+
+
+def _run_arms(
+    dataset: PerturbationDataset,
+    split_path: Path,
+    out: Path,
+    split_name: str,
+    arms: Sequence[str],
+    seeds: int,
+    config_source: str,
+    overrides: Sequence[str],
+    progress: bool,
+) -> BenchmarkRuns:
     base = load_config(config_source, overrides)
     split = Split.read(split_path)
     split.validate(dataset)
@@ -143,7 +168,7 @@ def run_arms(
             steps = config.train.max_steps
             log.info("[benchmark] %s split: training %s (seed %d, %d steps)", split_name, arm, seed, steps)
             started = time.perf_counter()
-            train(config, dataset, split, run_dir, overwrite=True, progress=progress)
+            outcome = train(config, dataset, split, run_dir, overwrite=True, progress=progress)
             trained_s = time.perf_counter() - started
             started = time.perf_counter()
             prediction = predict_sets(
@@ -154,12 +179,32 @@ def run_arms(
             if real is None:
                 real = prediction
                 pca = fit_pca_on_real(prediction.adata_real, seed=0)
-            log.info("[benchmark] %s split: evaluating %s (seed %d)", split_name, arm, seed)
+            log.info(
+                "[benchmark] %s split: trained %s in %.1f s (validation %.1f s, calibration %.1f s), "
+                "predicted in %.1f s; evaluating (seed %d)",
+                split_name,
+                arm,
+                trained_s,
+                outcome.validation_seconds,
+                outcome.calibration_seconds,
+                predict_s,
+                seed,
+            )
+            started = time.perf_counter()
             result = evaluate(
                 prediction.adata_pred, prediction.adata_real, pca=pca, progress=False, seed=seed
             )
+            evaluate_s = time.perf_counter() - started
             own_mean = evaluate_mean_on_controls(
                 prediction.adata_pred, prediction.adata_real, dataset.control_label, arm, pca
+            )
+            own_mean_s = time.perf_counter() - started - evaluate_s
+            log.info(
+                "[benchmark] %s split: evaluated %s in %.1f s, its mean on controls in %.1f s",
+                split_name,
+                arm,
+                evaluate_s,
+                own_mean_s,
             )
             training_log = _training_log(run_dir)
             runs.append(
@@ -173,6 +218,12 @@ def run_arms(
                     _last_logged(training_log),
                     training_log,
                     own_mean,
+                    {
+                        "validation": outcome.validation_seconds,
+                        "calibration": outcome.calibration_seconds,
+                        "evaluate": evaluate_s,
+                        "evaluate_mean_on_controls": own_mean_s,
+                    },
                 )
             )
     assert real is not None and real.adata_real is not None
@@ -180,13 +231,26 @@ def run_arms(
     # The runs' own split: where the file has no val groups, training held some training groups out
     # for validation, and the references must not learn from groups the models never trained on.
     trained_split = read_run_split(runs_dir / f"{runs[0].arm}-seed{runs[0].seed}")
+    phases: dict[str, float] = {}
+    started = time.perf_counter()
     shifts = reference_shifts_for_split(
         dataset, trained_split, real.adata_real, base.embedding.source, base.retrieval
     )
     for run in runs:  # every prediction directory carries its references, as `ptrag predict` writes them
         shifts.save(predictions_dir / f"{run.arm}-seed{run.seed}" / REFERENCE_FILE)
-    references = evaluate_references(real.adata_real, dataset.control_label, shifts=shifts, pca=pca, seed=0)
+    phases["reference_shifts"] = time.perf_counter() - started
+    references = evaluate_references(
+        real.adata_real, dataset.control_label, shifts=shifts, pca=pca, seed=0, seconds=phases
+    )
+    started = time.perf_counter()
     references |= oracle_rows(split_path.parent, real.adata_real, dataset.control_label, pca)
+    phases["oracle"] = time.perf_counter() - started
+    log.info(
+        "[benchmark] %s split: references and oracle rows in %.1f s (%s)",
+        split_name,
+        sum(phases.values()),
+        ", ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items()),
+    )
     info = {
         "split_file": split_path.name,  # the staging directory it was read from is gone afterwards
         "n_train_groups": len(split.groups(dataset, "train")),
@@ -195,4 +259,4 @@ def run_arms(
     }
     from ptrag.config import config_to_dict
 
-    return BenchmarkRuns(runs, references, info, config_to_dict(base))
+    return BenchmarkRuns(runs, references, info, config_to_dict(base), phases)

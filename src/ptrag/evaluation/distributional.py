@@ -148,22 +148,33 @@ def mmd_rbf_unbiased(x: NDArray[np.floating], y: NDArray[np.floating]) -> float:
     return float(term_xx + term_yy - 2.0 * kxy.mean())
 
 
-def energy_distances(x: NDArray[np.floating], y: NDArray[np.floating]) -> tuple[float, float]:
+def within_distance_sum(x: NDArray[np.floating]) -> float:
+    """Σ_i Σ_j |x_i − x_j| over ordered pairs (the within-set term of the energy distance)."""
+    x64 = np.asarray(x, dtype=np.float64)
+    # cdist rather than the Gram-matrix trick: exact zeros on the diagonal, no cancellation error.
+    return float(cdist(x64, x64).sum()) if len(x64) else 0.0
+
+
+def energy_distances(
+    x: NDArray[np.floating], y: NDArray[np.floating], sum_yy: float | None = None
+) -> tuple[float, float]:
     """Energy distance as (V-statistic, U-statistic).
 
     V: 2E|X-Y| - E|X-X'| - E|Y-Y'| with the zero self-distances in the means (geomloss's convention,
     times 2); its expectation grows as 1/n for equal distributions. U: the within-set means skip the
     self-distances, so it is unbiased and comparable across set sizes (it can be slightly negative).
+    ``sum_yy``: ``within_distance_sum(y)`` when already known (evaluation scores many predictions
+    against the same real cells).
     """
     x64 = np.asarray(x, dtype=np.float64)
     y64 = np.asarray(y, dtype=np.float64)
     n, m = len(x64), len(y64)
     if n == 0 or m == 0:
         return float("nan"), float("nan")
-    # cdist rather than the Gram-matrix trick: exact zeros on the diagonal, no cancellation error.
     dxy = cdist(x64, y64).mean()
-    sum_xx = cdist(x64, x64).sum()
-    sum_yy = cdist(y64, y64).sum()
+    sum_xx = within_distance_sum(x64)
+    if sum_yy is None:
+        sum_yy = within_distance_sum(y64)
     v_stat = 2.0 * dxy - sum_xx / n**2 - sum_yy / m**2
     u_stat = 2.0 * dxy - sum_xx / (n * (n - 1)) - sum_yy / (m * (m - 1)) if n > 1 and m > 1 else float("nan")
     return float(v_stat), float(u_stat)
@@ -260,17 +271,36 @@ def sd_ratio(pred: NDArray[np.floating], real: NDArray[np.floating]) -> float:
     return float(np.asarray(pred, dtype=np.float64).std(axis=0, ddof=1).mean() / real_sd)
 
 
+@dataclass(frozen=True)
+class RealSide:
+    """What the distributional metrics need of one condition's real cells alone (reusable across
+    every prediction scored against them)."""
+
+    pcs: FloatArray  # the real cells in the shared PCA
+    sum_within: float  # within_distance_sum of the real cells (gene space)
+
+    @classmethod
+    def of(cls, real: NDArray[np.floating], pca: PCAProjection) -> RealSide:
+        return cls(pca.transform(real), within_distance_sum(real))
+
+
 def distributional_metrics(
     pred: NDArray[np.floating],
     real: NDArray[np.floating],
     pca: PCAProjection,
     include_ot: bool = True,
+    real_side: RealSide | None = None,
 ) -> dict[str, float]:
-    """All distributional metrics for one condition: predicted cells vs real cells."""
+    """All distributional metrics for one condition: predicted cells vs real cells.
+
+    ``real_side``: ``RealSide.of(real, pca)`` when already computed (same values either way).
+    """
+    if real_side is None:
+        real_side = RealSide.of(real, pca)
     pred_pcs = pca.transform(pred)
-    real_pcs = pca.transform(real)
+    real_pcs = real_side.pcs
     w1, w2 = wasserstein_1d(pred_pcs, real_pcs)
-    energy, energy_unbiased = energy_distances(pred, real)
+    energy, energy_unbiased = energy_distances(pred, real, real_side.sum_within)
     return {
         "w1": float(w1.mean()),
         "w2": float(w2.mean()),

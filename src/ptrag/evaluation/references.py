@@ -332,13 +332,17 @@ def evaluate_references(
     include_de: bool = True,
     prediction: Any = None,
     method: str = "prediction",
+    seconds: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Score every reference that can be built against ``real`` with one shared PCA.
 
     Returns name → EvaluationResult in registry order. ``control`` and ``noise_floor`` need only
     ``real``; the shift references are scored when ``shifts`` holds them. With ``prediction`` (a
     method's predicted cells), the diagnostic row ``<method>_mean_on_controls`` comes last.
+    ``seconds``, when given, receives each reference's wall time (building and scoring it).
     """
+    import time
+
     from ptrag.evaluation.core import fit_pca_on_real
 
     if shifts is not None:
@@ -349,9 +353,12 @@ def evaluate_references(
     for reference in _ENTRIES:
         if reference.shift is not None and (shifts is None or reference.name not in shifts.shifts):
             continue
+        started = time.perf_counter()
         out[reference.name] = _score(
             reference.build(real, context), context, shared_pca, progress, include_de
         )
+        if seconds is not None:
+            seconds[reference.name] = time.perf_counter() - started
     if prediction is not None:
         out[mean_on_controls_name(method)] = _score(
             mean_on_controls_pair(prediction, real, context, method),

@@ -41,37 +41,68 @@ finite-n bias; compare ``w1_strata`` between methods scored on the same cells.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 
 from ptrag.data.strata import MIN_STRATUM_CELLS, Strata, assign_strata, left_alone_genes
-from ptrag.evaluation.distributional import PCAProjection, energy_distances, wasserstein_1d
+from ptrag.evaluation.distributional import (
+    PCAProjection,
+    RealSide,
+    energy_distances,
+    wasserstein_1d,
+)
 
 STRATA_METRICS: tuple[str, ...] = ("energy_strata", "w1_strata")
 
 
+@dataclass(frozen=True)
+class RealStrata:
+    """One condition's real cells in the strata: what every prediction scored against them shares."""
+
+    genes: NDArray[np.bool_]  # the genes the perturbation leaves alone
+    strata: dict[int, tuple[NDArray[np.float64], RealSide]]  # scored stratum → its real cells
+
+    @classmethod
+    def of(cls, real: NDArray[np.floating], strata: Strata, pca: PCAProjection) -> RealStrata:
+        real64 = np.asarray(real, dtype=np.float64)
+        genes = left_alone_genes(strata, real64)
+        labels = assign_strata(strata, real64, genes)
+        scored = {}
+        for stratum in range(strata.k):
+            real_s = real64[labels == stratum]
+            if len(real_s) >= MIN_STRATUM_CELLS:
+                scored[stratum] = (real_s, RealSide.of(real_s, pca))
+        return cls(genes, scored)
+
+
 def strata_metrics(
-    pred: NDArray[np.floating], real: NDArray[np.floating], strata: Strata, pca: PCAProjection
+    pred: NDArray[np.floating],
+    real: NDArray[np.floating],
+    strata: Strata,
+    pca: PCAProjection,
+    real_strata: RealStrata | None = None,
 ) -> dict[str, float]:
-    """``energy_strata`` and ``w1_strata`` of one condition (see the module docstring)."""
+    """``energy_strata`` and ``w1_strata`` of one condition (see the module docstring).
+
+    ``real_strata``: ``RealStrata.of(real, strata, pca)`` when already computed (same values).
+    """
     pred64 = np.asarray(pred, dtype=np.float64)
     real64 = np.asarray(real, dtype=np.float64)
     if len(pred64) == 0 or len(real64) < MIN_STRATUM_CELLS:
         return {name: float("nan") for name in STRATA_METRICS}
-    genes = left_alone_genes(strata, real64)
-    pred_labels = assign_strata(strata, pred64, genes)
-    real_labels = assign_strata(strata, real64, genes)
+    if real_strata is None:
+        real_strata = RealStrata.of(real64, strata, pca)
+    pred_labels = assign_strata(strata, pred64, real_strata.genes)
     weights, energies, w1s = [], [], []
-    for stratum in range(strata.k):
-        real_s = real64[real_labels == stratum]
-        if len(real_s) < MIN_STRATUM_CELLS:
-            continue
+    for stratum, (real_s, side) in real_strata.strata.items():
         pred_s = pred64[pred_labels == stratum]
         if len(pred_s) < MIN_STRATUM_CELLS:
             pred_s = pred64
         weights.append(len(real_s))
-        energies.append(energy_distances(pred_s, real_s)[1])
-        w1s.append(float(wasserstein_1d(pca.transform(pred_s), pca.transform(real_s))[0].mean()))
+        energies.append(energy_distances(pred_s, real_s, side.sum_within)[1])
+        w1s.append(float(wasserstein_1d(pca.transform(pred_s), side.pcs)[0].mean()))
     if not weights:  # every stratum too small: nothing state-resolved to score
         return {name: float("nan") for name in STRATA_METRICS}
     w = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))

@@ -53,6 +53,7 @@ class RunProgress(L.Callback):
         self.stopped = ""  # "early" or "max_steps" once training has ended
         self.stopped_step = -1
         self._started = 0.0
+        self.validation_seconds = 0.0  # wall time spent validating in this process (not checkpointed)
 
     @property
     def state_key(self) -> str:
@@ -86,7 +87,9 @@ class RunProgress(L.Callback):
             row = {key: float(value) for key, value in pl_module.step_values.items()}
             row["train/step_time_s"] = time.perf_counter() - self._started
         if validating:
+            started = time.perf_counter()
             row |= self._validate(trainer, pl_module, step)
+            self.validation_seconds += time.perf_counter() - started
         if last and not self.stopped:
             self.stopped, self.stopped_step = "max_steps", step
         if row and trainer.is_global_zero:

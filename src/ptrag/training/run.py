@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,9 @@ class TrainingOutcome:
     stopped: str  # "early" or "max_steps"
     best_step: int  # step of the lowest validation loss (-1: the run never validated)
     message: str  # one line for the user
+    # Wall time of this call's phases: validation passes during training, then calibration.
+    validation_seconds: float = 0.0
+    calibration_seconds: float = 0.0
 
 
 def _strata(prepared: PreparedData, config: Config) -> np.ndarray | None:
@@ -90,7 +94,13 @@ def _training_loader(prepared: PreparedData, config: Config, trainer: L.Trainer)
 
 
 def _summary(
-    run_dir: Path, arm: str, steps: int, stopped: str, best_step: int, rate: float | None = None
+    run_dir: Path,
+    arm: str,
+    steps: int,
+    stopped: str,
+    best_step: int,
+    rate: float | None = None,
+    seconds: tuple[float, float] = (0.0, 0.0),
 ) -> TrainingOutcome:
     early = " (stopped early)" if stopped == "early" else ""
     best = f"; lowest validation loss at step {best_step}" if best_step >= 0 else ""
@@ -103,7 +113,7 @@ def _summary(
             100 * rate,
             100 * COLLAPSED_SELECTION,
         )
-    return TrainingOutcome(run_dir, steps, stopped, best_step, message)
+    return TrainingOutcome(run_dir, steps, stopped, best_step, message, *seconds)
 
 
 def train(
@@ -176,8 +186,10 @@ def _fit(
         retrieval_digest(module),
     )
     best = plan.work_dir / CHECKPOINT_FILES["best"]
+    calibration_started = time.perf_counter()
     if trainer.is_global_zero and _calibrates(config) and callback.best_step >= 0 and best.is_file():
         calibrate_residual(module, callback.val_batches, best)
+    calibration_seconds = time.perf_counter() - calibration_started
     if trainer.is_global_zero:
         replace_dir(plan.work_dir, run_dir)
     return _summary(
@@ -187,6 +199,7 @@ def _fit(
         callback.stopped,
         callback.best_step,
         callback.best_selection_rate,
+        (callback.validation_seconds, calibration_seconds),
     )
 
 
