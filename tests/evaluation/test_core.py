@@ -111,3 +111,27 @@ def test_non_finite_predictions_are_refused():
     pred.X[3, 2] = np.nan
     with pytest.raises(DataError, match=r"adata_pred\.X holds 1 NaN"):
         evaluate(pred, real, progress=False)
+
+
+def test_the_real_side_cache_changes_no_value_and_is_keyed_by_content():
+    # The benchmark scores many predictions against one real file inside real_side_cache(); every
+    # value must equal a fresh evaluation, also for a second prediction and a different real file.
+    from ptrag.evaluation.core import real_side_cache
+
+    good_pred, real = make_pair(seed=3, n_controls=80, pred_effect_scale=0.9)
+    bad_pred, _ = make_pair(seed=3, n_controls=80, pred_effect_scale=0.0)
+    other_pred, other_real = make_pair(seed=4, n_controls=80)
+    pca = fit_pca_on_real(real)
+    fresh = [
+        evaluate(p, r, pca=pca, progress=False).results
+        for p, r in ((good_pred, real), (bad_pred, real), (other_pred, other_real))
+    ]
+    with real_side_cache():
+        cached = [
+            evaluate(p, r, pca=pca, progress=False).results
+            for p, r in ((good_pred, real), (bad_pred, real), (other_pred, other_real))
+        ]
+    for before, after in zip(fresh, cached, strict=True):
+        pd.testing.assert_frame_equal(before, after)
+    assert not fresh[0]["energy_gene"].equals(fresh[1]["energy_gene"])
+    assert fresh[0]["energy_strata"].notna().all()

@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from ptrag.benchmark.runner import DEFAULT_ARMS, BenchmarkRuns, load_benchmark_dataset, run_arms
+from ptrag.benchmark.parallel import choose_jobs, run_splits
+from ptrag.benchmark.runner import DEFAULT_ARMS, BenchmarkRuns, load_benchmark_dataset
 from ptrag.benchmark.splits import BenchmarkSplit, resolve_splits
 from ptrag.config import DEFAULT_PRESET, get_arm, load_config
 from ptrag.data.dataset import PerturbationDataset
@@ -86,10 +87,12 @@ def run_benchmark(
     overwrite: bool = False,
     progress: bool = True,
     splits: Sequence[str] | None = None,
+    jobs: int = 0,
 ) -> dict[str, Any]:
     """Check the arms, their configs and the data directory's splits (``splits`` by name; default:
     every split it offers), then write the benchmark into a staging directory that replaces ``out``
-    only when everything is done."""
+    only when everything is done. ``jobs``: processes running splits side by side (0: one per split,
+    up to the available cores; 1: one after the other in this process)."""
     from ptrag.report.render import write_report
     from ptrag.report.summary import build_summary
 
@@ -116,8 +119,18 @@ def run_benchmark(
         phases["load"] = time.perf_counter() - loading
         log.info("[benchmark] %s", ", ".join(f"{name} {value:.1f} s" for name, value in phases.items()))
         running = time.perf_counter()
+        n_jobs = choose_jobs(jobs, len(chosen))
         sections, runs_info = _run_splits(
-            staging, dataset, chosen, arms, seeds, config_source, overrides, progress
+            staging,
+            dataset,
+            Path(data_dir) / "data.h5ad",
+            chosen,
+            arms,
+            seeds,
+            config_source,
+            overrides,
+            progress,
+            n_jobs,
         )
         phases["splits"] = time.perf_counter() - running
         info = {
@@ -130,6 +143,7 @@ def run_benchmark(
             "arms": list(arms),
             "seeds": seeds,
             "splits": [split.name for split, _ in chosen],
+            "jobs": n_jobs,
             **runs_info,
             "total_seconds": round(time.perf_counter() - started, 1),
             # Before the report: the report's own seconds are logged, not stored in the report.
@@ -147,20 +161,34 @@ def run_benchmark(
 def _run_splits(
     out: Path,
     dataset: PerturbationDataset,
+    data_path: Path,
     chosen: list[tuple[BenchmarkSplit, Path]],
     arms: Sequence[str],
     seeds: int,
     config_source: str,
     overrides: Sequence[str],
     progress: bool,
+    jobs: int,
 ) -> tuple[dict[str, SplitResults], dict[str, Any]]:
     """Every arm on every split; writes results_all.csv. Returns the report's inputs and run facts."""
     sections: dict[str, SplitResults] = {}
     results: list[pd.DataFrame] = []
     per_split_info: dict[str, Any] = {}
     config: dict[str, object] = {}
-    for split, split_path in chosen:
-        runs = run_arms(dataset, split_path, out, split.name, arms, seeds, config_source, overrides, progress)
+    all_runs = run_splits(
+        dataset,
+        data_path,
+        [(split.name, split_path) for split, split_path in chosen],
+        out,
+        arms,
+        seeds,
+        config_source,
+        overrides,
+        progress,
+        jobs,
+    )
+    for split, _ in chosen:
+        runs = all_runs[split.name]
         config = runs.config
         table = long_results(runs)
         results.append(table.assign(split=split.name))

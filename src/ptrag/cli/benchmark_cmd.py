@@ -44,6 +44,13 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     )
     parser.add_argument("--seeds", type=int, default=1, help="seeds per arm (3 for headline claims).")
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="processes running the splits side by side, the cores shared between them (0: one per "
+        "split, up to the available cores; 1: one after the other, with progress bars).",
+    )
+    parser.add_argument(
         "--out", required=True, help="output directory; written beside it, moved into place when done."
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory.")
@@ -87,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         arms += [name for name in ablation_arms() if name not in arms]
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}.")
+    if args.jobs < 0:
+        raise ConfigError(f"--jobs must be 0 (automatic) or more, got {args.jobs}.")
     summary = run_benchmark(
         args.out,
         data_dir=args.data,
@@ -98,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         splits=parse_splits(args.splits),
+        jobs=args.jobs,
     )
     print_summary(summary)
     print(f"report: {args.out}/report.html")
