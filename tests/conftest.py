@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +114,94 @@ def tiny_screen(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_screen_digest(tiny_screen: Path) -> str:
     """The tiny screen's hash taken right after simulation, before anything read it."""
     return (tiny_screen.parent / "data.sha256").read_text()
+
+
+# The knockdown screen (ptrag.run.knockdown, ptrag.prediction.knockdown): which targets are measured
+# genes, which of them train, and which cell type has too few measured targets of its own.
+KNOCKDOWN_GENES = 40  # measured genes; the first KNOCKDOWN_IN_LIST of them are also targets
+KNOCKDOWN_IN_LIST = 26
+KNOCKDOWN_OFF_LIST = 4  # targets that are not measured genes
+KNOCKDOWN_TEST = tuple(range(20, 26))  # in-list targets held out of every cell type (never measured)
+KNOCKDOWN_VAL = (18, 19)
+KNOCKDOWN_FEW = 6  # cell type "b" screens only the first 6 in-list targets (+ the off-list ones)
+
+
+@dataclass(frozen=True)
+class KnockdownScreen:
+    """What :func:`make_knockdown_screen` built: the AnnData, its unseen split and the known truth."""
+
+    adata: object  # anndata.AnnData
+    split: object  # ptrag.data.splits.Split
+    remaining: dict[str, float]  # "perturbation@cell type" -> the target's known remaining fraction
+    in_list: tuple[str, ...]  # targets that are measured genes (in gene order)
+    off_list: tuple[str, ...]  # targets that are not
+    train: tuple[str, ...]  # in-list targets that train (in both cell types where screened)
+    test: tuple[str, ...]  # in-list targets held out of every cell type: never measured
+    val: tuple[str, ...]
+
+    def write(self, out: Path) -> Path:
+        """data.h5ad and split.toml in ``out``."""
+        out.mkdir(parents=True, exist_ok=True)
+        self.adata.write_h5ad(out / "data.h5ad")  # type: ignore[attr-defined]
+        self.split.write(out / "split.toml")  # type: ignore[attr-defined]
+        return out
+
+
+def make_knockdown_screen(seed: int = 0) -> KnockdownScreen:
+    """A log1p screen whose knockdowns are known: in perturbed cells the target's expression is a
+    control-like value times R, the remaining fraction, drawn per (cell type, perturbation) from
+    U(0.1, 0.3); genes 30-33 rise by 0.5 log1p in every perturbed cell. Gene levels span 0.5-20
+    (expm1 units), so no single log1p drop fits every target. Cell type "a" screens every target,
+    "b" only ``KNOCKDOWN_FEW`` in-list ones (too few for a prior of its own)."""
+    import anndata as ad
+
+    from ptrag.data.splits import Split
+    from ptrag.embeddings import load_embeddings
+
+    rng = np.random.default_rng(seed)
+    symbols = list(load_embeddings("bundled").symbols[::97][: KNOCKDOWN_GENES + KNOCKDOWN_OFF_LIST])
+    genes = symbols[:KNOCKDOWN_GENES]
+    in_list, off_list = symbols[:KNOCKDOWN_IN_LIST], symbols[KNOCKDOWN_GENES:]
+    level = rng.uniform(0.5, 20.0, size=KNOCKDOWN_GENES)
+    screened = {"a": in_list + off_list, "b": in_list[:KNOCKDOWN_FEW] + off_list}
+    blocks, obs, remaining = [], [], {}
+    for cell_type, targets in screened.items():
+        for target, n in [("non-targeting", 300), *[(t, 30) for t in targets]]:
+            # Control-like expression: gamma with CV 0.22 around each gene's level.
+            values = rng.gamma(20.0, level / 20.0, size=(n, KNOCKDOWN_GENES))
+            if target != "non-targeting":
+                values[:, 30:34] = np.expm1(np.log1p(values[:, 30:34]) + 0.5)
+                if target in genes:
+                    remaining[f"{target}@{cell_type}"] = fraction = float(rng.uniform(0.1, 0.3))
+                    values[:, genes.index(target)] *= fraction
+            blocks.append(np.log1p(values).astype(np.float32))
+            obs += [(target, cell_type, f"{cell_type}_{i % 2}") for i in range(n)]
+    frame = pd.DataFrame(obs, columns=["gene", "cell_line", "gem_group"]).astype("category")
+    frame.index = [f"cell{i}" for i in range(len(frame))]
+    adata = ad.AnnData(X=np.vstack(blocks), obs=frame, var=pd.DataFrame(index=genes))
+    val = tuple(in_list[i] for i in KNOCKDOWN_VAL)
+    test = tuple(in_list[i] for i in KNOCKDOWN_TEST)
+    held_out = {"val": list(val), "test": [*test, *off_list[2:]]}
+    fewshot = {
+        c: {role: [p for p in ps if p in screened[c]] for role, ps in held_out.items()} for c in screened
+    }
+    split = Split(name="kd", fewshot=fewshot, datasets={"kd": "data.h5ad"}, training={"kd": "train"})
+    train = tuple(p for p in in_list if p not in val + test)
+    return KnockdownScreen(adata, split, remaining, tuple(in_list), tuple(off_list), train, test, val)
+
+
+@pytest.fixture(scope="session")
+def knockdown_screen() -> KnockdownScreen:
+    """:func:`make_knockdown_screen`, built once per session."""
+    return make_knockdown_screen()
+
+
+@pytest.fixture(scope="session")
+def knockdown_dir(knockdown_screen: KnockdownScreen, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The knockdown screen on disk: data.h5ad and split.toml."""
+    return knockdown_screen.write(tmp_path_factory.mktemp("knockdown"))
+
+
+@pytest.fixture
+def knockdown_factory() -> Callable[..., KnockdownScreen]:
+    return make_knockdown_screen

@@ -17,6 +17,7 @@ from ptrag.config.schema import (
     DataConfig,
     EmbeddingConfig,
     ModelConfig,
+    PredictionConfig,
     RetrievalConfig,
     TrainConfig,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "EmbeddingConfig",
     "ModelConfig",
     "ModelKind",
+    "PredictionConfig",
     "RetrievalConfig",
     "TrainConfig",
     "apply_overrides",

@@ -166,7 +166,7 @@ def predict_queries(
         raise DataError(
             f"No gene embedding for the perturbations {format_list(missing)}; cannot predict them."
         )
-    predicted, record = run_sets(run.model, sets, run.tensorize, MIN_SETS_PER_BATCH, progress=progress)
+    predicted, record = run_sets(run, sets, MIN_SETS_PER_BATCH, progress=progress, seed=seed)
     obs = predicted_obs(dataset, sets)
     obs.index = [f"pred_{i}" for i in range(len(obs))]
     uns = {"control_label": dataset.control_label, "split": "in_silico", "arm": checkpoint.config.model.arm}

@@ -18,11 +18,13 @@ from ptrag.errors import DataError, PtragError, format_list
 from ptrag.models import ModelOutput
 from ptrag.models.generator import leading_mean
 from ptrag.prediction.genes import align_genes
+from ptrag.prediction.knockdown import TargetKnockdown, knockdown_prior, set_ordinals
 from ptrag.prediction.record import retrieval_rows
 from ptrag.progress import progress_bar
 from ptrag.retrieval import COLLAPSED_SELECTION
 from ptrag.run.checkpoint import Checkpoint
 from ptrag.run.groups import embeddable
+from ptrag.run.knockdown import KnockdownPrior
 from ptrag.run.spec import ModelSpec
 from ptrag.run.tensors import SetTensorizer
 from ptrag.run.threads import configure_threads
@@ -73,12 +75,14 @@ class Prediction:
 
 @dataclass
 class Predictor:
-    """A checkpoint's model for one dataset: genes aligned, spec covering every query."""
+    """A checkpoint's model for one dataset: genes aligned, spec covering every query, and the
+    knockdown prior its predictions get (None: ``prediction.target_knockdown = "off"`` or none learned)."""
 
     dataset: PerturbationDataset
     spec: ModelSpec
     model: torch.nn.Module
     tensorize: SetTensorizer
+    knockdown: KnockdownPrior | None = None
 
 
 def predictor(
@@ -90,7 +94,8 @@ def predictor(
     configure_threads(checkpoint.config.train.num_threads)
     dataset = align_genes(dataset, checkpoint.spec.genes)
     spec = spec_covering(checkpoint.spec, checkpoint.config, perturbations, cell_types)
-    return Predictor(dataset, spec, checkpoint.model(spec), SetTensorizer(dataset, spec))
+    model = checkpoint.model(spec)
+    return Predictor(dataset, spec, model, SetTensorizer(dataset, spec), knockdown_prior(checkpoint))
 
 
 def group_input_means(
@@ -120,15 +125,22 @@ def group_input_means(
 
 
 def forward_sets(
-    model: torch.nn.Module,
+    run: Predictor,
     sets: Sequence[CellSet],
-    tensorize: SetTensorizer,
     sets_per_batch: int,
     progress: bool,
     desc: str = "predict",
+    seed: int = 0,
 ) -> Iterator[tuple[int, Sequence[CellSet], ModelOutput]]:
-    """``(first set id, sets, output)`` per forward pass, so callers can reduce as they go."""
+    """``(first set id, sets, output)`` per forward pass, so callers can reduce as they go.
+
+    Every prediction passes through here, so this is where the run's knockdown prior is applied to
+    the output (``ptrag.prediction.knockdown``; draws seeded by ``seed``).
+    """
+    model, tensorize = run.model, run.tensorize
     group_means = group_input_means(sets, tensorize.dataset)
+    knockdown = None if run.knockdown is None else TargetKnockdown(run.knockdown, run.spec.genes, seed)
+    ordinals = set_ordinals(sets)
     with torch.inference_mode():
         batches = range(0, len(sets), sets_per_batch)
         for start in progress_bar(batches, desc=desc, unit="batch", enabled=progress):
@@ -145,7 +157,11 @@ def forward_sets(
                         for i, key in enumerate((s.cell_type, s.perturbation) for s in chunk)
                     ]
                 )
-            yield start, chunk, model.on_batch(batch)
+            output = model.on_batch(batch)
+            if knockdown is not None:
+                chunk_ordinals = ordinals[start : start + len(chunk)]
+                knockdown.apply(chunk, chunk_ordinals, batch["control"], output.predicted)
+            yield start, chunk, output
 
 
 def _warn_if_collapsed(record: pd.DataFrame) -> None:
@@ -159,16 +175,17 @@ def _warn_if_collapsed(record: pd.DataFrame) -> None:
 
 
 def run_sets(
-    model: torch.nn.Module,
+    run: Predictor,
     sets: Sequence[CellSet],
-    tensorize: SetTensorizer,
     sets_per_batch: int,
     progress: bool,
+    seed: int = 0,
 ) -> tuple[list[np.ndarray], pd.DataFrame]:
     """Predicted cells of each set (its ``n_real`` rows) and the retrieval record of all sets."""
     predicted: list[np.ndarray] = []
     records: list[pd.DataFrame] = []
-    for start, chunk, output in forward_sets(model, sets, tensorize, sets_per_batch, progress):
+    model = run.model
+    for start, chunk, output in forward_sets(run, sets, sets_per_batch, progress, seed=seed):
         values = output.predicted.numpy()
         predicted += [values[i, : s.n_real] for i, s in enumerate(chunk)]
         if output.candidates is not None:
@@ -245,7 +262,7 @@ def predict_sets(
     sampler = SetSampler(dataset, usable, checkpoint.config.train.cell_set_len, seed)
     sets = sampler.fixed_sets()
     batch_size = max(checkpoint.config.train.sets_per_batch, MIN_SETS_PER_BATCH)
-    predicted, record = run_sets(run.model, sets, run.tensorize, batch_size, progress)
+    predicted, record = run_sets(run, sets, batch_size, progress, seed=seed)
 
     control_cells = _control_cells(dataset, [c for c, _ in usable], seed)
     label = dataset.control_label

@@ -181,9 +181,7 @@ def screen_genes(
     selects = False
     kept: list[np.ndarray] = []
     batch_size = max(config.train.sets_per_batch, MIN_SETS_PER_BATCH)
-    for start, chunk, output in forward_sets(
-        run.model, sets, run.tensorize, batch_size, progress, desc=f"screen {cell_type}"
-    ):
+    for start, chunk, output in forward_sets(run, sets, batch_size, progress, f"screen {cell_type}", seed):
         values = output.predicted.numpy()
         n_real = np.array([s.n_real for s in chunk])
         real = np.arange(values.shape[1])[None, :] < n_real[:, None]

@@ -135,6 +135,9 @@ def spec_with_evidence(
         memory,
         spec.embedding_source,
         spec.normalisation,
+        # The knockdown prior stays the training data's: added rows are evidence for other
+        # predictions, not a re-estimate of how far knockdowns lower their target.
+        spec.knockdown,
     )
     return extended.with_cell_types(evidence.cell_types), tuple(new), replaced
 

@@ -11,6 +11,7 @@ import torch
 
 from ptrag.data.normalisation import Normalisation
 from ptrag.retrieval import ResponseMemory, RetrievalDatabase
+from ptrag.run.knockdown import KnockdownPrior
 
 
 def _strings(values: Sequence[str]) -> list[str]:
@@ -24,8 +25,10 @@ class ModelSpec:
     ``normalisation`` says how the training data became log1p values, so that new data is read the
     same way (``ptrag.data.loading.load_dataset(..., genes=spec.genes, normalisation=...)``). The
     retrieval database is the training perturbations' rows of the vocabulary; the response
-    memory holds observed training shifts. Everything a retriever precomputes from these (neighbour
-    tables, candidate rows) is derived again whenever a model is built, never stored.
+    memory holds observed training shifts; ``knockdown`` how far training knockdowns lowered their
+    own target (every arm; None in runs trained before it existed). Everything a retriever
+    precomputes from these (neighbour tables, candidate rows) is derived again whenever a model is
+    built, never stored.
     """
 
     genes: tuple[str, ...]
@@ -37,6 +40,7 @@ class ModelSpec:
     memory: ResponseMemory | None = None
     embedding_source: str = "bundled"
     normalisation: Normalisation = field(default_factory=Normalisation)
+    knockdown: KnockdownPrior | None = None
 
     @classmethod
     def build(
@@ -50,6 +54,7 @@ class ModelSpec:
         memory: ResponseMemory | None = None,
         embedding_source: str = "bundled",
         normalisation: Normalisation = Normalisation(),  # noqa: B008  (frozen dataclass)
+        knockdown: KnockdownPrior | None = None,
     ) -> ModelSpec:
         """A spec whose database holds ``database_perturbations``' rows of the vocabulary."""
         row = {name: i for i, name in enumerate(vocabulary)}
@@ -67,6 +72,7 @@ class ModelSpec:
             memory,
             embedding_source,
             normalisation,
+            knockdown,
         )
 
     def vocabulary_index(self, names: Sequence[str]) -> np.ndarray:
@@ -114,6 +120,8 @@ class ModelSpec:
                 "noise": torch.from_numpy(self.memory.noise),
                 "counts": torch.from_numpy(self.memory.counts),
             }
+        if self.knockdown is not None:
+            state["knockdown"] = self.knockdown.to_state()
         return state
 
     @classmethod
@@ -138,4 +146,5 @@ class ModelSpec:
             memory=memory,
             embedding_source=str(state.get("embedding_source", "")),
             normalisation=Normalisation.from_dict(state.get("normalisation", {})),
+            knockdown=KnockdownPrior.from_state(state["knockdown"]) if state.get("knockdown") else None,
         )

@@ -18,6 +18,7 @@ from ptrag.data.splits import Split
 from ptrag.errors import ConfigError, DataError
 from ptrag.retrieval import ResponseMemory
 from ptrag.run.groups import groups_by_role, with_validation_groups
+from ptrag.run.knockdown import KnockdownPrior
 from ptrag.run.layout import held_out_note
 from ptrag.run.spec import ModelSpec
 from ptrag.run.vocabulary import resolve_vocabulary
@@ -70,6 +71,8 @@ def prepare(dataset: PerturbationDataset, split: Split, config: Config) -> Prepa
     kind = get_arm(config.model.arm).kind
     if kind.retriever:
         _check_top_k(config, len(database))
+    # Every arm: from the training groups only, so no held-out measurement informs its own target.
+    knockdown = KnockdownPrior.from_training_groups(dataset, groups["train"])
     spec = ModelSpec.build(
         genes=dataset.genes,
         vocabulary=vocabulary,
@@ -80,7 +83,9 @@ def prepare(dataset: PerturbationDataset, split: Split, config: Config) -> Prepa
         memory=_training_memory(dataset, split, database) if kind.memory else None,
         embedding_source=source,
         normalisation=dataset.normalisation,
+        knockdown=knockdown,
     )
+    log.info("%s.", knockdown.describe())
     if note:
         log.info("%s.", note)
     log.info(
