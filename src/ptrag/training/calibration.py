@@ -1,12 +1,12 @@
 """After training: how much of the learned response to keep, chosen on the validation sets.
 
-Every arm with the expression-space output predicts ŷ = ReLU(anchored control + evidence + s · W_out
-T(h)). Training fits W_out with s = 1; on the built-in screen's validation groups the memory arm's
-prediction was better with the learned per-cell correction scaled down (docs/retrieval.md). So the
-best checkpoint gets the factor s from a small grid with the lowest validation loss, like a
-temperature chosen after training. s = 1 wins ties: the trained model is kept unless validation says
-otherwise. Only best.ckpt changes (last.ckpt, which ``--resume`` reads, keeps training's state).
-"""
+Every arm with the expression-space output predicts ŷ = anchored control + evidence + s · W_out
+T(h). Training fits W_out with s = 1; on the built-in screen's validation groups the memory arm's
+prediction was once better with the learned per-cell correction scaled down (docs/retrieval.md,
+docs/training.md). So the best checkpoint gets the factor s — and a factor c of the response's
+per-cell part — from a small grid with the lowest validation loss, like a temperature chosen after
+training. The larger scales win ties: the trained model is kept unless validation says otherwise.
+Only best.ckpt changes (last.ckpt, which ``--resume`` reads, keeps training's state)."""
 
 from __future__ import annotations
 
