@@ -47,11 +47,51 @@ def available_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def choose_jobs(requested: int, n_splits: int, cores: int | None = None) -> int:
-    """Processes for ``n_splits`` splits: ``requested`` when > 0, else one per split up to the cores."""
+# What one split's process holds beside its copy of the data: torch, the model, the predictions and
+# their evaluation (about 1 GB RSS on replogle-like, whose data take 145 MB).
+PROCESS_OVERHEAD_BYTES = 1 << 30
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new processes (Linux MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def choose_jobs(
+    requested: int,
+    n_splits: int,
+    cores: int | None = None,
+    data_bytes: int = 0,
+    available_bytes: int | None = None,
+) -> int:
+    """Processes for ``n_splits`` splits: ``requested`` when > 0 (at most one per split), else one per
+    split up to the cores and as many as the available memory holds, each with its own copy of the
+    data (``data_bytes``) — one process whatever the memory says."""
     if requested > 0:
         return min(requested, max(1, n_splits))
-    return max(1, min(n_splits, cores if cores is not None else available_cores()))
+    jobs = max(1, min(n_splits, cores if cores is not None else available_cores()))
+    if available_bytes is not None and jobs > 1:
+        per_job = data_bytes + PROCESS_OVERHEAD_BYTES
+        fitting = max(1, int(0.8 * available_bytes) // per_job)
+        if fitting < jobs:
+            log.info(
+                "[benchmark] %d process%s, not %d: each holds its own copy of the data (%.1f GiB with "
+                "its work) and %.1f GiB of memory is available (--jobs overrides)",
+                fitting,
+                "" if fitting == 1 else "es",
+                jobs,
+                per_job / 2**30,
+                available_bytes / 2**30,
+            )
+            jobs = fitting
+    return jobs
 
 
 def _run_split_job(job: SplitJob) -> BenchmarkRuns:

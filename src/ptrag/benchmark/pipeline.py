@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from ptrag.benchmark.parallel import choose_jobs, run_splits
+from ptrag.benchmark.parallel import available_memory, choose_jobs, run_splits
 from ptrag.benchmark.runner import DEFAULT_ARMS, BenchmarkRuns, load_benchmark_dataset
 from ptrag.benchmark.splits import BenchmarkSplit, resolve_splits
 from ptrag.config import DEFAULT_PRESET, get_arm, load_config
@@ -119,7 +119,9 @@ def run_benchmark(
         phases["load"] = time.perf_counter() - loading
         log.info("[benchmark] %s", ", ".join(f"{name} {value:.1f} s" for name, value in phases.items()))
         running = time.perf_counter()
-        n_jobs = choose_jobs(jobs, len(chosen))
+        n_jobs = choose_jobs(
+            jobs, len(chosen), data_bytes=dataset.expression.nbytes, available_bytes=available_memory()
+        )
         sections, runs_info = _run_splits(
             staging,
             dataset,

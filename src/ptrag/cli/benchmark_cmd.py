@@ -47,8 +47,9 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         "--jobs",
         type=int,
         default=0,
-        help="processes running the splits side by side, the cores shared between them (0: one per "
-        "split, up to the available cores; 1: one after the other, with progress bars).",
+        help="processes running the splits side by side, the cores shared between them, each with its "
+        "own copy of the data (0: one per split, up to the available cores and as many as the available "
+        "memory holds; 1: one after the other, with progress bars).",
     )
     parser.add_argument(
         "--out", required=True, help="output directory; written beside it, moved into place when done."
