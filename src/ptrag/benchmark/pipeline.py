@@ -15,7 +15,6 @@ from ptrag.benchmark.parallel import available_memory, choose_jobs, run_splits
 from ptrag.benchmark.runner import DEFAULT_ARMS, BenchmarkRuns, load_benchmark_dataset
 from ptrag.benchmark.splits import BenchmarkSplit, resolve_splits
 from ptrag.config import DEFAULT_PRESET, get_arm, load_config
-from ptrag.data.dataset import PerturbationDataset
 from ptrag.errors import DataError
 from ptrag.evaluation import mean_on_controls_name, row_kind
 from ptrag.io import staged_output
@@ -122,11 +121,11 @@ def run_benchmark(
         n_jobs = choose_jobs(
             jobs, len(chosen), data_bytes=dataset.expression.nbytes, available_bytes=available_memory()
         )
-        sections, runs_info = _run_splits(
-            staging,
+        all_runs = run_splits(
             dataset,
             Path(data_dir) / "data.h5ad",
-            chosen,
+            [(split.name, split_path) for split, split_path in chosen],
+            staging,
             arms,
             seeds,
             config_source,
@@ -134,6 +133,7 @@ def run_benchmark(
             progress,
             n_jobs,
         )
+        sections, runs_info = _collect_splits(staging, chosen, arms, all_runs)
         phases["splits"] = time.perf_counter() - running
         info = {
             "data": {
@@ -160,35 +160,17 @@ def run_benchmark(
     return summary
 
 
-def _run_splits(
+def _collect_splits(
     out: Path,
-    dataset: PerturbationDataset,
-    data_path: Path,
     chosen: list[tuple[BenchmarkSplit, Path]],
     arms: Sequence[str],
-    seeds: int,
-    config_source: str,
-    overrides: Sequence[str],
-    progress: bool,
-    jobs: int,
+    all_runs: dict[str, BenchmarkRuns],
 ) -> tuple[dict[str, SplitResults], dict[str, Any]]:
-    """Every arm on every split; writes results_all.csv. Returns the report's inputs and run facts."""
+    """The report's inputs and run facts from every split's runs; writes results_all.csv."""
     sections: dict[str, SplitResults] = {}
     results: list[pd.DataFrame] = []
     per_split_info: dict[str, Any] = {}
     config: dict[str, object] = {}
-    all_runs = run_splits(
-        dataset,
-        data_path,
-        [(split.name, split_path) for split, split_path in chosen],
-        out,
-        arms,
-        seeds,
-        config_source,
-        overrides,
-        progress,
-        jobs,
-    )
     for split, _ in chosen:
         runs = all_runs[split.name]
         config = runs.config

@@ -123,6 +123,9 @@ def load_benchmark_dataset(
     return load_dataset(data_path, base.data, set_len=base.train.cell_set_len)
 
 
+# Every row of the split is scored against the same real cells: what depends on them alone
+# (strata, real DE genes, projections) is computed once (ptrag.evaluation.core.real_side_cache).
+@real_side_cache()
 def run_arms(
     dataset: PerturbationDataset,
     split_path: Path,
@@ -133,25 +136,6 @@ def run_arms(
     config_source: str = DEFAULT_PRESET,
     overrides: Sequence[str] = (),
     progress: bool = True,
-) -> BenchmarkRuns:
-    # Every row of the split is scored against the same real cells: what depends on them alone
-    # (strata, real DE genes, projections) is computed once (ptrag.evaluation.core.real_side_cache).
-    with real_side_cache():
-        return _run_arms(
-            dataset, split_path, out, split_name, arms, seeds, config_source, overrides, progress
-        )
-
-
-def _run_arms(
-    dataset: PerturbationDataset,
-    split_path: Path,
-    out: Path,
-    split_name: str,
-    arms: Sequence[str],
-    seeds: int,
-    config_source: str,
-    overrides: Sequence[str],
-    progress: bool,
 ) -> BenchmarkRuns:
     base = load_config(config_source, overrides)
     split = Split.read(split_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -299,7 +300,7 @@ def evaluate(
             if include_de:
                 # The ranked DE genes do not depend on the bounds (low, high) as long as they hold
                 # every value: the per-gene offsets only keep the genes apart.
-                real_reference = _Lazy(lambda ctrl=real_ctrl: sort_reference(ctrl, low, high))
+                real_reference = functools.cache(lambda ctrl=real_ctrl: sort_reference(ctrl, low, high))
                 pred_reference = sort_reference(pred_ctrl, low, high)
             strata = (
                 memo(("strata", cell_type), lambda ctrl=real_ctrl: fit_strata(ctrl))
@@ -361,19 +362,6 @@ def evaluate(
     results = pd.DataFrame(rows).reindex(columns=[*CONDITION_COLUMNS, *METRICS])
     info = {"n_conditions": len(rows), "n_unmatched": unmatched, "n_pcs": pca.n_components}
     return EvaluationResult(results=results, agg=aggregate(results), control_label=control_label, info=info)
-
-
-class _Lazy:
-    """A value computed on first use (the real DE reference: not needed once cached DE genes exist)."""
-
-    def __init__(self, compute: Callable[[], Any]) -> None:
-        self._compute: Callable[[], Any] | None = compute
-        self._value: Any = None
-
-    def __call__(self) -> Any:
-        if self._compute is not None:
-            self._value, self._compute = self._compute(), None
-        return self._value
 
 
 def fit_pca_on_real(adata_real: Any, n_pcs: int = 50, seed: int = 0) -> PCAProjection:

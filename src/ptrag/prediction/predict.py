@@ -94,8 +94,9 @@ def predictor(
     configure_threads(checkpoint.config.train.num_threads)
     dataset = align_genes(dataset, checkpoint.spec.genes)
     spec = spec_covering(checkpoint.spec, checkpoint.config, perturbations, cell_types)
-    model = checkpoint.model(spec)
-    return Predictor(dataset, spec, model, SetTensorizer(dataset, spec), knockdown_prior(checkpoint))
+    return Predictor(
+        dataset, spec, checkpoint.model(spec), SetTensorizer(dataset, spec), knockdown_prior(checkpoint)
+    )
 
 
 def group_input_means(
