@@ -25,7 +25,10 @@ SMALL = [
 
 
 SPLITS = {"fewshot": "split.toml", "unseen": "split_unseen.toml"}
-SIMPLE_REFERENCES = ["control", "train_mean", "perturb_shift", "knn_shift", "linear"]
+SIMPLE_REFERENCES = [
+    "control", "train_mean", "perturb_shift", "knn_shift", "linear", "linear_text", "linear_go",
+    "linear_coexpression",
+]
 
 
 @pytest.fixture(scope="module")

@@ -75,17 +75,17 @@ def test_evaluate_scores_every_reference_beside_the_method(tmp_path, capsys):
     printed = capsys.readouterr().out
     out = pred_dir / "eval"
     names = [
-        "control", "train_mean", "perturb_shift", "knn_shift", "linear", "evidence_only", "noise_floor",
-        "test-arm_mean_on_controls",
+        "control", "train_mean", "perturb_shift", "knn_shift", "linear", "linear_text", "linear_go",
+        "linear_coexpression", "evidence_only", "noise_floor", "test-arm_mean_on_controls",
     ]
     for name in names:
         results = pd.read_csv(out / "references" / name / "results.csv")
         assert len(results) == 6, name
         assert (out / "references" / name / "agg_results.csv").is_file()
-    assert len(pd.read_csv(out / "references" / "details.csv")) == 5 * 6
+    assert len(pd.read_csv(out / "references" / "details.csv")) == 8 * 6  # 8 shift references
     comparison = pd.read_csv(out / "comparison.csv")
     assert list(comparison["method"]) == ["test-arm", *names]
-    assert list(comparison["kind"]) == ["method"] + ["reference"] * 7 + ["diagnostic"]
+    assert list(comparison["kind"]) == ["method"] + ["reference"] * 10 + ["diagnostic"]
     control_agg = pd.read_csv(out / "references" / "control" / "agg_results.csv").set_index("statistic")
     control_energy = control_agg.loc["mean", "energy_gene"]
     assert comparison.set_index("method").loc["control", "energy_gene"] == control_energy

@@ -255,3 +255,30 @@ def test_evidence_only_is_the_memory_arms_start_own_shift_shrunk_else_nearest_ne
     np.testing.assert_allclose(_value(shifts, "evidence_only", ("c", "P1")), expected, rtol=1e-4, atol=1e-5)
     assert factor[2] == 0.0 and 0.8 < factor[0] < 1.0  # gene 2's own shift (0 ± noise) is removed
     assert shifts.details["source"].tolist() == ["evidence", "evidence"]
+
+
+def test_each_prior_has_its_own_linear_reference_and_linear_uses_all_of_them():
+    rng = np.random.default_rng(4)
+    names = [f"T{i}" for i in range(12)]
+    informative = {n: rng.normal(size=3) for n in [*names, "Q"]}
+    noise = {n: rng.normal(size=3) for n in [*names, "Q"]}
+    truth = rng.normal(size=(3, 4))
+    memory = ResponseMemory(
+        tuple(names), ("c",) * 12, np.stack([informative[n] @ truth for n in names]).astype(np.float32)
+    )
+    from ptrag.evaluation.shifts import ALL_PRIORS, linear_shifts, prior_linear_shifts
+
+    means, sources = train_mean_by_cell_type(memory, ["c"])
+    per_prior = {"go": informative, "text": noise, ALL_PRIORS: informative}
+    inputs = ShiftInputs(memory, (("c", "Q"),), noise, means, sources, prior_embeddings=per_prior)
+    go, _ = prior_linear_shifts("go")(inputs)
+    np.testing.assert_allclose(go[0], informative["Q"] @ truth, atol=1e-3)
+    text, _ = prior_linear_shifts("text")(inputs)
+    assert np.abs(text[0] - informative["Q"] @ truth).max() > 0.1  # the uninformative prior misses
+    combined, details = linear_shifts(inputs)
+    np.testing.assert_allclose(combined[0], go[0])
+    assert details[0]["reference"] == "linear"
+    # A prior nobody computed: train_mean, and the detail says why.
+    absent, records = prior_linear_shifts("coexpression")(inputs)
+    np.testing.assert_allclose(absent[0], means["c"])
+    assert records[0]["reference"] == "linear_coexpression" and "not given" in records[0]["detail"]

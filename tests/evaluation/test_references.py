@@ -142,12 +142,13 @@ def test_every_shift_reference_is_the_control_draws_plus_its_shift_and_n_matched
         np.testing.assert_array_equal(pred.X[~perturbed], control.X[~perturbed])
 
 
-def test_all_seven_references_are_scored_when_every_shift_is_given():
+def test_all_ten_references_are_scored_when_every_shift_is_given():
     _, real = make_pair(n_perts=3, n_genes=10)
     shifts = _constant_shifts(real, {name: np.zeros(10) for name in SHIFT_REFERENCES})
     scores = evaluate_references(real, CONTROL, shifts=shifts, include_de=False)
     assert list(scores) == list(REFERENCES) == [
-        "control", "train_mean", "perturb_shift", "knn_shift", "linear", "evidence_only", "noise_floor"
+        "control", "train_mean", "perturb_shift", "knn_shift", "linear", "linear_text", "linear_go",
+        "linear_coexpression", "evidence_only", "noise_floor",
     ]
     assert "split-half" in REFERENCE_REGISTRY["noise_floor"].note
 

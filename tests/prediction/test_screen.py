@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 import ptrag
-from ptrag.embeddings import load_embeddings
 from ptrag.errors import DataError
 from ptrag.prediction.screen import low_evidence_cutoff, read_gene_list
+from ptrag.run.vocabulary import resolve_vocabulary
 
 TINY_OVERRIDES = (
     "model.hidden_dim=16",
@@ -89,12 +89,14 @@ def test_every_gene_starts_from_the_same_control_cells(screened, tiny_screen) ->
 def test_nearest_measured_evidence_is_the_most_similar_other_training_perturbation(
     screened, memory_run
 ) -> None:
-    database = memory_run.checkpoint.spec.database
-    bundled = load_embeddings("bundled")
-    row = {symbol: i for i, symbol in enumerate(bundled.symbols)}
+    checkpoint = memory_run.checkpoint
+    database = checkpoint.spec.database
     table = screened.table.set_index("perturbation")
+    # The run's gene vectors (text + GO priors), as training embedded its vocabulary.
+    resolved = resolve_vocabulary(list(table.index), checkpoint.config, checkpoint.spec.prior_tables)
+    row = {symbol: i for i, symbol in enumerate(resolved.genes)}
     for gene in table.index:
-        query = bundled.matrix[row[gene]]
+        query = resolved.matrix[row[gene]]
         cosines = database.embeddings @ (query / np.linalg.norm(query))
         names = np.asarray(database.perturbations)
         others = names != gene

@@ -218,7 +218,7 @@ def run_arms(
     phases: dict[str, float] = {}
     started = time.perf_counter()
     shifts = reference_shifts_for_split(
-        dataset, trained_split, real.adata_real, base.embedding.source, base.retrieval
+        dataset, trained_split, real.adata_real, base.embedding, base.retrieval
     )
     for run in runs:  # every prediction directory carries its references, as `ptrag predict` writes them
         shifts.save(predictions_dir / f"{run.arm}-seed{run.seed}" / REFERENCE_FILE)

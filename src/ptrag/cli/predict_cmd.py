@@ -82,9 +82,8 @@ def run(args: argparse.Namespace) -> int:
         if split is not None:  # the simple references' shifts, for `ptrag evaluate` to score beside the model
             from ptrag.evaluation import write_reference_shifts
 
-            source = model.config.embedding.source
             write_reference_shifts(
-                staging, dataset, split, prediction.adata_real, source, model.config.retrieval
+                staging, dataset, split, prediction.adata_real, model.config.embedding, model.config.retrieval
             )
     n_pred = int((prediction.adata_pred.obs["target_gene"] != dataset.control_label).sum())
     print(f"predicted {n_pred} cells → {args.out}")

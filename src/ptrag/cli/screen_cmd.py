@@ -50,11 +50,11 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ptrag.api import Model
-    from ptrag.embeddings import load_embeddings
     from ptrag.errors import DataError
     from ptrag.io import check_free_space, check_output_dir, staged_output
     from ptrag.prediction.screen import check_low_evidence_cosine, read_gene_list, screen_bytes
     from ptrag.report.screen_figure import write_screen_figure
+    from ptrag.run.vocabulary import screenable_genes
 
     if args.n_cells is not None and args.n_cells < 1:
         raise DataError(f"--n-cells must be at least 1, got {args.n_cells}.")
@@ -63,8 +63,11 @@ def run(args: argparse.Namespace) -> int:
     model = Model.load(args.run_dir, checkpoint=args.checkpoint)
     check_output_dir(args.out, overwrite=args.overwrite)
     dataset = model.load_data(args.data, data_overrides(args))
-    source = model.config.embedding.source
-    n_screened = len(genes) if genes is not None else len(load_embeddings(source).symbols)
+    n_screened = (
+        len(genes)
+        if genes is not None
+        else len(screenable_genes(model.config, model.checkpoint.spec.prior_tables))
+    )
     cells = (args.n_cells or model.config.train.cell_set_len) if args.cells else 0
     check_free_space(args.out, screen_bytes(n_screened, len(model.genes), cells), "the screen")
     result = model.screen(

@@ -9,6 +9,7 @@ from ptrag.config.loading import (
     load_config,
     read_saved_config,
     save_config,
+    saved_config_from_dict,
 )
 from ptrag.config.schema import (
     DEFAULT_ARM,
@@ -45,4 +46,5 @@ __all__ = [
     "read_saved_config",
     "register_arm",
     "save_config",
+    "saved_config_from_dict",
 ]

@@ -20,7 +20,7 @@ import tomli_w
 
 from ptrag.config.arms import get_arm
 from ptrag.config.schema import DEFAULT_PRESET, Config
-from ptrag.errors import ConfigError
+from ptrag.errors import ConfigError, EmbeddingError
 
 PRESETS: tuple[str, ...] = (DEFAULT_PRESET, "paper")
 
@@ -70,6 +70,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if value is None or (isinstance(value, str) and value.lower() in {"none", "null"}):
             return None
         return _coerce(value, options[0], where)
+    if origin is tuple:
+        items = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ConfigError(f"{where} must be a list, got {value!r}.")
+        item_hint = get_args(hint)[0]
+        return tuple(_coerce(item, item_hint, f"{where}[{i}]") for i, item in enumerate(items))
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -126,6 +132,12 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     """A config from nested sections, every value type- and range-checked and the arm registered."""
     config: Config = _build(Config, data, "")
     get_arm(config.model.arm)
+    from ptrag.embeddings.priors import check_sources
+
+    try:
+        check_sources(config.embedding.sources)
+    except EmbeddingError as exc:
+        raise ConfigError(str(exc)) from None
     if config.model.hidden_dim % config.model.n_heads:
         raise ConfigError(
             f"model.hidden_dim ({config.model.hidden_dim}) must be a multiple of model.n_heads "
@@ -140,7 +152,7 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     def strip(obj: Any) -> Any:
         if isinstance(obj, dict):
             return {k: strip(v) for k, v in obj.items() if v is not None}
-        return obj
+        return list(obj) if isinstance(obj, tuple) else obj
 
     return strip(dataclasses.asdict(config))
 
@@ -183,9 +195,20 @@ def load_config(source: str | Path | None = None, overrides: typing.Sequence[str
     return apply_overrides(base, [*arm.overrides, *overrides])
 
 
+def saved_config_from_dict(data: dict[str, Any]) -> Config:
+    """A config a run saved (config.toml or its checkpoint), exactly as it was saved.
+
+    Runs saved before ``embedding.sources`` existed used the text prior alone, whatever today's
+    default is.
+    """
+    embedding = dict(data.get("embedding", {}))
+    embedding.setdefault("sources", ["text"])
+    return config_from_dict({**data, "embedding": embedding})
+
+
 def read_saved_config(path: str | Path) -> Config:
     """A config written by :func:`save_config` (a run's config.toml), exactly as it was saved."""
-    return config_from_dict(_read_mapping(path))
+    return saved_config_from_dict(_read_mapping(path))
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -52,6 +52,10 @@ class EmbeddingConfig:
 
     # "bundled" = the table shipped with ptrag; otherwise a path (.pkl, .npz, .csv, .tsv, .parquet, .pt).
     source: str = "bundled"
+    # The gene priors combined into each gene's vector (ptrag.embeddings.priors): "text" (the table
+    # above), "go" (the annotation graph), "coexpression" (control-cell correlation, from the data).
+    # text + go was chosen on validation perturbations of replogle-like (docs/priors.md).
+    sources: tuple[str, ...] = ("text", "go")
     # What to do with perturbations that have no embedding: fail, drop them, or use zeros.
     missing: Literal["error", "drop", "zero"] = "error"
 

@@ -19,8 +19,8 @@ from ptrag.evaluation.reference_shifts import (
     REFERENCE_FILE,
     ReferenceShifts,
     compute_reference_shifts,
+    prior_vectors,
     reference_shifts_for_split,
-    resolve_embeddings,
     write_reference_shifts,
 )
 from ptrag.evaluation.references import (
@@ -67,8 +67,8 @@ __all__ = [
     "metrics_where",
     "noise_floor_pair",
     "paired_tests",
+    "prior_vectors",
     "reference_shifts_for_split",
-    "resolve_embeddings",
     "row_kind",
     "train_mean_reference",
     "write_reference_results",

@@ -9,7 +9,7 @@ and rebuilds each reference from the real file's control cells plus these shifts
 - ``reference`` (R,), ``shift`` (R, C, G) float32: each reference's shift per condition (log1p);
 - ``details``: JSON records (reference, cell_type, perturbation, source, detail) saying how each
   shift was made (neighbours and cosines, ridge λ, fallbacks);
-- ``info``: JSON with the format version, the number of training groups and the embedding source.
+- ``info``: JSON with the format version, the number of training groups and the gene priors.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from ptrag.config.schema import RetrievalConfig
+from ptrag.config.schema import EmbeddingConfig, RetrievalConfig
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.errors import DataError, format_list
 from ptrag.evaluation.references import REFERENCE_REGISTRY, SHIFT_REFERENCES
 from ptrag.evaluation.shifts import (
+    ALL_PRIORS,
     DETAIL_COLUMNS,
     KNN_NEIGHBOURS,
     MIN_LINEAR_GROUPS,
@@ -128,22 +129,40 @@ class ReferenceShifts:
         return cls(genes, conditions, {n: shift[i] for i, n in enumerate(names)}, details, info)
 
 
-def resolve_embeddings(names: Sequence[str], source: str) -> dict[str, NDArray[np.float32]]:
-    """Gene embeddings of ``names`` from ``source``, matched as training matches them.
+Vectors = dict[str, NDArray[np.float32]]  # perturbation → gene vector
 
-    Genes without an embedding are left out (the references then fall back to train_mean for them,
-    and say so) instead of failing: the references never stop an evaluation.
+
+def prior_vectors(
+    names: Sequence[str],
+    embedding: EmbeddingConfig,
+    dataset: PerturbationDataset,
+    train_mask: NDArray[np.bool_],
+) -> tuple[Vectors, dict[str, Vectors]]:
+    """The run's gene vectors of ``names`` (its ``embedding.sources``), and each registered prior's
+    plus all of them combined (:data:`ALL_PRIORS`), for the linear references.
+
+    Data priors see ``train_mask``'s cells only. Genes without a vector are left out (the
+    references then fall back to train_mean for them, and say so) instead of failing: the
+    references never stop an evaluation.
     """
-    from ptrag.embeddings import EmbeddingCoverageWarning, load_embeddings, resolve_genes
+    from ptrag.embeddings import EmbeddingCoverageWarning
+    from ptrag.embeddings.priors import PRIOR_NAMES, build_data_tables, combine_priors, load_prior_tables
 
-    table = load_embeddings(source)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", EmbeddingCoverageWarning)
-        resolution = resolve_genes(table, list(names), policy="drop")
-    if resolution.missing:
-        log.info("references: no embedding for %s", format_list(sorted(resolution.missing)))
-    vectors = np.asarray(resolution.matrix, dtype=np.float32)
-    return {gene: vectors[i] for i, gene in enumerate(resolution.genes)}
+    data_tables = build_data_tables(PRIOR_NAMES, dataset, train_mask)
+    tables = load_prior_tables(PRIOR_NAMES, embedding.source, data_tables)
+
+    def vectors(chosen: Sequence[str]) -> Vectors:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EmbeddingCoverageWarning)
+            combined = combine_priors(list(names), {p: tables[p] for p in chosen}, policy="drop")
+        return {gene: combined.matrix[i] for i, gene in enumerate(combined.genes)}
+
+    run = vectors(embedding.sources)
+    missing = sorted(set(names) - set(run))
+    if missing:
+        log.info("references: no gene vector for %s", format_list(missing))
+    per_prior = {prior: vectors([prior]) for prior in PRIOR_NAMES}
+    return run, {**per_prior, ALL_PRIORS: vectors(PRIOR_NAMES)}
 
 
 def compute_reference_shifts(
@@ -155,13 +174,15 @@ def compute_reference_shifts(
     names: Sequence[str] | None = None,
     info: Mapping[str, Any] | None = None,
     retrieval: RetrievalConfig | None = None,
+    prior_embeddings: Mapping[str, Mapping[str, NDArray[np.floating]]] | None = None,
 ) -> ReferenceShifts:
     """Every shift reference's shift for each (cell type, perturbation) in ``conditions``.
 
     ``train_mask`` marks the training cells (control cells always count as controls); nothing else
     of ``dataset`` is read. ``genes`` fixes the column order (default: the dataset's); ``info`` is
     stored with the shifts; ``retrieval`` holds the memory arm's settings for ``evidence_only``
-    (default: the default preset's).
+    (default: the default preset's); ``prior_embeddings`` the per-prior vectors of the linear
+    references (:func:`prior_vectors`).
     """
     wanted = list(names or SHIFT_REFERENCES)
     unknown = [n for n in wanted if n not in SHIFT_REFERENCES]
@@ -170,7 +191,9 @@ def compute_reference_shifts(
     memory = training_memory(dataset, np.asarray(train_mask, dtype=bool), genes)
     queries = tuple((str(c), str(p)) for c, p in conditions)
     means, sources = train_mean_by_cell_type(memory, sorted({c for c, _ in queries}))
-    inputs = ShiftInputs(memory, queries, embeddings, means, sources, retrieval or default_retrieval())
+    inputs = ShiftInputs(
+        memory, queries, embeddings, means, sources, retrieval or default_retrieval(), prior_embeddings or {}
+    )
     shifts, records = {}, []
     for name in wanted:
         shift_fn = REFERENCE_REGISTRY[name].shift
@@ -202,20 +225,23 @@ def reference_shifts_for_split(
     dataset: PerturbationDataset,
     split: Any,
     adata_real: Any,
-    embedding_source: str,
+    embedding: EmbeddingConfig,
     retrieval: RetrievalConfig | None = None,
 ) -> ReferenceShifts:
     """The shifts for the conditions of ``adata_real``, from the split's training cells."""
     conditions = conditions_of(adata_real, dataset.control_label)
     perturbations = sorted({p for _, p in conditions} | set(dataset.perturbations()))
+    train_mask = split.roles(dataset) == "train"
+    run_vectors, per_prior = prior_vectors(perturbations, embedding, dataset, train_mask)
     return compute_reference_shifts(
         dataset,
-        split.roles(dataset) == "train",
+        train_mask,
         conditions,
-        resolve_embeddings(perturbations, embedding_source),
+        run_vectors,
         genes=[str(g) for g in adata_real.var_names],
-        info={"embedding_source": embedding_source},
+        info={"embedding_source": embedding.source, "embedding_sources": list(embedding.sources)},
         retrieval=retrieval,
+        prior_embeddings=per_prior,
     )
 
 
@@ -224,11 +250,11 @@ def write_reference_shifts(
     dataset: PerturbationDataset,
     split: Any,
     adata_real: Any,
-    embedding_source: str,
+    embedding: EmbeddingConfig,
     retrieval: RetrievalConfig | None = None,
 ) -> Path:
     """``ptrag predict``'s hook: write ``out_dir/references.npz`` for the predicted conditions."""
     log.info("computing the reference shifts (%s) from the training cells", ", ".join(SHIFT_REFERENCES))
-    shifts = reference_shifts_for_split(dataset, split, adata_real, embedding_source, retrieval)
+    shifts = reference_shifts_for_split(dataset, split, adata_real, embedding, retrieval)
     return shifts.save(Path(out_dir) / REFERENCE_FILE)
 

@@ -9,7 +9,8 @@ predicted cells as real cells (n-matched), so that W1/W2 — which depend on n �
   mean, and the draw's mean becomes the pool's. The models anchor their input cells the same way
   (``model.anchor``); a reference that did not would lose to them on the sampling noise of n
   control cells alone, which says nothing about the shift it predicts.
-- ``train_mean``, ``perturb_shift``, ``knn_shift``, ``linear``, ``evidence_only``: those same
+- ``train_mean``, ``perturb_shift``, ``knn_shift``, ``linear``, ``linear_<prior>`` (one per gene
+  prior), ``evidence_only``: those same
   re-centred control cells (the same seeded draws) plus a per-condition shift computed from
   training cells only (:mod:`ptrag.evaluation.shifts`, :mod:`ptrag.evaluation.evidence_shift`),
   not clipped.
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ptrag.embeddings.priors import PRIOR_NAMES
 from ptrag.errors import DataError
 from ptrag.evaluation.evidence_shift import evidence_only_shifts
 from ptrag.evaluation.shifts import (
@@ -36,6 +38,7 @@ from ptrag.evaluation.shifts import (
     knn_shifts,
     linear_shifts,
     perturb_shifts,
+    prior_linear_shifts,
     train_mean_shifts,
 )
 
@@ -296,10 +299,19 @@ _ENTRIES: tuple[Reference, ...] = (
     ),
     Reference(
         "linear",
-        "control cells plus a per-cell-type ridge map from gene embedding to shift, λ by leave-one-out "
-        "(else train_mean)",
+        "control cells plus a per-cell-type ridge map from every gene prior combined to shift, λ by "
+        "leave-one-out (else train_mean)",
         _shifted_pair("linear"),
         linear_shifts,
+    ),
+    *(
+        Reference(
+            f"linear_{prior}",
+            f"the linear reference on the {prior} gene prior alone (else train_mean)",
+            _shifted_pair(f"linear_{prior}"),
+            prior_linear_shifts(prior),
+        )
+        for prior in PRIOR_NAMES
     ),
     Reference(
         "evidence_only",

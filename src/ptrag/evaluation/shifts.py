@@ -12,17 +12,19 @@ training (perturbation, cell type) group comes from :meth:`ptrag.retrieval.Respo
   embeddings have the highest cosine with the query's (never the query itself); their shifts are
   averaged with weights max(cosine, 0), so neighbours with a non-positive cosine get no weight. No
   neighbour with a positive cosine, or no embedding for the query: ``train_mean``.
-- ``linear``: per cell type, ridge regression from gene embedding to training shift with λ chosen by
-  exact leave-one-out error (:mod:`ptrag.evaluation.ridge`), applied to the query's embedding. A
-  cell type with fewer than :data:`MIN_LINEAR_GROUPS` training groups with an embedding, or a
-  query without an embedding: ``train_mean``.
+- ``linear``: per cell type, ridge regression from gene vector to training shift with λ chosen by
+  exact leave-one-out error (:mod:`ptrag.evaluation.ridge`), applied to the query's vector, on
+  every registered gene prior combined (``ptrag.embeddings.priors``). A cell type with fewer than
+  :data:`MIN_LINEAR_GROUPS` training groups with a vector, or a query without one: ``train_mean``.
+- ``linear_<prior>`` (``linear_text``, ``linear_go``, ``linear_coexpression``): the same on one
+  prior alone, so a table shows which prior carries the unseen case.
 
 Every fallback is recorded in :attr:`ReferenceShifts.details`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -54,6 +56,9 @@ class ShiftInputs:
     train_mean_source: Mapping[str, str]
     # The memory arm's retrieval settings, for ``evidence_only`` (its start): the default preset's.
     retrieval: RetrievalConfig = field(default_factory=lambda: default_retrieval())
+    # Gene prior name (and ALL_PRIORS) → perturbation → vector, for the linear references; where
+    # absent, ``linear`` uses ``embeddings`` and ``linear_<prior>`` falls back to train_mean.
+    prior_embeddings: Mapping[str, Mapping[str, NDArray[np.floating]]] = field(default_factory=dict)
 
     @cached_property
     def _rows_by_cell_type(self) -> dict[str, NDArray[np.intp]]:
@@ -197,29 +202,34 @@ def knn_shifts(inputs: ShiftInputs) -> ShiftResult:
     return np.stack(shifts), details
 
 
-def linear_shifts(inputs: ShiftInputs) -> ShiftResult:
+ALL_PRIORS = "all"  # prior_embeddings key of every registered prior combined
+
+
+def _ridge_shifts(
+    inputs: ShiftInputs, name: str, embeddings: Mapping[str, NDArray[np.floating]] | None
+) -> ShiftResult:
     memory = inputs.memory
+    vectors = embeddings or {}
     fits: dict[str, Any] = {}
     shifts, details = [], []
     for cell_type, perturbation in inputs.conditions:
         if cell_type not in fits:
-            rows = [r for r in inputs.rows_of(cell_type) if memory.perturbations[r] in inputs.embeddings]
+            rows = [r for r in inputs.rows_of(cell_type) if memory.perturbations[r] in vectors]
             fits[cell_type] = (
-                fit_ridge_loo(
-                    np.stack([inputs.embeddings[memory.perturbations[r]] for r in rows]), memory.shifts[rows]
-                )
+                fit_ridge_loo(np.stack([vectors[memory.perturbations[r]] for r in rows]), memory.shifts[rows])
                 if len(rows) >= MIN_LINEAR_GROUPS
                 else len(rows)
             )
         fit = fits[cell_type]
-        query = inputs.embeddings.get(perturbation)
+        query = vectors.get(perturbation)
         if isinstance(fit, int) or query is None:
-            why = (
-                f"{fit} training groups with an embedding (< {MIN_LINEAR_GROUPS})"
-                if isinstance(fit, int)
-                else "no embedding for the query"
-            )
-            shift, record = _fallback(inputs, "linear", (cell_type, perturbation), why)
+            if embeddings is None:
+                why = "this prior was not given"
+            elif isinstance(fit, int):
+                why = f"{fit} training groups with an embedding (< {MIN_LINEAR_GROUPS})"
+            else:
+                why = "no embedding for the query"
+            shift, record = _fallback(inputs, name, (cell_type, perturbation), why)
             shifts.append(shift)
             details.append(record)
             continue
@@ -228,8 +238,21 @@ def linear_shifts(inputs: ShiftInputs) -> ShiftResult:
             f"n={fit.n_samples}; lambda={fit.lam:.4g} (relative {fit.relative_lam:.3g}); "
             f"loo_mse={fit.loo_mse:.4g}; loo_mse_mean_only={fit.loo_mse_mean_only:.4g}"
         )
-        details.append(_record("linear", (cell_type, perturbation), "ridge", text))
+        details.append(_record(name, (cell_type, perturbation), "ridge", text))
     return np.stack(shifts), details
+
+
+def linear_shifts(inputs: ShiftInputs) -> ShiftResult:
+    return _ridge_shifts(inputs, "linear", inputs.prior_embeddings.get(ALL_PRIORS, inputs.embeddings))
+
+
+def prior_linear_shifts(prior: str) -> Callable[[ShiftInputs], ShiftResult]:
+    """The ``linear_<prior>`` reference: ridge on that one gene prior."""
+
+    def shifts(inputs: ShiftInputs) -> ShiftResult:
+        return _ridge_shifts(inputs, f"linear_{prior}", inputs.prior_embeddings.get(prior))
+
+    return shifts
 
 
 def training_memory(

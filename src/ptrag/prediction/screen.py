@@ -19,7 +19,6 @@ import pandas as pd
 
 from ptrag.data.dataset import BATCH, PerturbationDataset
 from ptrag.data.sets import CellSet
-from ptrag.embeddings import load_embeddings
 from ptrag.errors import DataError, format_list
 from ptrag.io import atomic_path, h5ad_strings, staged_output
 from ptrag.prediction.insilico import check_control_cell_types, sets_from_controls
@@ -33,6 +32,7 @@ from ptrag.prediction.predict import (
 )
 from ptrag.retrieval.database import RetrievalDatabase
 from ptrag.run.checkpoint import Checkpoint
+from ptrag.run.vocabulary import screenable_genes
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def screen_genes(
     check_low_evidence_cosine(low_evidence_cosine)
     check_control_cell_types(dataset, [cell_type])
     if genes is None:
-        genes = list(load_embeddings(config.embedding.source).symbols)
+        genes = screenable_genes(config, checkpoint.spec.prior_tables)
     elif isinstance(genes, str):  # one symbol, not its letters
         genes = [genes]
     genes = list(dict.fromkeys(str(g) for g in genes))

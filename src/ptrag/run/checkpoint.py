@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ptrag import __version__
-from ptrag.config import Config, config_from_dict, config_to_dict
+from ptrag.config import Config, config_to_dict, saved_config_from_dict
 from ptrag.errors import CheckpointError
 from ptrag.io import atomic_path
 from ptrag.models.model import PerturbationModel
@@ -111,7 +111,7 @@ class Checkpoint:
             for key, value in payload["state_dict"].items()
             if key.startswith(MODEL_PREFIX)
         }
-        config = config_from_dict(info["config"])
+        config = saved_config_from_dict(info["config"])
         spec = ModelSpec.from_state(info["spec"])
         step = int(payload.get("global_step", 0))
         scales = (float(payload.get(RESIDUAL_SCALE_KEY, 1.0)), float(payload.get(CELL_SCALE_KEY, 1.0)))

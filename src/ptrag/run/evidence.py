@@ -83,9 +83,7 @@ class EvidenceUpdate:
 
 def measured_evidence(dataset: PerturbationDataset) -> ResponseMemory:
     """Every perturbed (perturbation, cell type) of ``dataset``, measured against its own controls."""
-    lacking = sorted(
-        {c for c, _ in dataset.conditions.groups if dataset.conditions.controls(c).size == 0}
-    )
+    lacking = sorted({c for c, _ in dataset.conditions.groups if dataset.conditions.controls(c).size == 0})
     if lacking:
         raise DataError(
             f"Cell type(s) {format_list(lacking)} of {dataset.source or 'the data'} have no "
@@ -106,14 +104,14 @@ def spec_with_evidence(
     assert spec.memory is not None
     new = [p for p in dict.fromkeys(evidence.perturbations) if p not in spec.vocabulary]
     if new:
-        resolved, matrix, _ = resolve_vocabulary(new, checkpoint.config)
-        unembedded = sorted(set(new) - set(resolved))
+        resolved = resolve_vocabulary(new, checkpoint.config, spec.prior_tables)
+        unembedded = sorted(set(new) - set(resolved.genes))
         if unembedded:
             log.warning("Leaving out %d perturbation(s) without a gene embedding: %s",
                         len(unembedded), format_list(unembedded))  # fmt: skip
             keep = np.flatnonzero(~np.isin(np.array(evidence.perturbations), unembedded))
             evidence = evidence.subset(keep)
-        spec = spec.extended(resolved, matrix)
+        spec = spec.extended(resolved.genes, resolved.matrix)
     known = set(zip(spec.memory.perturbations, spec.memory.cell_types, strict=True))
     replaced = sum(key in known for key in zip(evidence.perturbations, evidence.cell_types, strict=True))
     try:
@@ -184,4 +182,3 @@ def add_evidence(
     return EvidenceUpdate(
         Path(out), len(evidence) - replaced, replaced, new, len(spec.memory), new_types, notes
     )
-

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ptrag.data.normalisation import Normalisation
+from ptrag.embeddings.types import GeneEmbeddings
 from ptrag.retrieval import ResponseMemory, RetrievalDatabase
 from ptrag.run.knockdown import KnockdownPrior
 
@@ -41,6 +42,9 @@ class ModelSpec:
     embedding_source: str = "bundled"
     normalisation: Normalisation = field(default_factory=Normalisation)
     knockdown: KnockdownPrior | None = None
+    # Gene priors built from the training data (ptrag.embeddings.priors), kept so that genes the run
+    # has never seen are embedded the way its vocabulary was.
+    prior_tables: Mapping[str, GeneEmbeddings] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -55,6 +59,7 @@ class ModelSpec:
         embedding_source: str = "bundled",
         normalisation: Normalisation = Normalisation(),  # noqa: B008  (frozen dataclass)
         knockdown: KnockdownPrior | None = None,
+        prior_tables: Mapping[str, GeneEmbeddings] | None = None,
     ) -> ModelSpec:
         """A spec whose database holds ``database_perturbations``' rows of the vocabulary."""
         row = {name: i for i, name in enumerate(vocabulary)}
@@ -73,6 +78,7 @@ class ModelSpec:
             embedding_source,
             normalisation,
             knockdown,
+            dict(prior_tables or {}),
         )
 
     def vocabulary_index(self, names: Sequence[str]) -> np.ndarray:
@@ -122,6 +128,11 @@ class ModelSpec:
             }
         if self.knockdown is not None:
             state["knockdown"] = self.knockdown.to_state()
+        if self.prior_tables:
+            state["prior_tables"] = {
+                name: {"symbols": _strings(table.symbols), "matrix": torch.from_numpy(table.matrix)}
+                for name, table in self.prior_tables.items()
+            }
         return state
 
     @classmethod
@@ -147,4 +158,8 @@ class ModelSpec:
             embedding_source=str(state.get("embedding_source", "")),
             normalisation=Normalisation.from_dict(state.get("normalisation", {})),
             knockdown=KnockdownPrior.from_state(state["knockdown"]) if state.get("knockdown") else None,
+            prior_tables={
+                name: GeneEmbeddings(tuple(table["symbols"]), table["matrix"].numpy(), source=name)
+                for name, table in state.get("prior_tables", {}).items()
+            },
         )

@@ -7,23 +7,26 @@ perturbations and cell types it has never seen, by the same rules.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-
-import numpy as np
+from collections.abc import Mapping, Sequence
 
 from ptrag.config import Config
-from ptrag.embeddings import load_embeddings, resolve_genes
+from ptrag.embeddings import GeneEmbeddings
+from ptrag.embeddings.priors import CombinedPriors, combine_priors, load_prior_tables
 from ptrag.errors import format_list
 from ptrag.run.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
 
-def resolve_vocabulary(names: Sequence[str], config: Config) -> tuple[list[str], np.ndarray, str]:
-    """Embeddings for ``names`` under the configured source and missing-gene policy."""
-    embeddings = load_embeddings(config.embedding.source)
-    resolution = resolve_genes(embeddings, list(names), policy=config.embedding.missing)
-    return list(resolution.genes), np.asarray(resolution.matrix, dtype=np.float32), embeddings.source
+def resolve_vocabulary(
+    names: Sequence[str], config: Config, data_tables: Mapping[str, GeneEmbeddings] | None = None
+) -> CombinedPriors:
+    """Vectors for ``names`` from the configured gene priors, under the missing-gene policy.
+
+    ``data_tables``: the priors built from the training data (``ModelSpec.prior_tables``).
+    """
+    tables = load_prior_tables(config.embedding.sources, config.embedding.source, data_tables)
+    return combine_priors(list(names), tables, policy=config.embedding.missing)
 
 
 def spec_covering(
@@ -39,8 +42,8 @@ def spec_covering(
     """
     unknown = sorted(set(perturbations) - set(spec.vocabulary))
     if unknown:
-        resolved, matrix, _ = resolve_vocabulary(unknown, config)
-        spec = spec.extended(resolved, matrix)
+        resolved = resolve_vocabulary(unknown, config, spec.prior_tables)
+        spec = spec.extended(resolved.genes, resolved.matrix)
     new_types = [c for c in dict.fromkeys(cell_types) if c not in spec.cell_types]
     if new_types:
         log.warning(
@@ -52,3 +55,9 @@ def spec_covering(
         )
         spec = spec.with_cell_types(new_types)
     return spec
+
+
+def screenable_genes(config: Config, data_tables: Mapping[str, GeneEmbeddings] | None = None) -> list[str]:
+    """Every gene some configured prior covers, in prior order (the text table's order first)."""
+    tables = load_prior_tables(config.embedding.sources, config.embedding.source, data_tables)
+    return list(dict.fromkeys(symbol for table in tables.values() for symbol in table.symbols))

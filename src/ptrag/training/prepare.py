@@ -15,6 +15,7 @@ from ptrag.config import Config, get_arm
 from ptrag.data.conditions import Group
 from ptrag.data.dataset import BATCH, PerturbationDataset
 from ptrag.data.splits import Split
+from ptrag.embeddings.priors import build_data_tables
 from ptrag.errors import ConfigError, DataError
 from ptrag.retrieval import ResponseMemory
 from ptrag.run.groups import groups_by_role, with_validation_groups
@@ -62,7 +63,11 @@ def prepare(dataset: PerturbationDataset, split: Split, config: Config) -> Prepa
     n_train_groups = len(split.groups(dataset, "train"))
     split, held_out = with_validation_groups(split, dataset, config.train.val_fraction)
     note = held_out_note(held_out, n_train_groups, config.train.val_fraction) if held_out else None
-    vocabulary, vocab_embeddings, source = resolve_vocabulary(dataset.perturbations(), config)
+    # Data priors see the training cells only (control cells always count), like everything else here.
+    data_tables = build_data_tables(config.embedding.sources, dataset, split.roles(dataset) == "train")
+    resolved = resolve_vocabulary(dataset.perturbations(), config, data_tables)
+    log.info("%s.", resolved.coverage_line())
+    vocabulary = list(resolved.genes)
     groups = groups_by_role(dataset, split, vocabulary)
     if not groups["train"]:
         raise DataError("The split leaves no training perturbations with cells; check the split file.")
@@ -76,12 +81,13 @@ def prepare(dataset: PerturbationDataset, split: Split, config: Config) -> Prepa
     spec = ModelSpec.build(
         genes=dataset.genes,
         vocabulary=vocabulary,
-        vocabulary_embeddings=vocab_embeddings,
+        vocabulary_embeddings=resolved.matrix,
         cell_types=dataset.cell_types,
         batches=[str(b) for b in dataset.obs[BATCH].cat.categories],
         database_perturbations=database,
         memory=_training_memory(dataset, split, database) if kind.memory else None,
-        embedding_source=source,
+        embedding_source=resolved.source,
+        prior_tables=data_tables,
         normalisation=dataset.normalisation,
         knockdown=knockdown,
     )
