@@ -22,6 +22,17 @@ def test_neighbors_prints_family_with_cosine(capsys: pytest.CaptureFixture[str])
     assert cosines == sorted(cosines, reverse=True) and 0.5 < cosines[-1] < 1.0
 
 
+def test_neighbors_in_the_go_prior_are_the_genes_sharing_its_annotation(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["embed-genes", "--neighbors", "PSMA1", "--prior", "go", "-k", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "in go (" in out and "128-d" in out
+    rows = [line.split() for line in out.splitlines()[2:]]
+    assert len(rows) == 5 and all(row[1].startswith("PSM") for row in rows)
+    assert all(float(row[2]) > 0.8 for row in rows)
+
+
 def test_neighbors_resolves_an_alias(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["embed-genes", "--neighbors", "AARS", "-k", "3"]) == 0
     assert "Nearest genes to AARS1 (for AARS)" in capsys.readouterr().out

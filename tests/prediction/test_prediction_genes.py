@@ -175,6 +175,12 @@ def test_predict_command_in_two_fresh_processes_is_bit_identical(tiny, tmp_path)
     first, second = outputs
     assert first.n_obs == 30 and list(first.var_names) == list(second.var_names)
     assert first.X.tobytes() == second.X.tobytes()
+    # Each query's effect size and interval, as a table beside the cells.
+    effects = [(tmp_path / name / "query_effects.csv").read_text() for name in ("a", "b")]
+    assert effects[0] == effects[1]
+    table = pd.read_csv(tmp_path / "a" / "query_effects.csv")
+    assert list(table.columns) == ["cell_type", "perturbation", "effect_size", "effect_low", "effect_high"]
+    assert len(table) == len(_queries(new_gene)) and (table["effect_size"] > 0).all()
     assert first.obs.equals(second.obs)
     assert (
         Path(tmp_path / "a" / "retrieval.csv").read_bytes()

@@ -61,6 +61,27 @@ def test_a_good_query_frame_is_predicted_and_left_unchanged(model, tiny_screen) 
     pd.testing.assert_frame_equal(queries, original)
 
 
+def test_every_query_carries_its_effect_size_and_interval(model, tiny_screen) -> None:
+    from ptrag.prediction.effect_interval import EffectInterval
+
+    queries = pd.DataFrame(
+        {"cell_type": ["k562", "rpe1"], "perturbation": ["RPL10", "MYC"], "n_cells": [7, 9]}
+    )
+    adata_pred, _ = model.predict(tiny_screen / "data.h5ad", queries=queries, progress=False)
+    effects = pd.DataFrame(adata_pred.uns["ptrag"]["query_effects"])
+    assert list(effects["perturbation"]) == ["RPL10", "MYC"]
+    dataset = model.load_data(tiny_screen / "data.h5ad")
+    means = dataset.control_means
+    for row in effects.itertuples():
+        cells = (adata_pred.obs["target_gene"] == row.perturbation).to_numpy()
+        expected = np.linalg.norm(np.asarray(adata_pred.X[cells]).mean(axis=0) - means[row.cell_type])
+        assert row.effect_size == pytest.approx(expected, rel=1e-3)
+    # tiny's 10 validation groups bound no 90 % interval: the bounds say so instead of guessing.
+    interval = EffectInterval.from_state(adata_pred.uns["ptrag"]["effect_interval"])
+    assert interval is not None and interval.n_groups == 10
+    assert (effects["effect_low"] == 0).all() and np.isinf(effects["effect_high"]).all()
+
+
 def test_check_queries_names_file_lines_and_frame_rows() -> None:
     frame = pd.DataFrame({"cell_type": ["a", "b", "a"], "perturbation": ["X", "Y", "X"]}, index=[10, 11, 12])
     with pytest.raises(DataError, match=r"'a/X' on row\(s\) 10, 12"):

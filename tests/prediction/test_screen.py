@@ -12,7 +12,9 @@ import pytest
 
 import ptrag
 from ptrag.errors import DataError
-from ptrag.prediction.screen import low_evidence_cutoff, read_gene_list
+from ptrag.prediction.effect_interval import EffectInterval, calibrate_effect_interval
+from ptrag.prediction.screen import low_evidence_cutoff, read_gene_list, screen_genes
+from ptrag.run.layout import read_run_split
 from ptrag.run.vocabulary import resolve_vocabulary
 
 TINY_OVERRIDES = (
@@ -193,3 +195,54 @@ def test_one_gene_as_a_string_is_one_gene_and_a_bad_cut_off_is_refused(memory_ru
     for value in (float("nan"), 5.0):
         with pytest.raises(DataError, match="must be a cosine between -1 and 1"):
             memory_run.screen(tiny_screen / "data.h5ad", "k562", ["MYC"], low_evidence_cosine=value)
+
+
+def test_effect_intervals_are_calibrated_on_the_runs_own_validation_groups(
+    screened, memory_run, tiny_screen
+) -> None:
+    checkpoint = memory_run.checkpoint
+    dataset = memory_run.load_data(tiny_screen / "data.h5ad")
+    groups = read_run_split(memory_run.run_dir).groups(dataset, "val")
+    # Observed effects by hand from the file: the squared norm of the group mean minus the cell
+    # type's control mean, less both means' sampling variances.
+    adata = ad.read_h5ad(tiny_screen / "data.h5ad")
+    observed, predicted = [], []
+    for cell_type, gene in groups:
+        cells = ((adata.obs["gene"] == gene) & (adata.obs["cell_line"] == cell_type)).to_numpy()
+        controls = ((adata.obs["gene"] == "non-targeting") & (adata.obs["cell_line"] == cell_type)).to_numpy()
+        group, pool = (np.asarray(adata.obsm["X_hvg"][m], np.float64) for m in (cells, controls))
+        shift = group.mean(axis=0) - pool.mean(axis=0)
+        noise = group.var(axis=0, ddof=1).sum() / len(group) + pool.var(axis=0, ddof=1).sum() / len(pool)
+        observed.append(np.sqrt(max(shift @ shift - noise, 1e-12)))
+        screen = screen_genes(
+            checkpoint, dataset, cell_type, [gene], n_cells=40, intervals=False, progress=False
+        )
+        predicted.append(screen.table["effect_size"].iloc[0])
+    # tiny holds 10 validation groups: too few to bound a 90 % interval (19 needed), enough for 50 %.
+    stored = EffectInterval.from_state(screened.pseudobulk.uns["ptrag"]["effect_interval"])
+    assert stored is not None and stored.n_groups == len(groups) == 10
+    assert (stored.log_low, stored.log_high) == (-np.inf, np.inf)
+    assert (screened.table["effect_low"] == 0).all() and np.isinf(screened.table["effect_high"]).all()
+    half = calibrate_effect_interval(checkpoint, dataset, 40, level=0.5)
+    expected = EffectInterval.fit(np.array(predicted), np.array(observed), 0.5)
+    assert half is not None and np.isfinite([half.log_low, half.log_high]).all()
+    # The run holds expression as float16 (data.storage = auto): agreement to ~1e-3 in log ratio.
+    assert half.log_low == pytest.approx(expected.log_low, abs=2e-3)
+    assert half.log_high == pytest.approx(expected.log_high, abs=2e-3)
+
+
+def test_split_conformal_bounds_are_the_promised_order_statistics_and_cover_ninety_percent() -> None:
+    scores = np.arange(1.0, 20.0)  # 19 log ratios: the 1st and the 19th bound a 90 % interval
+    interval = EffectInterval.fit(np.ones(19), np.exp(scores))
+    assert (interval.log_low, interval.log_high, interval.n_groups) == (1.0, 19.0, 19)
+    few = EffectInterval.fit(np.ones(10), np.exp(np.arange(10.0)))
+    assert few.log_low == -np.inf and few.log_high == np.inf  # too few groups to bound either side
+    rng = np.random.default_rng(0)
+    covered = []
+    for _ in range(2000):  # exchangeable calibration and test genes: coverage ≥ 90 %, close to it
+        predicted = rng.lognormal(0.0, 0.5, size=41)
+        observed = predicted * rng.lognormal(0.2, 0.3, size=41)
+        fitted = EffectInterval.fit(predicted[:40], observed[:40])
+        low, high = fitted.bounds(predicted[40:])
+        covered.append(bool(low[0] <= observed[40] <= high[0]))
+    assert 0.89 <= np.mean(covered) <= 0.94

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptrag.cli.common import add_progress_option
+
+if TYPE_CHECKING:
+    from ptrag.embeddings import GeneEmbeddings
 
 DESCRIPTION = """\
 Write GenePT-style gene embeddings offline, or show a gene's nearest neighbours.
@@ -102,6 +105,14 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         help="with --neighbors or --coverage: 'bundled' (default) or an embedding file "
         "(.npz, .pkl, .csv, .tsv, .parquet, .pt).",
     )
+    parser.add_argument(
+        "--prior",
+        choices=("text", "go"),
+        default="text",
+        help="with --neighbors or --coverage: the gene prior to look in — 'text' (--embeddings) or "
+        "'go' (the GO annotation graph; ptrag.embeddings.priors). The coexpression prior comes from a "
+        "screen's control cells and lives in a trained run.",
+    )
     add_progress_option(parser)
     parser.set_defaults(func=run)
 
@@ -147,17 +158,23 @@ def perturbation_targets(path: Path, column: str | None, control_label: str | No
     return sorted(set(labels) - {control})
 
 
+def _prior_table(args: argparse.Namespace) -> GeneEmbeddings:
+    from ptrag.embeddings.priors import load_prior_tables
+
+    return load_prior_tables([args.prior], args.embeddings)[args.prior]
+
+
 def _print_neighbors(args: argparse.Namespace) -> int:
-    from ptrag.embeddings import load_embeddings, resolve_genes
+    from ptrag.embeddings import resolve_genes
     from ptrag.errors import EmbeddingError
 
     if args.k < 1:
         raise EmbeddingError(f"-k must be at least 1, got {args.k}.")
-    embeddings = load_embeddings(args.embeddings)
+    embeddings = _prior_table(args)
     resolution = resolve_genes(embeddings, [args.neighbors], policy="error")
     symbol = resolution.matched[args.neighbors]
     names: dict[str, str] = {}
-    if args.embeddings == "bundled":
+    if args.embeddings == "bundled" or args.prior == "go":
         from ptrag.embeddings.bundled import load_all_genes
 
         table = load_all_genes()
@@ -181,14 +198,13 @@ def _requested_genes(args: argparse.Namespace) -> list[str] | None:
 
 
 def _print_coverage(args: argparse.Namespace) -> int:
-    from ptrag.embeddings import load_embeddings
     from ptrag.embeddings.resolve import resolve_quietly
     from ptrag.errors import EmbeddingError
 
     genes = _requested_genes(args)
     if genes is None:
         raise EmbeddingError("--coverage needs --genes FILE or --data DATA.h5ad.")
-    embeddings = load_embeddings(args.embeddings)
+    embeddings = _prior_table(args)
     resolution = resolve_quietly(embeddings, genes)  # the summary below lists the missing genes
     print(resolution.summary())
     renamed = {gene: symbol for gene, symbol in resolution.matched.items() if gene != symbol}

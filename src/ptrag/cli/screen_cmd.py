@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from ptrag.api import Model
     from ptrag.errors import DataError
     from ptrag.io import check_free_space, check_output_dir, staged_output
+    from ptrag.prediction.effect_interval import EffectInterval
     from ptrag.prediction.screen import check_low_evidence_cosine, read_gene_list, screen_bytes
     from ptrag.report.screen_figure import write_screen_figure
     from ptrag.run.vocabulary import screenable_genes
@@ -89,5 +90,12 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"screened {len(table)} genes in {args.cell_type} ({int(table['low_evidence'].sum())} low-evidence); "
         f"strongest predicted: {top} → {args.out}"
+    )
+    interval = EffectInterval.from_state(result.pseudobulk.uns["ptrag"]["effect_interval"])
+    print(
+        interval.describe()
+        if interval is not None
+        else "effect_low/effect_high are empty: the data holds none of the run's validation groups "
+        "(screen on the training data to calibrate them)."
     )
     return 0

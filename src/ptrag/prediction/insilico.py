@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 from ptrag.data.dataset import BATCH, CELL_TYPE, PerturbationDataset
 from ptrag.data.sets import CellSet
 from ptrag.errors import DataError, format_list
+from ptrag.prediction.effect_interval import EffectInterval, calibrate_effect_interval
 from ptrag.prediction.predict import (
     MIN_SETS_PER_BATCH,
     Prediction,
@@ -169,5 +171,38 @@ def predict_queries(
     predicted, record = run_sets(run, sets, MIN_SETS_PER_BATCH, progress=progress, seed=seed)
     obs = predicted_obs(dataset, sets)
     obs.index = [f"pred_{i}" for i in range(len(obs))]
-    uns = {"control_label": dataset.control_label, "split": "in_silico", "arm": checkpoint.config.model.arm}
-    return Prediction(to_anndata(np.vstack(predicted), obs, run.spec.genes, uns), None, record)
+    cells = np.vstack(predicted)
+    interval = calibrate_effect_interval(checkpoint, dataset, checkpoint.config.train.cell_set_len, seed)
+    uns = {
+        "control_label": dataset.control_label,
+        "split": "in_silico",
+        "arm": checkpoint.config.model.arm,
+        "query_effects": _query_effects(cells, obs, queries, run.tensorize.control_means, interval),
+        "effect_interval": {} if interval is None else asdict(interval),
+    }
+    return Prediction(to_anndata(cells, obs, run.spec.genes, uns), None, record)
+
+
+def _query_effects(
+    cells: np.ndarray,
+    obs: pd.DataFrame,
+    queries: pd.DataFrame,
+    control_means: Mapping[str, np.ndarray],
+    interval: EffectInterval | None,
+) -> dict[str, np.ndarray]:
+    """Per query: the effect size of its predicted cells (L2 norm of their mean minus the cell
+    type's control mean, as a screen reports it) and its interval (NaN without calibration)."""
+    positions = obs.astype(str).groupby(["cell_type", "target_gene"]).indices
+    effects = []
+    for row in queries.itertuples(index=False):
+        key = (str(row.cell_type), str(row.perturbation))
+        mean = cells[positions[key]].mean(axis=0)
+        effects.append(float(np.linalg.norm(mean - control_means[key[0]])))
+    low, high = interval.bounds(np.array(effects)) if interval else (np.full(len(effects), np.nan),) * 2
+    return {
+        "cell_type": queries["cell_type"].astype(str).to_numpy(),
+        "perturbation": queries["perturbation"].astype(str).to_numpy(),
+        "effect_size": np.array(effects),
+        "effect_low": np.asarray(low, dtype=float),
+        "effect_high": np.asarray(high, dtype=float),
+    }

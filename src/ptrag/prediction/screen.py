@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import anndata as ad
@@ -21,6 +21,7 @@ from ptrag.data.dataset import BATCH, PerturbationDataset
 from ptrag.data.sets import CellSet
 from ptrag.errors import DataError, format_list
 from ptrag.io import atomic_path, h5ad_strings, staged_output
+from ptrag.prediction.effect_interval import calibrate_effect_interval
 from ptrag.prediction.insilico import check_control_cell_types, sets_from_controls
 from ptrag.prediction.predict import (
     MIN_SETS_PER_BATCH,
@@ -135,12 +136,15 @@ def screen_genes(
     low_evidence_cosine: float | None = None,
     seed: int = 0,
     progress: bool = True,
+    intervals: bool = True,
 ) -> ScreenResult:
     """Predict the knockdown of each of ``genes`` (default: every gene with an embedding; a string
     is one gene) in ``cell_type`` from its control cells, and rank them by predicted effect size.
 
     ``effect_size`` is the L2 norm, over the model's genes, of the predicted pseudobulk minus the
     cell type's control mean (log1p units); ``n_cells`` predicted cells per gene (default: one set).
+    ``effect_low`` / ``effect_high``: its 90 % interval, calibrated on the run's validation groups
+    in ``dataset`` (:mod:`ptrag.prediction.effect_interval`; NaN where the data holds none of them).
     """
     config = checkpoint.config
     set_len = config.train.cell_set_len
@@ -218,6 +222,11 @@ def screen_genes(
             "low_evidence": ~measured & (cosine < cutoff),
         }
     )
+    interval = calibrate_effect_interval(checkpoint, dataset, n_cells, seed) if intervals else None
+    if intervals:
+        low, high = interval.bounds(table["effect_size"]) if interval else (np.nan, np.nan)
+        table.insert(3, "effect_low", low)
+        table.insert(4, "effect_high", high)
     if selects:  # share of retrieved candidates kept, over the gene's predicted cells
         table["selection_rate"] = selected / n_cells
     order = np.argsort(-table["effect_size"].to_numpy(), kind="stable")
@@ -232,6 +241,7 @@ def screen_genes(
         "n_cells_per_gene": n_cells,
         "seed": seed,
         "low_evidence_cosine": cutoff,
+        "effect_interval": {} if interval is None else asdict(interval),
         "control_label": run.dataset.control_label,
         "control_mean": control_mean.astype(np.float32),
     }

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.io import atomic_path, h5ad_strings, staged_output
 from ptrag.prediction.predict import MAX_CONTROLS_PER_CELL_TYPE, Prediction
@@ -31,7 +33,8 @@ def held_out_prediction_bytes(
 
 
 def write_prediction_files(prediction: Prediction, directory: Path) -> None:
-    """adata_pred.h5ad, adata_real.h5ad (held-out groups only) and retrieval.csv into ``directory``."""
+    """adata_pred.h5ad, adata_real.h5ad (held-out groups only), retrieval.csv and, for queries,
+    query_effects.csv (each query's effect size and 90 % interval) into ``directory``."""
     with h5ad_strings():
         with atomic_path(directory / "adata_pred.h5ad") as tmp:
             prediction.adata_pred.write_h5ad(tmp)
@@ -41,6 +44,10 @@ def write_prediction_files(prediction: Prediction, directory: Path) -> None:
     if not prediction.retrieval.empty:
         with atomic_path(directory / "retrieval.csv") as tmp:
             prediction.retrieval.to_csv(tmp, index=False)
+    effects = prediction.adata_pred.uns.get("ptrag", {}).get("query_effects")
+    if effects is not None:
+        with atomic_path(directory / "query_effects.csv") as tmp:
+            pd.DataFrame(effects).to_csv(tmp, index=False, float_format="%.6g")
 
 
 def write_prediction(prediction: Prediction, out_dir: str | Path, overwrite: bool = False) -> Path:

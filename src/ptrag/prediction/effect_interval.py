@@ -1,0 +1,145 @@
+"""How far a screen's predicted effect size can be trusted: a split-conformal interval per gene.
+
+A run's validation groups were held out of training, and their effects were measured. Predicting
+them exactly as a screen predicts any gene (one shared control draw per cell type, the same number
+of cells) gives pairs (predicted effect ê, observed effect e), effect = L2 norm of the pseudobulk
+minus the cell type's control mean. A measured group mean carries sampling noise that alone has a
+norm of ~3 log1p units over 2,000 genes and 50 cells, more than most effects; so e is the unbiased
+estimate sqrt(max(‖ŝ‖² − Σ_g var_g, 0)), ŝ the measured shift and var_g the sampling variance of
+its gene g (group and control variances over their cell counts).
+
+The log ratios r = log(e / ê) are the calibration scores. The 90 % interval of a new gene is
+[ê · exp(r_(lo)), ê · exp(r_(hi))] with the order statistics lo = ⌊(n + 1) · 0.05⌋ and
+hi = ⌈(n + 1) · 0.95⌉ (split conformal, equal tails; an index outside 1..n leaves that side
+unbounded). The coverage guarantee holds for genes exchangeable with the validation groups: for a
+screen, its never-measured genes are most like the validation genes of an unseen split. Coverage
+on held-out genes is measured by ``benchmarks/screen_effects.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ptrag.errors import format_list
+
+if TYPE_CHECKING:
+    from ptrag.data.dataset import PerturbationDataset
+    from ptrag.run.checkpoint import Checkpoint
+
+log = logging.getLogger(__name__)
+
+INTERVAL_LEVEL = 0.9
+MIN_EFFECT = 1e-6
+
+
+@dataclass(frozen=True)
+class EffectInterval:
+    """Multiplicative bounds on an effect size, from ``n_groups`` validation groups."""
+
+    level: float
+    log_low: float  # -inf: no lower bound from this few groups
+    log_high: float  # +inf: no upper bound
+    n_groups: int
+
+    @classmethod
+    def fit(
+        cls, predicted: np.ndarray, observed: np.ndarray, level: float = INTERVAL_LEVEL
+    ) -> EffectInterval:
+        """The split-conformal interval from paired predicted and observed effect sizes (> 0)."""
+        predicted, observed = np.asarray(predicted, float), np.asarray(observed, float)
+        usable = (predicted > 0) & (observed > 0)
+        scores = np.sort(np.log(observed[usable] / predicted[usable]))
+        n, tail = len(scores), (1.0 - level) / 2.0
+        # The 1e-9 keeps (19 + 1) · 0.05 at 1 despite 0.1 / 2 being 0.04999… in floating point.
+        low_index = math.floor((n + 1) * tail + 1e-9)
+        high_index = math.ceil((n + 1) * (1.0 - tail) - 1e-9)
+        log_low = float(scores[low_index - 1]) if low_index >= 1 else -math.inf
+        log_high = float(scores[high_index - 1]) if high_index <= n else math.inf
+        return cls(level, log_low, log_high, n)
+
+    def bounds(self, effect: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        effect = np.asarray(effect, dtype=float)
+        return effect * math.exp(self.log_low), effect * math.exp(self.log_high)
+
+    @classmethod
+    def from_state(cls, state: dict[str, float]) -> EffectInterval | None:
+        """The interval a screen stored in ``uns["ptrag"]["effect_interval"]`` (None when empty)."""
+        return cls(**state) if state else None
+
+    def describe(self) -> str:
+        low, high = (
+            f"{math.exp(v):.2f}" if math.isfinite(v) else "unbounded" for v in (self.log_low, self.log_high)
+        )
+        return (
+            f"{100 * self.level:.0f}% effect-size interval: predicted × [{low}, {high}], calibrated on "
+            f"{self.n_groups} validation groups the run never trained on"
+        )
+
+
+def observed_effects(
+    dataset: PerturbationDataset, groups: list[tuple[str, str]], mask: np.ndarray
+) -> dict[tuple[str, str], float]:
+    """The measured effect of each (cell type, perturbation) of ``groups`` among ``mask``'s cells,
+    its sampling noise removed (module docstring; floored at 1e-6 so that its log exists)."""
+    from ptrag.retrieval import ResponseMemory
+
+    memory = ResponseMemory.from_training_cells(dataset, mask)
+    shifts, noise = memory.shifts.astype(np.float64), memory.noise.astype(np.float64)
+    squared = (shifts**2).sum(axis=1) - noise.sum(axis=1)
+    norms = np.sqrt(np.maximum(squared, MIN_EFFECT**2))
+    keys = zip(memory.cell_types, memory.perturbations, strict=True)
+    found = {key: float(norm) for key, norm in zip(keys, norms, strict=True)}
+    return {group: found[group] for group in groups if group in found}
+
+
+def calibrate_effect_interval(
+    checkpoint: Checkpoint,
+    dataset: PerturbationDataset,
+    n_cells: int,
+    seed: int = 0,
+    level: float = INTERVAL_LEVEL,
+) -> EffectInterval | None:
+    """The interval from the run's validation groups in ``dataset``; None (and an info line saying
+    why) when the run has no saved split or the data holds none of its validation groups (a
+    controls-only file, for example: screening works, without intervals)."""
+    from ptrag.errors import PtragError
+    from ptrag.prediction.screen import screen_genes
+    from ptrag.run.layout import read_run_split
+
+    run_dir = checkpoint.run_dir
+    try:
+        split = read_run_split(run_dir) if run_dir is not None else None
+    except PtragError as exc:
+        log.info("No effect-size intervals: the run's split cannot be read (%s).", exc)
+        return None
+    if split is None:
+        log.info("No effect-size intervals: the checkpoint is not inside a run directory with its split.")
+        return None
+    roles = split.roles(dataset)
+    groups = split.groups(dataset, "val")
+    observed = observed_effects(dataset, groups, roles == "val")
+    if not observed:
+        log.info("No effect-size intervals: the data holds none of the run's validation groups.")
+        return None
+    predicted: dict[tuple[str, str], float] = {}
+    for cell_type in sorted({c for c, _ in observed}):
+        genes = [p for c, p in observed if c == cell_type]
+        table = screen_genes(
+            checkpoint, dataset, cell_type, genes, n_cells=n_cells, seed=seed, progress=False, intervals=False
+        ).table
+        effects = zip(table["perturbation"], table["effect_size"], strict=True)
+        predicted |= {(cell_type, gene): float(effect) for gene, effect in effects}
+    pairs = [g for g in observed if g in predicted]
+    missing = sorted(set(observed) - set(pairs))
+    if missing:
+        log.info("effect-size calibration: %s not predicted (no embedding)", format_list(missing))
+    interval = EffectInterval.fit(
+        np.array([predicted[g] for g in pairs]), np.array([observed[g] for g in pairs]), level
+    )
+    log.info("%s.", interval.describe())
+    return interval
