@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from ptrag.evaluation.references import SHIFT_REFERENCES
+
 COLUMNS = (
     "energy_gene",
     "energy_gene_unbiased",
@@ -28,7 +30,7 @@ COLUMNS = (
     "discrimination_score_l1",
     "sd_ratio",
 )
-BAR = ("evidence_only", "perturb_shift", "knn_shift", "linear", "train_mean")
+BAR = SHIFT_REFERENCES  # every reference that predicts a shift from training data: the bar
 
 
 def _fmt(value: Any) -> str:

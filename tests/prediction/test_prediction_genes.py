@@ -179,7 +179,10 @@ def test_predict_command_in_two_fresh_processes_is_bit_identical(tiny, tmp_path)
     effects = [(tmp_path / name / "query_effects.csv").read_text() for name in ("a", "b")]
     assert effects[0] == effects[1]
     table = pd.read_csv(tmp_path / "a" / "query_effects.csv")
-    assert list(table.columns) == ["cell_type", "perturbation", "effect_size", "effect_low", "effect_high"]
+    assert list(table.columns) == [
+        "cell_type", "perturbation", "effect_size", "nearest_cosine", "expected_effect", "effect_low",
+        "effect_high",
+    ]
     assert len(table) == len(_queries(new_gene)) and (table["effect_size"] > 0).all()
     assert first.obs.equals(second.obs)
     assert (

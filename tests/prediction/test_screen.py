@@ -223,8 +223,10 @@ def test_effect_intervals_are_calibrated_on_the_runs_own_validation_groups(
     assert stored is not None and stored.n_groups == len(groups) == 10
     assert (stored.log_low, stored.log_high) == (-np.inf, np.inf)
     assert (screened.table["effect_low"] == 0).all() and np.isinf(screened.table["effect_high"]).all()
+    # Too few groups for the evidence regression too: the expected effect is the model's.
+    np.testing.assert_allclose(screened.table["expected_effect"], screened.table["effect_size"], rtol=1e-9)
     half = calibrate_effect_interval(checkpoint, dataset, 40, level=0.5)
-    expected = EffectInterval.fit(np.array(predicted), np.array(observed), 0.5)
+    expected = EffectInterval.fit(np.array(predicted), np.array(observed), level=0.5)
     assert half is not None and np.isfinite([half.log_low, half.log_high]).all()
     # The run holds expression as float16 (data.storage = auto): agreement to ~1e-3 in log ratio.
     assert half.log_low == pytest.approx(expected.log_low, abs=2e-3)
@@ -243,6 +245,29 @@ def test_split_conformal_bounds_are_the_promised_order_statistics_and_cover_nine
         predicted = rng.lognormal(0.0, 0.5, size=41)
         observed = predicted * rng.lognormal(0.2, 0.3, size=41)
         fitted = EffectInterval.fit(predicted[:40], observed[:40])
-        low, high = fitted.bounds(predicted[40:])
+        low, high = fitted.bounds(predicted[40:], np.zeros(1))
         covered.append(bool(low[0] <= observed[40] <= high[0]))
     assert 0.89 <= np.mean(covered) <= 0.94
+
+
+def test_the_evidence_regression_shrinks_genes_far_from_measured_ones_as_validation_says() -> None:
+    rng = np.random.default_rng(1)
+
+    def groups(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # Measured effects fall off with distance from the measured perturbations: a gene at
+        # cosine 0.3 shows exp(2 · (0.3 − 0.8)) = 37 % of what the model predicts for it.
+        model = rng.lognormal(0.0, 0.4, size=n)
+        cosine = rng.uniform(0.3, 0.9, size=n)
+        return model, model * np.exp(2.0 * (cosine - 0.8)) * rng.lognormal(0.0, 0.2, size=n), cosine
+
+    fitted = EffectInterval.fit(*groups(200))
+    assert fitted.cosine_slope == pytest.approx(2.0, abs=0.3)
+    assert fitted.effect_slope == pytest.approx(1.0, abs=0.15)
+    assert fitted.intercept == pytest.approx(-1.6, abs=0.3)
+    far, near = fitted.expected(np.ones(2), np.array([0.3, 0.8]))
+    assert far < 0.45 < 0.85 < near
+    model, observed, cosine = groups(4000)
+    low, high = fitted.bounds(model, cosine)
+    assert 0.86 <= np.mean((low <= observed) & (observed <= high)) <= 0.94
+    # Without the cosine (or with too few groups) the model's own effect is the expected one.
+    assert EffectInterval.fit(model[:19], observed[:19], cosine[:19]).cosine_slope == 0.0

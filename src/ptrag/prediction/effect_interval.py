@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,41 +31,96 @@ from ptrag.errors import format_list
 if TYPE_CHECKING:
     from ptrag.data.dataset import PerturbationDataset
     from ptrag.run.checkpoint import Checkpoint
+    from ptrag.run.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
 INTERVAL_LEVEL = 0.9
 MIN_EFFECT = 1e-6
+# Below this many validation groups the expected effect is the model's own (no regression fitted).
+MIN_REGRESSION_GROUPS = 20
+CROSS_FIT_FOLDS = 5
+
+
+def _conformal_bounds(scores: np.ndarray, level: float) -> tuple[float, float]:
+    """Equal-tailed split-conformal order statistics of ``scores`` (±inf where too few)."""
+    scores = np.sort(scores)
+    n, tail = len(scores), (1.0 - level) / 2.0
+    # The 1e-9 keeps (19 + 1) · 0.05 at 1 despite 0.1 / 2 being 0.04999… in floating point.
+    low_index = math.floor((n + 1) * tail + 1e-9)
+    high_index = math.ceil((n + 1) * (1.0 - tail) - 1e-9)
+    log_low = float(scores[low_index - 1]) if low_index >= 1 else -math.inf
+    log_high = float(scores[high_index - 1]) if high_index <= n else math.inf
+    return log_low, log_high
+
+
+def _median_fit(design: np.ndarray, target: np.ndarray) -> np.ndarray:
+    from statsmodels.regression.quantile_regression import QuantReg
+
+    return np.asarray(QuantReg(target, design).fit(q=0.5).params, dtype=float)
+
+
+def _design(predicted: np.ndarray, cosine: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.ones(len(predicted)), np.log(predicted), cosine])
 
 
 @dataclass(frozen=True)
 class EffectInterval:
-    """Multiplicative bounds on an effect size, from ``n_groups`` validation groups."""
+    """The expected measured effect of a gene given the model's effect and its evidence, and
+    multiplicative bounds around it, from ``n_groups`` validation groups.
+
+    expected = exp(intercept + effect_slope · log(model effect) + cosine_slope · nearest cosine): a
+    median regression on the validation groups, so genes far from every measured perturbation
+    shrink when validation says their effects are over-predicted. Fewer than
+    ``MIN_REGRESSION_GROUPS`` groups: expected = the model's effect.
+    """
 
     level: float
     log_low: float  # -inf: no lower bound from this few groups
     log_high: float  # +inf: no upper bound
     n_groups: int
+    intercept: float = 0.0
+    effect_slope: float = 1.0
+    cosine_slope: float = 0.0
 
     @classmethod
     def fit(
-        cls, predicted: np.ndarray, observed: np.ndarray, level: float = INTERVAL_LEVEL
+        cls,
+        predicted: np.ndarray,
+        observed: np.ndarray,
+        cosine: np.ndarray | None = None,
+        level: float = INTERVAL_LEVEL,
     ) -> EffectInterval:
-        """The split-conformal interval from paired predicted and observed effect sizes (> 0)."""
-        predicted, observed = np.asarray(predicted, float), np.asarray(observed, float)
-        usable = (predicted > 0) & (observed > 0)
-        scores = np.sort(np.log(observed[usable] / predicted[usable]))
-        n, tail = len(scores), (1.0 - level) / 2.0
-        # The 1e-9 keeps (19 + 1) · 0.05 at 1 despite 0.1 / 2 being 0.04999… in floating point.
-        low_index = math.floor((n + 1) * tail + 1e-9)
-        high_index = math.ceil((n + 1) * (1.0 - tail) - 1e-9)
-        log_low = float(scores[low_index - 1]) if low_index >= 1 else -math.inf
-        log_high = float(scores[high_index - 1]) if high_index <= n else math.inf
-        return cls(level, log_low, log_high, n)
+        """Fit from paired model and observed effects (> 0) and the genes' nearest cosines.
 
-    def bounds(self, effect: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        effect = np.asarray(effect, dtype=float)
-        return effect * math.exp(self.log_low), effect * math.exp(self.log_high)
+        The conformal scores are out-of-fold residuals (``CROSS_FIT_FOLDS`` folds), so that the
+        regression's fit to the validation groups does not narrow the interval.
+        """
+        predicted = np.maximum(np.asarray(predicted, float), MIN_EFFECT)
+        observed = np.maximum(np.asarray(observed, float), MIN_EFFECT)
+        target = np.log(observed)
+        if cosine is None or len(target) < MIN_REGRESSION_GROUPS:
+            return cls(level, *_conformal_bounds(target - np.log(predicted), level), len(target))
+        design = _design(predicted, np.asarray(cosine, float))
+        residuals = np.empty(len(target))
+        folds = np.arange(len(target)) % CROSS_FIT_FOLDS
+        for fold in range(CROSS_FIT_FOLDS):
+            held = folds == fold
+            residuals[held] = target[held] - design[held] @ _median_fit(design[~held], target[~held])
+        intercept, effect_slope, cosine_slope = _median_fit(design, target)
+        return cls(
+            level, *_conformal_bounds(residuals, level), len(target), intercept, effect_slope, cosine_slope
+        )
+
+    def expected(self, effect: np.ndarray, cosine: np.ndarray) -> np.ndarray:
+        """The expected measured effect of genes with model effects ``effect`` and nearest cosines."""
+        log_effect = np.log(np.maximum(np.asarray(effect, dtype=float), MIN_EFFECT))
+        evidence = self.cosine_slope * np.asarray(cosine, dtype=float)
+        return np.exp(self.intercept + self.effect_slope * log_effect + evidence)
+
+    def bounds(self, effect: np.ndarray, cosine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        expected = self.expected(effect, cosine)
+        return expected * math.exp(self.log_low), expected * math.exp(self.log_high)
 
     @classmethod
     def from_state(cls, state: dict[str, float]) -> EffectInterval | None:
@@ -75,10 +131,24 @@ class EffectInterval:
         low, high = (
             f"{math.exp(v):.2f}" if math.isfinite(v) else "unbounded" for v in (self.log_low, self.log_high)
         )
+        fitted = (
+            f"expected effect = exp({self.intercept:.2f}) · effect^{self.effect_slope:.2f} · "
+            f"exp({self.cosine_slope:.2f} · nearest cosine)"
+            if self.n_groups >= MIN_REGRESSION_GROUPS
+            else "expected effect = the model's (too few groups for the evidence regression)"
+        )
         return (
-            f"{100 * self.level:.0f}% effect-size interval: predicted × [{low}, {high}], calibrated on "
+            f"{fitted}; {100 * self.level:.0f}% interval: expected × [{low}, {high}], calibrated on "
             f"{self.n_groups} validation groups the run never trained on"
         )
+
+
+def nearest_measured(spec: ModelSpec, genes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each gene's most similar training perturbation other than itself (stage 1's rule, K = 1),
+    and its cosine; ``genes`` must be in ``spec``'s vocabulary."""
+    embeddings = spec.vocabulary_embeddings[spec.vocabulary_index(genes)]
+    found = spec.database.neighbours(genes, embeddings, 1)
+    return np.asarray(spec.database.perturbations)[found.index[:, 0]], found.cosine[:, 0]
 
 
 def observed_effects(
@@ -126,20 +196,19 @@ def calibrate_effect_interval(
     if not observed:
         log.info("No effect-size intervals: the data holds none of the run's validation groups.")
         return None
-    predicted: dict[tuple[str, str], float] = {}
+    predicted: dict[tuple[str, str], tuple[float, float]] = {}
     for cell_type in sorted({c for c, _ in observed}):
         genes = [p for c, p in observed if c == cell_type]
         table = screen_genes(
             checkpoint, dataset, cell_type, genes, n_cells=n_cells, seed=seed, progress=False, intervals=False
         ).table
-        effects = zip(table["perturbation"], table["effect_size"], strict=True)
-        predicted |= {(cell_type, gene): float(effect) for gene, effect in effects}
+        rows = zip(table["perturbation"], table["effect_size"], table["nearest_cosine"], strict=True)
+        predicted |= {(cell_type, gene): (float(effect), float(cos)) for gene, effect, cos in rows}
     pairs = [g for g in observed if g in predicted]
     missing = sorted(set(observed) - set(pairs))
     if missing:
         log.info("effect-size calibration: %s not predicted (no embedding)", format_list(missing))
-    interval = EffectInterval.fit(
-        np.array([predicted[g] for g in pairs]), np.array([observed[g] for g in pairs]), level
-    )
+    model_effect, cosine = (np.array([predicted[g][i] for g in pairs]) for i in (0, 1))
+    interval = EffectInterval.fit(model_effect, np.array([observed[g] for g in pairs]), cosine, level)
     log.info("%s.", interval.describe())
     return interval

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,10 +12,11 @@ import pandas as pd
 from ptrag.data.dataset import BATCH, CELL_TYPE, PerturbationDataset
 from ptrag.data.sets import CellSet
 from ptrag.errors import DataError, format_list
-from ptrag.prediction.effect_interval import EffectInterval, calibrate_effect_interval
+from ptrag.prediction.effect_interval import EffectInterval, calibrate_effect_interval, nearest_measured
 from ptrag.prediction.predict import (
     MIN_SETS_PER_BATCH,
     Prediction,
+    Predictor,
     check_prediction_size,
     predicted_obs,
     predictor,
@@ -177,7 +178,7 @@ def predict_queries(
         "control_label": dataset.control_label,
         "split": "in_silico",
         "arm": checkpoint.config.model.arm,
-        "query_effects": _query_effects(cells, obs, queries, run.tensorize.control_means, interval),
+        "query_effects": _query_effects(cells, obs, queries, run, interval),
         "effect_interval": {} if interval is None else asdict(interval),
     }
     return Prediction(to_anndata(cells, obs, run.spec.genes, uns), None, record)
@@ -187,22 +188,30 @@ def _query_effects(
     cells: np.ndarray,
     obs: pd.DataFrame,
     queries: pd.DataFrame,
-    control_means: Mapping[str, np.ndarray],
+    run: Predictor,
     interval: EffectInterval | None,
 ) -> dict[str, np.ndarray]:
-    """Per query: the effect size of its predicted cells (L2 norm of their mean minus the cell
-    type's control mean, as a screen reports it) and its interval (NaN without calibration)."""
+    """Per query, as a screen reports each gene: the effect size of its predicted cells (L2 norm
+    of their mean minus the cell type's control mean), the expected effect and its interval (NaN
+    without calibration)."""
     positions = obs.astype(str).groupby(["cell_type", "target_gene"]).indices
     effects = []
     for row in queries.itertuples(index=False):
         key = (str(row.cell_type), str(row.perturbation))
         mean = cells[positions[key]].mean(axis=0)
-        effects.append(float(np.linalg.norm(mean - control_means[key[0]])))
-    low, high = interval.bounds(np.array(effects)) if interval else (np.full(len(effects), np.nan),) * 2
+        effects.append(float(np.linalg.norm(mean - run.tensorize.control_means[key[0]])))
+    perturbations = queries["perturbation"].astype(str).tolist()
+    _, cosine = nearest_measured(run.spec, perturbations)
+    effect = np.array(effects)
+    missing = np.full(len(effect), np.nan)
+    expected = interval.expected(effect, cosine) if interval else missing
+    low, high = interval.bounds(effect, cosine) if interval else (missing, missing)
     return {
         "cell_type": queries["cell_type"].astype(str).to_numpy(),
-        "perturbation": queries["perturbation"].astype(str).to_numpy(),
-        "effect_size": np.array(effects),
+        "perturbation": np.array(perturbations),
+        "effect_size": effect,
+        "nearest_cosine": np.asarray(cosine, dtype=float),
+        "expected_effect": np.asarray(expected, dtype=float),
         "effect_low": np.asarray(low, dtype=float),
         "effect_high": np.asarray(high, dtype=float),
     }

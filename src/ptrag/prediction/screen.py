@@ -21,7 +21,7 @@ from ptrag.data.dataset import BATCH, PerturbationDataset
 from ptrag.data.sets import CellSet
 from ptrag.errors import DataError, format_list
 from ptrag.io import atomic_path, h5ad_strings, staged_output
-from ptrag.prediction.effect_interval import calibrate_effect_interval
+from ptrag.prediction.effect_interval import calibrate_effect_interval, nearest_measured
 from ptrag.prediction.insilico import check_control_cell_types, sets_from_controls
 from ptrag.prediction.predict import (
     MIN_SETS_PER_BATCH,
@@ -143,8 +143,11 @@ def screen_genes(
 
     ``effect_size`` is the L2 norm, over the model's genes, of the predicted pseudobulk minus the
     cell type's control mean (log1p units); ``n_cells`` predicted cells per gene (default: one set).
-    ``effect_low`` / ``effect_high``: its 90 % interval, calibrated on the run's validation groups
-    in ``dataset`` (:mod:`ptrag.prediction.effect_interval`; NaN where the data holds none of them).
+    ``expected_effect``: the effect a measurement would be expected to show, given the model's
+    effect and how close the gene is to a measured perturbation, and ``effect_low`` /
+    ``effect_high`` its 90 % interval, both calibrated on the run's validation groups in
+    ``dataset`` (:mod:`ptrag.prediction.effect_interval`; NaN where the data holds none of them).
+    Genes are ranked by ``expected_effect`` (by ``effect_size`` without calibration).
     """
     config = checkpoint.config
     set_len = config.train.cell_set_len
@@ -203,11 +206,8 @@ def screen_genes(
     control_mean = run.tensorize.control_means[cell_type].astype(np.float64)
     pseudobulk = (sums / n_cells).astype(np.float32)
     delta = pseudobulk - control_mean[None, :].astype(np.float32)
-    embeddings = run.spec.vocabulary_embeddings[run.spec.vocabulary_index(genes)]
     database = run.spec.database
-    # The most similar training perturbation other than the gene itself (stage 1's rule, K = 1).
-    found = database.neighbours(genes, embeddings, 1)
-    nearest, cosine = np.asarray(database.perturbations)[found.index[:, 0]], found.cosine[:, 0]
+    nearest, cosine = nearest_measured(run.spec, genes)
     measured = database.row_of(genes) >= 0
     cutoff = low_evidence_cutoff(database) if low_evidence_cosine is None else low_evidence_cosine
     table = pd.DataFrame(
@@ -224,12 +224,17 @@ def screen_genes(
     )
     interval = calibrate_effect_interval(checkpoint, dataset, n_cells, seed) if intervals else None
     if intervals:
-        low, high = interval.bounds(table["effect_size"]) if interval else (np.nan, np.nan)
-        table.insert(3, "effect_low", low)
-        table.insert(4, "effect_high", high)
+        effect = table["effect_size"]
+        expected = interval.expected(effect, cosine) if interval else np.full(len(table), np.nan)
+        low, high = interval.bounds(effect, cosine) if interval else (np.nan, np.nan)
+        table.insert(3, "expected_effect", expected)
+        table.insert(4, "effect_low", low)
+        table.insert(5, "effect_high", high)
     if selects:  # share of retrieved candidates kept, over the gene's predicted cells
         table["selection_rate"] = selected / n_cells
-    order = np.argsort(-table["effect_size"].to_numpy(), kind="stable")
+    # Ranked by the best estimate of what a measurement would show: the evidence-calibrated effect.
+    rank_by = "expected_effect" if interval is not None else "effect_size"
+    order = np.argsort(-table[rank_by].to_numpy(), kind="stable")
     table = table.iloc[order].reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
 
