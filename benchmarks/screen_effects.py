@@ -14,7 +14,8 @@ effect of the held-out group (L2 norm of its mean minus the control mean) it rep
   issue's goal is ≥ 0.5 on unseen genes); ``spearman_model_effect`` the same for the model's own
   effect size before the evidence calibration;
   ``spearman_true`` the same against the simulator's true effect (``truth.parquet``), and
-  ``spearman_observed_vs_true`` how far the measured effects themselves rank like the truth;
+  ``spearman_observed_vs_true`` how far the measured effects themselves rank like the truth, and
+  ``spearman_true_cosine_alone`` how the nearest measured neighbour's cosine alone ranks it;
 - ``coverage``: the share of test groups whose measured effect lies in the interval (goal 85–95 %;
   ``coverage_true``: of the true effect);
 - ``cosine_vs_ratio``: Spearman of the nearest measured neighbour's cosine with log(measured /
@@ -94,6 +95,7 @@ def summarise(frame: pd.DataFrame) -> dict[str, Any]:
         truth = {
             "spearman_true": _spearman_by_cell_type(frame, "true"),
             "spearman_true_model_effect": _spearman_by_cell_type(frame, "true", "effect_size"),
+            "spearman_true_cosine_alone": _spearman_by_cell_type(frame, "true", "nearest_cosine"),
             "spearman_observed_vs_true": float(stats.spearmanr(frame["observed"], frame["true"]).statistic),
             "coverage_true": float(covers_truth.mean()),
         }

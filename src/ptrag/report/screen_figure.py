@@ -28,21 +28,27 @@ def _evidence_class(table: pd.DataFrame) -> np.ndarray:
 
 
 def write_screen_figure(table: pd.DataFrame, path: Path, cutoff: float) -> None:
-    """screen.png: left, effect size by rank (top genes named); right, effect size against the
-    cosine to the nearest measured perturbation, with the low-evidence cut-off."""
-    classes = _evidence_class(table)
+    """screen.png: left, the ranked effect by rank (top genes named), with its 90 % interval;
+    right, the same effect against the cosine to the nearest measured perturbation, with the
+    low-evidence cut-off. The ranked effect is ``expected_effect`` where the screen has it."""
+    calibrated = "expected_effect" in table and bool(table["expected_effect"].notna().any())
+    column = "expected_effect" if calibrated else "effect_size"
     figure, (ranked, evidence) = plt.subplots(1, 2, figsize=(11, 4.2))
+    if calibrated:
+        bounds = (table["effect_low"], table["effect_high"])
+        ranked.fill_between(table["rank"], *bounds, color="#dddddd", lw=0, label="90% interval")
+    classes = _evidence_class(table)
     for name, colour in COLOURS.items():
         chosen = classes == name
         if not chosen.any():
             continue
         label = f"{name} ({int(chosen.sum())})"
-        ranked.scatter(table["rank"][chosen], table["effect_size"][chosen], s=6, c=colour, label=label)
-        evidence.scatter(table["nearest_cosine"][chosen], table["effect_size"][chosen], s=6, c=colour)
+        ranked.scatter(table["rank"][chosen], table[column][chosen], s=6, c=colour, label=label)
+        evidence.scatter(table["nearest_cosine"][chosen], table[column][chosen], s=6, c=colour)
     for index, row in enumerate(table.head(LABELLED_GENES).itertuples()):
         ranked.annotate(  # staggered to the right so that neighbouring names do not overlap
             str(row.perturbation),
-            (row.rank, row.effect_size),
+            (row.rank, getattr(row, column)),
             fontsize=7,
             xytext=(6 + 30 * (index % 3), 2),
             textcoords="offset points",
@@ -50,7 +56,11 @@ def write_screen_figure(table: pd.DataFrame, path: Path, cutoff: float) -> None:
         )
     ranked.set_xscale("log")
     ranked.set_xlabel("rank")
-    ranked.set_ylabel("predicted effect size (L2 of Δ pseudobulk, log1p)")
+    ranked.set_ylabel(
+        "expected effect (evidence-calibrated L2 of Δ, log1p)"
+        if calibrated
+        else "predicted effect size (L2 of Δ pseudobulk, log1p)"
+    )
     ranked.legend(frameon=False, fontsize=8, markerscale=2)
     cell_type = str(table["cell_type"].iloc[0]) if len(table) else ""
     ranked.set_title(f"In-silico screen in {cell_type}: {len(table)} genes", fontsize=10)
