@@ -11,7 +11,6 @@ In the style of scvi-tools' model classes; the command line uses the same class.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +22,6 @@ from ptrag.config import DEFAULT_PRESET, Config, load_config
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.splits import Split
 from ptrag.errors import CheckpointError
-from ptrag.io import staged_output
 from ptrag.progress import progress_enabled
 
 if TYPE_CHECKING:
@@ -194,7 +192,8 @@ class Model:
         """Predicted (and real) cells for a split's groups, or predictions for in-silico ``queries``.
 
         Returns a :class:`~ptrag.prediction.predict.Prediction`: ``adata_pred, adata_real = ...``
-        unpacks it; ``.retrieval`` is the retrieval record and ``.write(out_dir)`` saves all three.
+        unpacks it; ``.retrieval`` is the retrieval record, ``.references`` (held-out groups) the
+        simple references' shifts, and ``.write(out_dir)`` saves them all.
         ``queries``: a DataFrame with columns cell_type, perturbation and optional n_cells, checked
         like a ``--queries`` file. ``progress=False``: no progress at all (file reading included).
         """
@@ -209,6 +208,7 @@ class Model:
         queries: pd.DataFrame | None,
         seed: int,
     ) -> Prediction:
+        from ptrag.evaluation import reference_shifts_for_split
         from ptrag.prediction.insilico import check_queries, check_query_size, predict_queries
         from ptrag.prediction.predict import predict_sets
 
@@ -223,7 +223,13 @@ class Model:
         split_obj = split_obj if isinstance(split_obj, Split) else Split.read(split_obj)
         split_obj.validate(dataset)
         groups = split_obj.groups(dataset, split)
-        return predict_sets(checkpoint, dataset, groups, seed=seed, role=split)
+        prediction = predict_sets(checkpoint, dataset, groups, seed=seed, role=split)
+        # The simple references' shifts from the split's training cells, for `ptrag evaluate`.
+        config = checkpoint.config
+        prediction.references = reference_shifts_for_split(
+            dataset, split_obj, prediction.adata_real, config.embedding, config.retrieval
+        )
+        return prediction
 
     def screen(
         self,
@@ -256,11 +262,11 @@ class Model:
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Copy the run directory (checkpoints, config, split, metrics) to ``path``."""
+        from ptrag.run.checkpoint import copy_run
+
         if self.run_dir is None:
             raise CheckpointError("Nothing to save: the model has not been trained or loaded.")
-        with staged_output(path, overwrite=overwrite) as staging:
-            shutil.copytree(self.run_dir, staging, dirs_exist_ok=True)
-        return Path(path)
+        return copy_run(self.run_dir, path, overwrite=overwrite)
 
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best") -> Model:

@@ -99,7 +99,9 @@ def test_aliases_and_provenance() -> None:
 def test_resources_stay_small() -> None:
     directory = resource_path("gene_table.parquet").parent
     total = sum(path.stat().st_size for path in directory.iterdir() if path.is_file())
-    assert total < 20 * 1024 * 1024
+    # 16.5 MB of gene table, aliases and text embeddings, plus 8.5 MB of GO prior (float32, shipped
+    # so that every machine embeds a gene alike; docs/priors.md).
+    assert total < 26 * 1024 * 1024
 
 
 @pytest.mark.parametrize(

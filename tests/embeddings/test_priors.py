@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,8 +13,10 @@ from ptrag.config.loading import config_to_dict
 from ptrag.data.dataset import ColumnMapping, PerturbationDataset
 from ptrag.data.expression import DenseExpression
 from ptrag.embeddings import GeneEmbeddings
+from ptrag.embeddings.bundled import load_all_genes
 from ptrag.embeddings.priors import (
     PRIOR_NAMES,
+    build_go_embeddings,
     check_sources,
     coexpression_embeddings,
     combine_priors,
@@ -27,16 +31,36 @@ def _cosine(table: GeneEmbeddings, a: str, b: str) -> float:
     return float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
 
 
-def test_go_prior_puts_complex_members_together_and_is_reproducible():
+def test_the_shipped_go_prior_puts_complex_members_together():
     table = go_embeddings()
-    assert table.dim == 128 and 18_000 < len(table) < 20_598  # genes without GO terms are not covered
+    assert table.dim == 128 and table.matrix.dtype == np.float32
+    # Every bundled gene with a GO term that another gene shares, and no other.
+    genes = load_all_genes()
+    counts = Counter(term for ids in genes["go_ids"] for term in set(ids))
+    annotated = zip(genes["symbol"], genes["go_ids"], strict=True)
+    shared = {symbol for symbol, ids in annotated if any(counts[term] > 1 for term in ids)}
+    assert set(table.symbols) == shared and len(shared) == 18_779
     # Proteasome subunits share their GO terms; a ribosomal protein shares few of them.
     assert _cosine(table, "PSMA1", "PSMA2") > 0.8
     assert _cosine(table, "PSMA1", "RPL10") < 0.3
     neighbours = [gene for gene, _ in table.cosine_neighbors("PSMA1", 10)]
     assert sum(gene.startswith("PSM") for gene in neighbours) >= 8
-    go_embeddings.cache_clear()
-    np.testing.assert_array_equal(go_embeddings().matrix, table.matrix)
+
+
+def test_building_the_go_prior_weights_rare_shared_terms_and_leaves_out_unshared_genes():
+    table = pd.DataFrame(
+        {
+            "symbol": ["A", "B", "C", "D", "E", "F"],
+            "go_ids": [
+                ["GO:1", "GO:2"], ["GO:1", "GO:2"], ["GO:2", "GO:3"], ["GO:3", "GO:4"], ["GO:4"], ["GO:9"]
+            ],
+        }
+    )
+    prior = build_go_embeddings(table)
+    assert prior.symbols == ("A", "B", "C", "D", "E")  # F's only term is its own
+    assert _cosine(prior, "A", "B") == pytest.approx(1.0, abs=1e-5)  # identical annotation
+    # C shares GO:2 with A (held by 3 genes) and GO:3 with D (held by 2): the rarer term links more.
+    assert _cosine(prior, "C", "D") > _cosine(prior, "C", "A") > _cosine(prior, "A", "E")
 
 
 def _coexpression_screen(n_cells: int = 400) -> PerturbationDataset:
@@ -124,3 +148,19 @@ def test_sources_are_checked_parsed_and_old_runs_keep_the_text_prior():
 def test_a_data_prior_a_run_does_not_hold_is_named():
     with pytest.raises(EmbeddingError, match="coexpression prior is built from the training data"):
         load_prior_tables(["text", "coexpression"], "bundled", {})
+
+
+def test_the_go_prior_is_read_from_the_package_never_rebuilt(monkeypatch):
+    # Rebuilding depends on the BLAS and its threads; a screen must embed new genes exactly as its
+    # run embedded the training genes, so prediction only ever reads the shipped vectors.
+    import ptrag.embeddings.priors as priors
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("the GO prior was rebuilt at run time")
+
+    monkeypatch.setattr(priors, "build_go_embeddings", refuse)
+    go_embeddings.cache_clear()
+    try:
+        assert go_embeddings().matrix.shape == (18_779, 128)
+    finally:
+        go_embeddings.cache_clear()

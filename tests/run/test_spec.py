@@ -91,3 +91,29 @@ def test_a_run_on_raw_counts_reads_new_data_with_its_own_normalisation(tiny: Pat
     subset.write_h5ad(tmp_path / "k562.h5ad")
     new = model.load_data(tmp_path / "k562.h5ad")
     assert new.normalisation == trained and new.genes == model.genes
+
+
+def test_a_run_is_copied_and_updated_through_one_routine_that_keeps_everything_else(
+    memory_run: Path, tmp_path: Path
+) -> None:
+    from ptrag.run.checkpoint import copy_run, update_checkpoint
+
+    source = read_checkpoint(memory_run / "checkpoints" / "last.ckpt")
+    spec = ModelSpec.from_state(source["ptrag"]["spec"])
+    grown = spec.with_cell_types(["new_line"])
+    before = {p.relative_to(memory_run): p.read_bytes() for p in memory_run.rglob("*") if p.is_file()}
+    copy = copy_run(memory_run, tmp_path / "copy", spec=grown)
+    after = {p.relative_to(memory_run): p.read_bytes() for p in memory_run.rglob("*") if p.is_file()}
+    assert before == after  # the source run is never modified
+    assert {p.relative_to(copy) for p in copy.rglob("*") if p.is_file()} == set(before)
+    copied = read_checkpoint(copy / "checkpoints" / "last.ckpt")
+    assert copied["ptrag"]["spec"]["cell_types"][-1] == "new_line"
+    # Everything but the spec is as it was: Lightning's loop and optimizer state, the weights.
+    assert copied["global_step"] == source["global_step"] and copied.keys() == source.keys()
+    assert copied["optimizer_states"][0]["param_groups"] == source["optimizer_states"][0]["param_groups"]
+    for key, value in source["state_dict"].items():
+        assert torch.equal(copied["state_dict"][key], value)
+    update_checkpoint(copy / "checkpoints" / "best.ckpt", scales=(0.5, 0.25), record={"note": "x"})
+    best = read_checkpoint(copy / "checkpoints" / "best.ckpt")
+    assert (best["residual_scale"], best["cell_scale"], best["note"]) == (0.5, 0.25, "x")
+    assert Model.load(copy).checkpoint.residual_scale == 0.5

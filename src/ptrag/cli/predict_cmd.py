@@ -46,13 +46,9 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from ptrag.api import Model
     from ptrag.data.splits import Split
-    from ptrag.io import check_free_space, check_output_dir, staged_output
+    from ptrag.io import check_free_space, check_output_dir
     from ptrag.prediction.insilico import check_query_size, read_queries
-    from ptrag.prediction.write import (
-        held_out_prediction_bytes,
-        prediction_bytes,
-        write_prediction_files,
-    )
+    from ptrag.prediction.write import held_out_prediction_bytes, prediction_bytes
 
     model = Model.load(args.run_dir, checkpoint=args.checkpoint)
     # Check the cheap inputs before the screen is read; an existing output stays until the new one is done.
@@ -77,14 +73,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
     )
-    with staged_output(args.out, overwrite=args.overwrite) as staging:
-        write_prediction_files(prediction, staging)
-        if split is not None:  # the simple references' shifts, for `ptrag evaluate` to score beside the model
-            from ptrag.evaluation import write_reference_shifts
-
-            write_reference_shifts(
-                staging, dataset, split, prediction.adata_real, model.config.embedding, model.config.retrieval
-            )
+    prediction.write(args.out, overwrite=args.overwrite)
     n_pred = int((prediction.adata_pred.obs["target_gene"] != dataset.control_label).sum())
     print(f"predicted {n_pred} cells → {args.out}")
     return 0

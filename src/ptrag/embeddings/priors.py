@@ -8,7 +8,8 @@ retrieval, the memory's neighbour weights, the perturbation token, the ``linear`
   GO-term text, or a user's GenePT file).
 - ``go``: the annotation graph itself. A gene × GO-term matrix (direct annotations from the bundled
   org.Hs.eg.db table, terms weighted by inverse document frequency, rows L2-normalised), reduced
-  to ``GO_DIM`` dimensions by truncated SVD. Genes without GO terms are not covered.
+  to ``GO_DIM`` dimensions by truncated SVD, built at release time and shipped (float32). Genes
+  without a GO term shared with another gene are not covered.
 - ``coexpression``: the user's own data. A gene's vector is its correlation profile with the
   measured genes across control cells (averaged over cell types, training cells only), reduced to
   ``COEXPRESSION_DIM`` dimensions by its leading eigenvectors. Only measured genes are covered.
@@ -29,6 +30,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
@@ -46,6 +48,7 @@ COEXPRESSION_DIM = 64
 COEXPRESSION_MAX_CELLS = 4000
 COEXPRESSION_SEED = 0
 MIN_GO_TERM_GENES = 2  # a term held by one gene links no pair of genes
+GO_EMBEDDINGS_FILE = "go_embeddings.npz"  # in ptrag/embeddings/resources (scripts/build_go_prior.py)
 
 
 @dataclass(frozen=True)
@@ -87,12 +90,15 @@ def check_sources(sources: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-@lru_cache(maxsize=1)
-def go_embeddings() -> GeneEmbeddings:
-    """The ``go`` prior for every bundled gene with GO annotation (deterministic, ~2 s, cached)."""
-    from ptrag.embeddings.bundled import load_all_genes
+def build_go_embeddings(table: pd.DataFrame) -> GeneEmbeddings:
+    """The ``go`` prior from a gene table with ``symbol`` and ``go_ids`` (lists of GO ids).
 
-    table = load_all_genes()
+    Run at release time by ``scripts/build_go_prior.py`` (~2 s): ARPACK's result depends on the
+    BLAS threads, so the package ships the vectors instead of rebuilding them, and every machine
+    embeds a new gene exactly as the run it predicts with embedded its training genes.
+    """
+    from threadpoolctl import threadpool_limits
+
     term_column: dict[str, int] = {}
     rows, columns = [], []
     for row, ids in enumerate(table["go_ids"]):
@@ -109,13 +115,25 @@ def go_embeddings() -> GeneEmbeddings:
     norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
     covered = np.flatnonzero(norms > 0)
     unit = sp.diags(1.0 / norms[covered]) @ weighted[covered]
-    # A fixed start vector makes ARPACK, and so every vector, the same on every run.
+    # A fixed start vector and one BLAS thread make the build repeatable on one machine.
     start = np.full(min(unit.shape), 1.0 / np.sqrt(min(unit.shape)))
-    u, s, _ = svds(unit, k=GO_DIM, v0=start)
+    with threadpool_limits(limits=1):
+        u, s, _ = svds(unit, k=min(GO_DIM, min(unit.shape) - 1), v0=start)
     order = np.argsort(-s)
     vectors = _unit_rows(u[:, order] * s[order])
     symbols = tuple(str(table["symbol"].iloc[i]) for i in covered)
     return GeneEmbeddings(symbols=symbols, matrix=vectors, source="go")
+
+
+@lru_cache(maxsize=1)
+def go_embeddings() -> GeneEmbeddings:
+    """The ``go`` prior shipped with ptrag: every bundled gene with a GO term shared with another."""
+    from ptrag.embeddings.bundled import read_stored_matrix, resource_path
+
+    symbols, matrix, _ = read_stored_matrix(resource_path(GO_EMBEDDINGS_FILE))
+    matrix = matrix.astype(np.float32)
+    matrix.setflags(write=False)
+    return GeneEmbeddings(symbols=symbols, matrix=matrix, source="go")
 
 
 def coexpression_embeddings(

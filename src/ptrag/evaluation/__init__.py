@@ -21,7 +21,6 @@ from ptrag.evaluation.reference_shifts import (
     compute_reference_shifts,
     prior_vectors,
     reference_shifts_for_split,
-    write_reference_shifts,
 )
 from ptrag.evaluation.references import (
     REFERENCE_REGISTRY,
@@ -72,6 +71,5 @@ __all__ = [
     "row_kind",
     "train_mean_reference",
     "write_reference_results",
-    "write_reference_shifts",
     "write_results",
 ]

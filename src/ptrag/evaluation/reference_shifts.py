@@ -1,8 +1,9 @@
 """The shift references' per-condition shifts: computed once from training data, saved beside predictions.
 
-``ptrag predict`` (split mode) writes ``references.npz`` into its output directory
-(:func:`write_reference_shifts`); ``ptrag evaluate`` reads it back (:meth:`ReferenceShifts.load`)
-and rebuilds each reference from the real file's control cells plus these shifts. File contents
+``ptrag predict`` (split mode) and ``Model.predict(...).write`` write ``references.npz`` into the
+output directory (:meth:`ReferenceShifts.write_into`); ``ptrag evaluate`` reads it back
+(:meth:`ReferenceShifts.load`) and rebuilds each reference from the real file's control cells plus
+these shifts. File contents
 (``numpy.savez``, no pickles):
 
 - ``genes`` (G,), ``cell_type`` (C,), ``perturbation`` (C,): the evaluated conditions and gene order;
@@ -108,6 +109,10 @@ class ReferenceShifts:
                 info=np.array(json.dumps({"format": FORMAT_VERSION, **self.info})),
             )
         return target
+
+    def write_into(self, directory: str | Path) -> Path:
+        """Save as ``directory/references.npz``, where ``ptrag evaluate`` looks for it."""
+        return self.save(Path(directory) / REFERENCE_FILE)
 
     @classmethod
     def load(cls, path: str | Path) -> ReferenceShifts:
@@ -229,6 +234,7 @@ def reference_shifts_for_split(
     retrieval: RetrievalConfig | None = None,
 ) -> ReferenceShifts:
     """The shifts for the conditions of ``adata_real``, from the split's training cells."""
+    log.info("computing the reference shifts (%s) from the training cells", ", ".join(SHIFT_REFERENCES))
     conditions = conditions_of(adata_real, dataset.control_label)
     perturbations = sorted({p for _, p in conditions} | set(dataset.perturbations()))
     train_mask = split.roles(dataset) == "train"
@@ -243,18 +249,3 @@ def reference_shifts_for_split(
         retrieval=retrieval,
         prior_embeddings=per_prior,
     )
-
-
-def write_reference_shifts(
-    out_dir: str | Path,
-    dataset: PerturbationDataset,
-    split: Any,
-    adata_real: Any,
-    embedding: EmbeddingConfig,
-    retrieval: RetrievalConfig | None = None,
-) -> Path:
-    """``ptrag predict``'s hook: write ``out_dir/references.npz`` for the predicted conditions."""
-    log.info("computing the reference shifts (%s) from the training cells", ", ".join(SHIFT_REFERENCES))
-    shifts = reference_shifts_for_split(dataset, split, adata_real, embedding, retrieval)
-    return shifts.save(Path(out_dir) / REFERENCE_FILE)
-

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import anndata as ad
 import numpy as np
@@ -52,6 +53,12 @@ def check_prediction_size(n_cells: int, n_genes: int, what: str, advice: str) ->
         )
 
 
+class DirectoryWriter(Protocol):
+    """Something that writes its own file into a directory (the reference shifts)."""
+
+    def write_into(self, directory: Path) -> Path: ...
+
+
 @dataclass
 class Prediction:
     """Predicted cells (and, for held-out groups, the real ones) plus the retrieval record.
@@ -62,12 +69,16 @@ class Prediction:
     adata_pred: ad.AnnData
     adata_real: ad.AnnData | None
     retrieval: pd.DataFrame
+    # For held-out groups: the simple references' shifts (``ptrag.evaluation.ReferenceShifts``),
+    # written beside the cells so that ``ptrag evaluate`` scores them next to the model.
+    references: DirectoryWriter | None = None
 
     def __iter__(self) -> Iterator[ad.AnnData | None]:
         return iter((self.adata_pred, self.adata_real))
 
     def write(self, out_dir: str | Path, overwrite: bool = False) -> Path:
-        """Write adata_pred.h5ad, adata_real.h5ad and retrieval.csv; ``out_dir`` is replaced atomically."""
+        """Write adata_pred.h5ad, adata_real.h5ad, retrieval.csv and, for held-out groups,
+        references.npz; ``out_dir`` is replaced atomically."""
         from ptrag.prediction.write import write_prediction
 
         return write_prediction(self, out_dir, overwrite=overwrite)

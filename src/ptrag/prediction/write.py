@@ -33,8 +33,9 @@ def held_out_prediction_bytes(
 
 
 def write_prediction_files(prediction: Prediction, directory: Path) -> None:
-    """adata_pred.h5ad, adata_real.h5ad (held-out groups only), retrieval.csv and, for queries,
-    query_effects.csv (each query's effect size and 90 % interval) into ``directory``."""
+    """adata_pred.h5ad, adata_real.h5ad and references.npz (held-out groups only), retrieval.csv
+    and, for queries, query_effects.csv (each query's effect size and 90 % interval) into
+    ``directory``."""
     with h5ad_strings():
         with atomic_path(directory / "adata_pred.h5ad") as tmp:
             prediction.adata_pred.write_h5ad(tmp)
@@ -44,6 +45,8 @@ def write_prediction_files(prediction: Prediction, directory: Path) -> None:
     if not prediction.retrieval.empty:
         with atomic_path(directory / "retrieval.csv") as tmp:
             prediction.retrieval.to_csv(tmp, index=False)
+    if prediction.references is not None:
+        prediction.references.write_into(directory)
     effects = prediction.adata_pred.uns.get("ptrag", {}).get("query_effects")
     if effects is not None:
         with atomic_path(directory / "query_effects.csv") as tmp:

@@ -14,6 +14,7 @@ weights with the lowest validation loss; prediction's default).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,49 @@ def write_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
     """
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         torch.save(payload, handle)
+
+
+def update_checkpoint(
+    source: str | Path,
+    target: str | Path | None = None,
+    *,
+    spec: ModelSpec | None = None,
+    scales: tuple[float, float] | None = None,
+    record: Mapping[str, Any] | None = None,
+) -> None:
+    """Rewrite a checkpoint with what changed after training, everything else kept as it was.
+
+    ``spec``: a new ModelSpec (``memory add``); ``scales``: the response scale and its per-cell
+    part chosen on validation (``ptrag.training.calibration``); ``record``: more payload entries
+    saying how they were chosen. ``target`` defaults to ``source`` (replaced atomically). The one
+    place outside training that edits a checkpoint's contents.
+    """
+    payload = read_checkpoint(source)
+    if spec is not None:
+        payload[CHECKPOINT_KEY] = {**payload[CHECKPOINT_KEY], "spec": spec.to_state()}
+    if scales is not None:
+        payload[RESIDUAL_SCALE_KEY], payload[CELL_SCALE_KEY] = (float(v) for v in scales)
+    payload.update(record or {})
+    write_checkpoint(payload, source if target is None else target)
+
+
+def copy_run(
+    run_dir: str | Path, out: str | Path, *, spec: ModelSpec | None = None, overwrite: bool = False
+) -> Path:
+    """Copy a run directory (checkpoints, config, split, metrics, logs) to ``out`` through a
+    staging directory; with ``spec``, every checkpoint of the copy carries it. The source is never
+    modified. ``Model.save`` and ``memory add`` both copy runs through here."""
+    import shutil
+
+    from ptrag.io import staged_output
+
+    with staged_output(out, overwrite=overwrite) as staging:
+        shutil.copytree(run_dir, staging, dirs_exist_ok=True)
+        if spec is not None:
+            for relative in CHECKPOINT_FILES.values():
+                if (staging / relative).is_file():
+                    update_checkpoint(staging / relative, spec=spec)
+    return Path(out)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -14,7 +14,6 @@ it is scored against — so for a pair that has been measured, the measurement i
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,16 +22,8 @@ import numpy as np
 from ptrag.config import get_arm
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.errors import CheckpointError, DataError, format_list
-from ptrag.io import staged_output
 from ptrag.retrieval import ResponseMemory
-from ptrag.run.checkpoint import (
-    CHECKPOINT_FILES,
-    CHECKPOINT_KEY,
-    Checkpoint,
-    read_checkpoint,
-    write_checkpoint,
-)
-from ptrag.run.layout import CONFIG_FILE, METRICS_FILE, SPLIT_FILE
+from ptrag.run.checkpoint import Checkpoint, copy_run
 from ptrag.run.spec import ModelSpec
 from ptrag.run.vocabulary import resolve_vocabulary
 
@@ -167,16 +158,7 @@ def add_evidence(
     trained = checkpoint.spec.cell_types
     new_types = tuple(c for c in dict.fromkeys(evidence.cell_types) if c not in trained)
     spec, new, replaced = spec_with_evidence(checkpoint, evidence, replace_rows)
-    with staged_output(out, overwrite=overwrite) as staging:
-        for name in (CONFIG_FILE, SPLIT_FILE, METRICS_FILE):
-            if (run_dir / name).is_file():
-                shutil.copyfile(run_dir / name, staging / name)
-        for relative in CHECKPOINT_FILES.values():
-            if not (run_dir / relative).is_file():
-                continue
-            payload = read_checkpoint(run_dir / relative)
-            payload[CHECKPOINT_KEY] = {**payload[CHECKPOINT_KEY], "spec": spec.to_state()}
-            write_checkpoint(payload, staging / relative)
+    copy_run(run_dir, out, spec=spec, overwrite=overwrite)
     assert spec.memory is not None
     notes = (USE_OF_ADDED_ROWS, *([new_cell_type_note(new_types, trained)] if new_types else []))
     return EvidenceUpdate(

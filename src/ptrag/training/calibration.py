@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ptrag.run.checkpoint import CELL_SCALE_KEY, RESIDUAL_SCALE_KEY, read_checkpoint, write_checkpoint
+from ptrag.run.checkpoint import read_checkpoint, update_checkpoint
 from ptrag.training.module import PerturbationLightningModule
 from ptrag.training.progress import validation_loss
 
@@ -44,9 +44,8 @@ def calibrate_residual(
             losses[(scale, cell)], _ = validation_loss(module, batches)
     generator.residual_scale, generator.cell_scale = 1.0, 1.0
     chosen = min(losses, key=lambda key: (losses[key], -key[0], -key[1]))
-    payload[RESIDUAL_SCALE_KEY], payload[CELL_SCALE_KEY] = chosen
-    payload["residual_scale_val_losses"] = {f"{s},{c}": loss for (s, c), loss in losses.items()}
-    write_checkpoint(payload, best)
+    record = {"residual_scale_val_losses": {f"{s},{c}": loss for (s, c), loss in losses.items()}}
+    update_checkpoint(best, scales=chosen, record=record)
     log.info(
         "learned response scaled by %g, its per-cell part by %g, in the best checkpoint, chosen on "
         "validation (val loss %.4f at 1, 1; %.4f chosen)",
