@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ptrag.prediction.predict import Prediction
     from ptrag.prediction.screen import ScreenResult
     from ptrag.run.checkpoint import Checkpoint
+    from ptrag.run.evidence import EvidenceUpdate
     from ptrag.training.run import TrainingOutcome
 
 DataLike = str | Path | ad.AnnData | PerturbationDataset
@@ -259,6 +260,21 @@ class Model:
                 low_evidence_cosine=low_evidence_cosine,
                 seed=seed,
             )
+
+    def add_evidence(
+        self, data: DataLike, out: str | Path, *, replace: bool = False, overwrite: bool = False
+    ) -> tuple[Model, EvidenceUpdate]:
+        """``ptrag memory add``: a copy of this run at ``out`` whose evidence memory also holds the
+        perturbations measured in ``data`` (read with the run's genes and normalisation); this run
+        is never modified. Returns the grown run and what changed (``.message`` says it in words,
+        including what the grown run does and does not do with the added rows)."""
+        from ptrag.run.evidence import add_evidence
+
+        if self.run_dir is None:
+            raise CheckpointError("Nothing to grow: the model has not been trained or loaded.")
+        dataset = self.load_data(data)
+        update = add_evidence(self.run_dir, dataset, out, replace_rows=replace, overwrite=overwrite)
+        return Model.load(out), update
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Copy the run directory (checkpoints, config, split, metrics) to ``path``."""

@@ -77,6 +77,15 @@ def test_never_measured_genes_are_ranked_by_the_distance_of_their_pseudobulk_fro
     assert [item.split(":")[0] for item in first["top_genes"].split(";")] == list(top)
 
 
+def test_the_api_writes_every_file_the_command_does(screened, tmp_path) -> None:
+    written = screened.write(tmp_path / "screen")
+    names = sorted(p.name for p in written.iterdir())
+    assert names == ["screen.csv", "screen.png", "screen_cells.h5ad", "screen_pseudobulk.h5ad"]
+    assert (written / "screen.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = pd.read_csv(written / "screen.csv")
+    assert list(table["perturbation"]) == list(screened.table["perturbation"])
+
+
 def test_every_gene_starts_from_the_same_control_cells(screened, tiny_screen) -> None:
     cells = screened.cells
     draws = {

@@ -209,3 +209,16 @@ def test_memory_add_help_says_what_an_added_measurement_does_and_does_not_do(cap
     text = " ".join(capsys.readouterr().out.split())
     assert "predictions of the same perturbation in other cell types" in text
     assert "does not change: the prediction of an added (perturbation, cell type) pair itself" in text
+
+
+def test_the_python_api_grows_a_run_as_the_command_does(block_run, tiny_screen, tmp_path) -> None:
+    root, _, measured, _ = block_run
+    adata = anndata.read_h5ad(tiny_screen / "data.h5ad")
+    new = adata[adata.obs["gene"].isin([*measured, "non-targeting"]).to_numpy()].copy()
+    model = Model.load(root / "run")
+    before = (root / "run" / "checkpoints" / "best.ckpt").read_bytes()
+    grown, update = model.add_evidence(new, tmp_path / "grown")
+    assert grown.run_dir == tmp_path / "grown"
+    assert len(grown.checkpoint.spec.memory) == len(model.checkpoint.spec.memory) + update.added > 0
+    assert "never uses it for that pair's own prediction" in update.message
+    assert (root / "run" / "checkpoints" / "best.ckpt").read_bytes() == before  # never modified

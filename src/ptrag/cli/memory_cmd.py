@@ -44,13 +44,10 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from ptrag.api import Model
     from ptrag.io import check_output_dir
-    from ptrag.run.evidence import add_evidence
 
     model = Model.load(args.run_dir)
     check_output_dir(args.out, overwrite=args.overwrite)
     dataset = model.load_data(args.data, data_overrides(args))
-    update = add_evidence(
-        args.run_dir, dataset, args.out, replace_rows=args.replace, overwrite=args.overwrite
-    )
+    _, update = model.add_evidence(dataset, args.out, replace=args.replace, overwrite=args.overwrite)
     print(f"memory add: {update.message}")
     return 0

@@ -51,10 +51,9 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from ptrag.api import Model
     from ptrag.errors import DataError
-    from ptrag.io import check_free_space, check_output_dir, staged_output
+    from ptrag.io import check_free_space, check_output_dir
     from ptrag.prediction.effect_interval import EffectInterval
     from ptrag.prediction.screen import check_low_evidence_cosine, read_gene_list, screen_bytes
-    from ptrag.report.screen_figure import write_screen_figure
     from ptrag.run.vocabulary import screenable_genes
 
     if args.n_cells is not None and args.n_cells < 1:
@@ -81,10 +80,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
     )
-    with staged_output(args.out, overwrite=args.overwrite) as staging:
-        result.write_files(staging)
-        cutoff = float(result.pseudobulk.uns["ptrag"]["low_evidence_cosine"])
-        write_screen_figure(result.table, staging / "screen.png", cutoff)
+    result.write(args.out, overwrite=args.overwrite)
     table = result.table
     top = ", ".join(table["perturbation"].head(5))
     print(

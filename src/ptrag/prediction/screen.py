@@ -54,14 +54,19 @@ class ScreenResult:
     cells: ad.AnnData | None = None
 
     def write(self, out_dir: str | Path, overwrite: bool = False) -> Path:
-        """screen.csv and screen_pseudobulk.h5ad (+ screen_cells.h5ad); ``out_dir`` is replaced atomically."""
+        """screen.csv, screen_pseudobulk.h5ad, screen.png (+ screen_cells.h5ad); ``out_dir`` is
+        replaced atomically."""
         with staged_output(out_dir, overwrite=overwrite) as staging:
             self.write_files(staging)
         return Path(out_dir)
 
     def write_files(self, directory: Path) -> None:
+        from ptrag.prediction.screen_figure import write_screen_figure
+
         with atomic_path(directory / "screen.csv") as tmp:
             self.table.to_csv(tmp, index=False, float_format="%.6g")
+        cutoff = float(self.pseudobulk.uns["ptrag"]["low_evidence_cosine"])
+        write_screen_figure(self.table, directory / "screen.png", cutoff)
         with h5ad_strings():
             with atomic_path(directory / "screen_pseudobulk.h5ad") as tmp:
                 self.pseudobulk.write_h5ad(tmp)
