@@ -48,7 +48,7 @@ def main() -> None:
     split = Split.read(args.data_dir / args.split)
     roles = split.roles(dataset)
     train = roles == "train"
-    tables = load_prior_tables(PRIOR_NAMES, "bundled", build_data_tables(PRIOR_NAMES, dataset, train))
+    tables = load_prior_tables(PRIOR_NAMES, "bundled", build_data_tables(PRIOR_NAMES, dataset))
     memory = ResponseMemory.from_training_cells(dataset, train)
     real = ResponseMemory.from_training_cells(dataset, roles == args.role)
     truth = dict(zip(zip(real.cell_types, real.perturbations, strict=True), real.shifts, strict=True))

@@ -127,6 +127,22 @@ def test_a_gene_no_prior_covers_follows_the_missing_policy():
     assert dropped.genes == ("A", "B")
 
 
+def test_quiet_combining_drops_silently_and_keeps_the_same_vectors(recwarn, caplog):
+    text = GeneEmbeddings(("A", "B"), np.array([[3.0, 0.0], [0.0, 2.0]]), "text")
+    go = GeneEmbeddings(("B",), np.ones((1, 3)), "go")
+    for tables in ({"text": text}, {"text": text, "go": go}):
+        with pytest.warns(UserWarning):
+            loud = combine_priors(["A", "B", "Z"], tables, policy="drop")
+        recwarn.clear()
+        caplog.clear()
+        quiet = combine_priors(["A", "B", "Z"], tables, policy="drop", quiet=True)
+        assert not recwarn.list and not caplog.records
+        assert quiet.genes == loud.genes == ("A", "B")
+        np.testing.assert_array_equal(quiet.matrix, loud.matrix)
+    with pytest.raises(ValueError, match="policy 'drop' only"):
+        combine_priors(["A"], {"text": text}, policy="zero", quiet=True)
+
+
 def test_sources_are_checked_parsed_and_old_runs_keep_the_text_prior():
     assert check_sources(["go", "text"]) == ("go", "text")
     for bad, message in ((["text", "gox"], "'gox'"), ([], "empty"), (["go", "go"], "twice")):

@@ -136,17 +136,13 @@ def go_embeddings() -> GeneEmbeddings:
     return GeneEmbeddings(symbols=symbols, matrix=matrix, source="go")
 
 
-def coexpression_embeddings(
-    dataset: PerturbationDataset, train_mask: np.ndarray | None = None
-) -> GeneEmbeddings:
+def coexpression_embeddings(dataset: PerturbationDataset) -> GeneEmbeddings:
     """The ``coexpression`` prior of the measured genes, from ``dataset``'s control cells.
 
-    ``train_mask`` restricts the cells used (control cells count whatever their role, as in
-    training). Genes constant in every cell type's controls are not covered.
+    Only control cells are read (whatever a split says of them, as in training), so no held-out
+    perturbed cell enters. Genes constant in every cell type's controls are not covered.
     """
     is_control = np.asarray(dataset.is_control, dtype=bool)
-    if train_mask is not None:
-        is_control &= np.asarray(train_mask, dtype=bool) | is_control
     cell_types = dataset.obs["cell_type"].to_numpy()
     rng = np.random.default_rng(COEXPRESSION_SEED)
     total = np.zeros((dataset.n_genes, dataset.n_genes))
@@ -210,18 +206,26 @@ def combine_priors(
     genes: Sequence[str],
     tables: Mapping[str, GeneEmbeddings],
     policy: str = "error",
+    quiet: bool = False,
 ) -> CombinedPriors:
     """Vectors of ``genes`` from ``tables`` (ordered prior name → table), combined as documented.
 
     A gene no prior covers follows ``policy`` (embedding.missing): "error" raises an EmbeddingError
-    naming it, "drop" leaves it out, "zero" gives it a zero vector; any of these is logged.
+    naming it, "drop" leaves it out, "zero" gives it a zero vector; any of these is logged and
+    warned about unless ``quiet`` (for callers that report missing genes themselves, policy "drop").
     """
     from ptrag.embeddings.resolve import EmbeddingCoverageWarning, resolve_genes, resolve_quietly
 
     requested = [str(g) for g in genes]
+    if quiet and policy != "drop":
+        raise ValueError("quiet=True is for policy 'drop' only: other policies must be seen to act")
     if len(tables) == 1:
         ((name, table),) = tables.items()
-        resolution = resolve_genes(table, requested, policy=policy)  # type: ignore[arg-type]
+        resolution = (
+            resolve_quietly(table, requested)
+            if quiet
+            else resolve_genes(table, requested, policy=policy)  # type: ignore[arg-type]
+        )
         covered = np.array([g not in set(resolution.missing) for g in resolution.genes])
         return CombinedPriors(resolution.genes, resolution.matrix, {name: covered}, table.source)
     blocks, covered = [], {}
@@ -245,7 +249,7 @@ def combine_priors(
         )
     matrix = np.hstack(blocks) / np.float32(np.sqrt(len(tables)))
     keep = any_prior if policy == "drop" else np.ones(len(requested), dtype=bool)
-    if lacking:
+    if lacking and not quiet:
         action = "dropped" if policy == "drop" else "given zero vectors"
         message = f"{len(lacking)} gene(s) covered by no gene prior were {action}: {format_list(lacking)}"
         warnings.warn(message, EmbeddingCoverageWarning, stacklevel=2)
@@ -258,12 +262,10 @@ def combine_priors(
     )
 
 
-def build_data_tables(
-    sources: Sequence[str], dataset: PerturbationDataset, train_mask: np.ndarray | None = None
-) -> dict[str, GeneEmbeddings]:
+def build_data_tables(sources: Sequence[str], dataset: PerturbationDataset) -> dict[str, GeneEmbeddings]:
     """The priors of ``sources`` that are built from the data (stored with the trained run)."""
     builders = {"coexpression": coexpression_embeddings}
-    return {name: builders[name](dataset, train_mask) for name in sources if PRIOR_REGISTRY[name].from_data}
+    return {name: builders[name](dataset) for name in sources if PRIOR_REGISTRY[name].from_data}
 
 
 def load_prior_tables(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,25 +140,20 @@ def prior_vectors(
     names: Sequence[str],
     embedding: EmbeddingConfig,
     dataset: PerturbationDataset,
-    train_mask: NDArray[np.bool_],
 ) -> tuple[Vectors, dict[str, Vectors]]:
     """The run's gene vectors of ``names`` (its ``embedding.sources``), and each registered prior's
     plus all of them combined (:data:`ALL_PRIORS`), for the linear references.
 
-    Data priors see ``train_mask``'s cells only. Genes without a vector are left out (the
+    Data priors read ``dataset``'s control cells only. Genes without a vector are left out (the
     references then fall back to train_mean for them, and say so) instead of failing: the
     references never stop an evaluation.
     """
-    from ptrag.embeddings import EmbeddingCoverageWarning
     from ptrag.embeddings.priors import PRIOR_NAMES, build_data_tables, combine_priors, load_prior_tables
 
-    data_tables = build_data_tables(PRIOR_NAMES, dataset, train_mask)
-    tables = load_prior_tables(PRIOR_NAMES, embedding.source, data_tables)
+    tables = load_prior_tables(PRIOR_NAMES, embedding.source, build_data_tables(PRIOR_NAMES, dataset))
 
     def vectors(chosen: Sequence[str]) -> Vectors:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", EmbeddingCoverageWarning)
-            combined = combine_priors(list(names), {p: tables[p] for p in chosen}, policy="drop")
+        combined = combine_priors(list(names), {p: tables[p] for p in chosen}, policy="drop", quiet=True)
         return {gene: combined.matrix[i] for i, gene in enumerate(combined.genes)}
 
     run = vectors(embedding.sources)
@@ -238,7 +232,7 @@ def reference_shifts_for_split(
     conditions = conditions_of(adata_real, dataset.control_label)
     perturbations = sorted({p for _, p in conditions} | set(dataset.perturbations()))
     train_mask = split.roles(dataset) == "train"
-    run_vectors, per_prior = prior_vectors(perturbations, embedding, dataset, train_mask)
+    run_vectors, per_prior = prior_vectors(perturbations, embedding, dataset)
     return compute_reference_shifts(
         dataset,
         train_mask,

@@ -63,8 +63,8 @@ def prepare(dataset: PerturbationDataset, split: Split, config: Config) -> Prepa
     n_train_groups = len(split.groups(dataset, "train"))
     split, held_out = with_validation_groups(split, dataset, config.train.val_fraction)
     note = held_out_note(held_out, n_train_groups, config.train.val_fraction) if held_out else None
-    # Data priors see the training cells only (control cells always count), like everything else here.
-    data_tables = build_data_tables(config.embedding.sources, dataset, split.roles(dataset) == "train")
+    # Data priors read control cells only: no held-out perturbed cell informs them.
+    data_tables = build_data_tables(config.embedding.sources, dataset)
     resolved = resolve_vocabulary(dataset.perturbations(), config, data_tables)
     log.info("%s.", resolved.coverage_line())
     vocabulary = list(resolved.genes)
