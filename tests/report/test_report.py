@@ -309,3 +309,24 @@ def test_noise_floor_row_is_explained(written, summary):
 def test_tables_never_exceed_the_column_limit():
     with pytest.raises(ValueError, match="columns"):
         Table("too wide", [f"c{i}" for i in range(MAX_TABLE_COLUMNS + 1)], [])
+
+
+def test_a_verdict_whose_mean_points_the_other_way_says_so() -> None:
+    from ptrag.report.headline import arm_sentence
+
+    # The paired test says "better" (more groups better, p = 0.023) while the mean is 0.0016 worse:
+    # the sentence must not read as a contradiction.
+    methods = {
+        "ptrag": {"kind": "arm", "metrics": {"energy_gene": {"mean": 1.2950}}},
+        "evidence_only": {"kind": "reference", "metrics": {"energy_gene": {"mean": 1.2934}}},
+    }
+    row = {
+        "arm": "ptrag", "baseline": "evidence_only", "metric": "energy_gene", "n_pairs": 157, "wins": 95,
+        "losses": 62, "ties": 0, "p_value": 0.023, "mean_improvement": -0.0016, "outcome": "better",
+    }
+    best = {"energy_gene": {"name": "evidence_only"}}
+    sentence = arm_sentence("ptrag", [row], best, "st", ["energy_gene"], methods)
+    assert "better than the best simple reference on energy_gene (1.295 vs evidence_only 1.293, +0.0016;" in (
+        sentence
+    )
+    assert "better in 95 of 157 groups, though worse on average; p = 0.023" in sentence

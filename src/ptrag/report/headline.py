@@ -48,11 +48,18 @@ def _effect(row: Mapping[str, Any], methods: Mapping[str, Mapping[str, Any]], na
     if value is not None and base is not None:
         text += f", {signed(value - base)}"
         floor = _mean(methods, NOISE_FLOOR, name)
-        if row["outcome"] == "better" and floor is not None:
+        gain = float(improvement(metric(name), value, base))
+        if row["outcome"] == "better" and floor is not None and gain > 0:
             gap = float(improvement(metric(name), floor, base))
             if gap > 0:
-                share = float(improvement(metric(name), value, base)) / gap
-                text += f", {100 * share:.0f}% of the gap between {display(other)} and the noise floor"
+                text += f", {100 * gain / gap:.0f}% of the gap between {display(other)} and the noise floor"
+        # The verdict follows the paired test (more groups one way); say so when the means disagree.
+        if row["outcome"] in ("better", "worse") and gain != 0 and (gain > 0) != (row["outcome"] == "better"):
+            majority = row["wins"] if row["outcome"] == "better" else row["losses"]
+            on_average = "worse" if gain < 0 else "better"
+            text += (
+                f"; {row['outcome']} in {majority} of {row['n_pairs']} groups, though {on_average} on average"
+            )
     return f"{text}; {p_text(row['p_value'])}"
 
 
