@@ -13,9 +13,11 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         name,
         help=help_text,
         description=help_text
-        + " Writes adata_pred.h5ad and adata_real.h5ad (identical var_names, cell-eval layout) and"
-        " retrieval.csv (per set: the query, its K candidates with cosine, keep weights, kept or not)."
-        " With --queries, predicts perturbations never measured from control cells only.",
+        + " Writes adata_pred.h5ad and adata_real.h5ad (identical var_names, cell-eval layout),"
+        " references.npz (the simple references' shifts, which `ptrag evaluate` scores beside the model)"
+        " and retrieval.csv (per set: the query, its K candidates with cosine, keep weights, kept or"
+        " not). With --queries, predicts perturbations never measured from control cells only, and"
+        " writes query_effects.csv (each query's effect size, expected effect and 90% interval).",
     )
     parser.add_argument("run_dir", help="a run directory written by `ptrag train`.")
     parser.add_argument(

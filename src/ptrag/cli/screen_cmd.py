@@ -14,9 +14,11 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         help=help_text,
         description=help_text
         + " Every gene starts from the same control cells of --cell-type. Writes screen.csv (genes ranked"
-        " by predicted effect size, with the top responding genes, the nearest measured perturbation and"
-        " its cosine, and a low-evidence flag), screen_pseudobulk.h5ad (one row per gene; layers['delta']"
-        " is the change from the control mean), screen.png, and with --cells screen_cells.h5ad.",
+        " by expected effect with its 90% interval, calibrated on the run's validation groups when --data"
+        " holds them, and the model's own effect size, the top responding genes, the nearest measured"
+        " perturbation and its cosine, and a low-evidence flag), screen_pseudobulk.h5ad (one row per"
+        " gene; layers['delta'] is the change from the control mean), screen.png, and with --cells"
+        " screen_cells.h5ad.",
     )
     parser.add_argument("run_dir", help="a run directory written by `ptrag train`.")
     parser.add_argument("--data", required=True, help="screen (.h5ad) with control cells of --cell-type.")
