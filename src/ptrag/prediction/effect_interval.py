@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INTERVAL_LEVEL = 0.9
+EFFECT_COLUMNS: tuple[str, ...] = ("expected_effect", "effect_low", "effect_high")
 MIN_EFFECT = 1e-6
 # Below this many validation groups the expected effect is the model's own (no regression fitted).
 MIN_REGRESSION_GROUPS = 20
@@ -141,6 +142,17 @@ class EffectInterval:
             f"{fitted}; {100 * self.level:.0f}% interval: expected × [{low}, {high}], calibrated on "
             f"{self.n_groups} validation groups the run never trained on"
         )
+
+
+def effect_columns(
+    interval: EffectInterval | None, effect: np.ndarray, cosine: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``expected_effect``, ``effect_low`` and ``effect_high`` of genes with model effects
+    ``effect`` and nearest cosines ``cosine``; NaN throughout without a calibration."""
+    if interval is None:
+        missing = np.full(len(effect), np.nan)
+        return missing, missing, missing
+    return (interval.expected(effect, cosine), *interval.bounds(effect, cosine))
 
 
 def nearest_measured(spec: ModelSpec, genes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,13 @@ import pandas as pd
 from ptrag.data.dataset import BATCH, CELL_TYPE, PerturbationDataset
 from ptrag.data.sets import CellSet
 from ptrag.errors import DataError, format_list
-from ptrag.prediction.effect_interval import EffectInterval, calibrate_effect_interval, nearest_measured
+from ptrag.prediction.effect_interval import (
+    EFFECT_COLUMNS,
+    EffectInterval,
+    calibrate_effect_interval,
+    effect_columns,
+    nearest_measured,
+)
 from ptrag.prediction.predict import (
     MIN_SETS_PER_BATCH,
     Prediction,
@@ -203,15 +209,11 @@ def _query_effects(
     perturbations = queries["perturbation"].astype(str).tolist()
     _, cosine = nearest_measured(run.spec, perturbations)
     effect = np.array(effects)
-    missing = np.full(len(effect), np.nan)
-    expected = interval.expected(effect, cosine) if interval else missing
-    low, high = interval.bounds(effect, cosine) if interval else (missing, missing)
+    columns = zip(EFFECT_COLUMNS, effect_columns(interval, effect, cosine), strict=True)
     return {
         "cell_type": queries["cell_type"].astype(str).to_numpy(),
         "perturbation": np.array(perturbations),
         "effect_size": effect,
         "nearest_cosine": np.asarray(cosine, dtype=float),
-        "expected_effect": np.asarray(expected, dtype=float),
-        "effect_low": np.asarray(low, dtype=float),
-        "effect_high": np.asarray(high, dtype=float),
+        **{name: np.asarray(values, dtype=float) for name, values in columns},
     }

@@ -21,7 +21,12 @@ from ptrag.data.dataset import BATCH, PerturbationDataset
 from ptrag.data.sets import CellSet
 from ptrag.errors import DataError, format_list
 from ptrag.io import atomic_path, h5ad_strings, staged_output
-from ptrag.prediction.effect_interval import calibrate_effect_interval, nearest_measured
+from ptrag.prediction.effect_interval import (
+    EFFECT_COLUMNS,
+    calibrate_effect_interval,
+    effect_columns,
+    nearest_measured,
+)
 from ptrag.prediction.insilico import check_control_cell_types, sets_from_controls
 from ptrag.prediction.predict import (
     MIN_SETS_PER_BATCH,
@@ -229,12 +234,9 @@ def screen_genes(
     )
     interval = calibrate_effect_interval(checkpoint, dataset, n_cells, seed) if intervals else None
     if intervals:
-        effect = table["effect_size"]
-        expected = interval.expected(effect, cosine) if interval else np.full(len(table), np.nan)
-        low, high = interval.bounds(effect, cosine) if interval else (np.nan, np.nan)
-        table.insert(3, "expected_effect", expected)
-        table.insert(4, "effect_low", low)
-        table.insert(5, "effect_high", high)
+        columns = effect_columns(interval, table["effect_size"].to_numpy(), cosine)
+        for position, (name, values) in enumerate(zip(EFFECT_COLUMNS, columns, strict=True), start=3):
+            table.insert(position, name, values)
     if selects:  # share of retrieved candidates kept, over the gene's predicted cells
         table["selection_rate"] = selected / n_cells
     # Ranked by the best estimate of what a measurement would show: the evidence-calibrated effect.

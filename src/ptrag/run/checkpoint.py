@@ -14,6 +14,7 @@ weights with the lowest validation loss; prediction's default).
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ import torch
 from ptrag import __version__
 from ptrag.config import Config, config_to_dict, saved_config_from_dict
 from ptrag.errors import CheckpointError
-from ptrag.io import atomic_path
+from ptrag.io import atomic_path, staged_output
 from ptrag.models.model import PerturbationModel
 from ptrag.run.build import build_model, load_weights
 from ptrag.run.spec import ModelSpec
@@ -56,8 +57,7 @@ def write_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
 
 
 def update_checkpoint(
-    source: str | Path,
-    target: str | Path | None = None,
+    path: str | Path,
     *,
     spec: ModelSpec | None = None,
     scales: tuple[float, float] | None = None,
@@ -67,16 +67,16 @@ def update_checkpoint(
 
     ``spec``: a new ModelSpec (``memory add``); ``scales``: the response scale and its per-cell
     part chosen on validation (``ptrag.training.calibration``); ``record``: more payload entries
-    saying how they were chosen. ``target`` defaults to ``source`` (replaced atomically). The one
-    place outside training that edits a checkpoint's contents.
+    saying how they were chosen. The file is replaced atomically. The one place outside training
+    that edits a checkpoint's contents.
     """
-    payload = read_checkpoint(source)
+    payload = read_checkpoint(path)
     if spec is not None:
         payload[CHECKPOINT_KEY] = {**payload[CHECKPOINT_KEY], "spec": spec.to_state()}
     if scales is not None:
         payload[RESIDUAL_SCALE_KEY], payload[CELL_SCALE_KEY] = (float(v) for v in scales)
     payload.update(record or {})
-    write_checkpoint(payload, source if target is None else target)
+    write_checkpoint(payload, path)
 
 
 def copy_run(
@@ -85,10 +85,6 @@ def copy_run(
     """Copy a run directory (checkpoints, config, split, metrics, logs) to ``out`` through a
     staging directory; with ``spec``, every checkpoint of the copy carries it. The source is never
     modified. ``Model.save`` and ``memory add`` both copy runs through here."""
-    import shutil
-
-    from ptrag.io import staged_output
-
     with staged_output(out, overwrite=overwrite) as staging:
         shutil.copytree(run_dir, staging, dirs_exist_ok=True)
         if spec is not None:
