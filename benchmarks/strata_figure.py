@@ -16,7 +16,8 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 
-from ptrag.evaluation.references import BuildContext, mean_on_controls_pair
+from ptrag.evaluation.control_draws import BuildContext
+from ptrag.evaluation.references import mean_on_controls_pair
 from ptrag.report.strata_figure import stratum_shifts, write_strata_figure
 
 CONTROL = "non-targeting"

@@ -129,7 +129,7 @@ def test_every_shift_reference_is_the_control_draws_plus_its_shift_and_n_matched
     shifts = _constant_shifts(real, offsets)
     control = control_reference(real, CONTROL, seed=5)
     perturbed = (control.obs["target_gene"] != CONTROL).to_numpy()
-    from ptrag.evaluation.references import BuildContext
+    from ptrag.evaluation.control_draws import BuildContext
 
     context = BuildContext(CONTROL, seed=5, shifts=shifts)
     for name in SHIFT_REFERENCES:
@@ -171,7 +171,8 @@ def test_mean_on_controls_is_the_methods_own_mean_shift_on_the_reference_control
     pred.X[perturbed] += noise.astype(np.float32)
     scores = evaluate_references(real, CONTROL, include_de=False, prediction=pred, method="st")
     assert list(scores) == ["control", "noise_floor", "st_mean_on_controls"]
-    from ptrag.evaluation.references import BuildContext, mean_on_controls_pair
+    from ptrag.evaluation.control_draws import BuildContext
+    from ptrag.evaluation.references import mean_on_controls_pair
 
     built, _ = mean_on_controls_pair(pred, real, BuildContext(CONTROL), "st")
     control = control_reference(real, CONTROL)

@@ -26,11 +26,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from ptrag.embeddings.priors import PRIOR_NAMES
 from ptrag.errors import DataError
+from ptrag.evaluation.control_draws import (
+    BuildContext,
+    ShiftLookup,
+    dense,
+    pred_like,
+    rows_by_condition,
+    shifted_controls,
+)
 from ptrag.evaluation.evidence_shift import evidence_only_shifts
 from ptrag.evaluation.shifts import (
     ShiftInputs,
@@ -45,19 +52,6 @@ from ptrag.evaluation.shifts import (
 if TYPE_CHECKING:
     from ptrag.evaluation.reference_shifts import ReferenceShifts
 
-ShiftLookup = Callable[[str, str], NDArray[np.floating]]  # (cell type, perturbation) → shift
-
-
-@dataclass(frozen=True)
-class BuildContext:
-    control_label: str
-    pert_col: str = "target_gene"
-    celltype_col: str = "cell_type"
-    seed: int = 0
-    shifts: ReferenceShifts | None = None
-    # Re-centre each draw of control cells on its cell type's control-pool mean (as the models do).
-    anchor: bool = True
-
 
 @dataclass(frozen=True)
 class Reference:
@@ -71,73 +65,6 @@ class Reference:
     note: str
     build: Callable[[Any, BuildContext], tuple[Any, Any]]
     shift: Callable[[ShiftInputs], ShiftResult] | None = None
-
-
-def _rows_by_condition(
-    adata: Any, pert_col: str, celltype_col: str
-) -> dict[tuple[str, str], NDArray[np.intp]]:
-    keys = pd.MultiIndex.from_arrays(
-        [adata.obs[celltype_col].astype(str).to_numpy(), adata.obs[pert_col].astype(str).to_numpy()]
-    )
-    return {
-        (str(c), str(p)): np.asarray(rows)
-        for (c, p), rows in pd.Series(range(adata.n_obs)).groupby(keys).groups.items()
-    }
-
-
-def _dense(x: Any) -> NDArray[np.float32]:
-    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
-
-
-def _build(
-    real: Any,
-    blocks: list[NDArray[np.float32]],
-    obs_rows: list[pd.DataFrame],
-    arm: str,
-    control_label: str,
-) -> Any:
-    import anndata as ad
-
-    obs = pd.concat(obs_rows, ignore_index=True)
-    obs.index = [f"{arm}-{i}" for i in range(len(obs))]
-    out = ad.AnnData(X=np.concatenate(blocks).astype(np.float32), obs=obs, var=real.var.copy())
-    out.uns["ptrag"] = {"control_label": control_label, "split": "test", "arm": arm}
-    return out
-
-
-def shifted_controls(real: Any, context: BuildContext, shift_for: ShiftLookup | None, arm: str) -> Any:
-    """Per condition, n control cells of its cell type (seeded draws, re-centred on the pool's mean
-    when ``context.anchor``) plus ``shift_for(c, p)``.
-
-    The draws do not depend on the shift, so every shift reference uses the same control cells as
-    the ``control`` reference for the same seed.
-    """
-    label, pert_col, celltype_col = context.control_label, context.pert_col, context.celltype_col
-    rng = np.random.default_rng(context.seed)
-    x = _dense(real.X)
-    groups = _rows_by_condition(real, pert_col, celltype_col)
-    blocks: list[NDArray[np.float32]] = []
-    obs_rows: list[pd.DataFrame] = []
-    for (cell_type, perturbation), rows in sorted(groups.items()):
-        pool = groups.get((cell_type, label))
-        if pool is None or pool.size == 0:
-            raise DataError(f"Cell type {cell_type!r} has no {label!r} cells to build the {arm} reference.")
-        if perturbation == label:
-            chosen = pool
-        else:
-            chosen = rng.choice(pool, size=rows.size, replace=rows.size > pool.size)
-        cells = x[chosen].copy()
-        if context.anchor and perturbation != label:
-            cells += x[pool].mean(axis=0, dtype=np.float64).astype(np.float32) - cells.mean(axis=0)
-        if shift_for is not None and perturbation != label:
-            cells += np.asarray(shift_for(cell_type, perturbation), dtype=np.float32)[None, :]
-        blocks.append(cells)
-        obs = pd.DataFrame({pert_col: perturbation, celltype_col: cell_type}, index=range(len(chosen)))
-        obs["control_barcode"] = np.asarray(real.obs_names)[chosen]
-        if "batch" in real.obs.columns:
-            obs["batch"] = real.obs["batch"].to_numpy()[chosen]
-        obs_rows.append(obs)
-    return _build(real, blocks, obs_rows, arm, label)
 
 
 MEAN_ON_CONTROLS = "_mean_on_controls"  # suffix of the diagnostic row ``<arm>_mean_on_controls``
@@ -163,9 +90,9 @@ def predicted_mean_shifts(pred: Any, real: Any, context: BuildContext) -> ShiftL
     """(cell type, perturbation) → the prediction's own mean shift: the mean of its predicted cells
     minus the mean of the cell type's control pool in ``real`` (the pool the models anchor to)."""
     label, pert_col, celltype_col = context.control_label, context.pert_col, context.celltype_col
-    x_pred, x_real = _dense(pred.X), _dense(real.X)
-    predicted = _rows_by_condition(pred, pert_col, celltype_col)
-    pools = _rows_by_condition(real, pert_col, celltype_col)
+    x_pred, x_real = dense(pred.X), dense(real.X)
+    predicted = rows_by_condition(pred, pert_col, celltype_col)
+    pools = rows_by_condition(real, pert_col, celltype_col)
     means = {key: x_pred[rows].mean(axis=0, dtype=np.float64) for key, rows in predicted.items()}
     pool_means = {
         c: x_real[rows].mean(axis=0, dtype=np.float64) for (c, p), rows in pools.items() if p == label
@@ -233,8 +160,8 @@ def noise_floor_pair(
     deltas and DE use the same controls as the methods.
     """
     rng = np.random.default_rng(seed)
-    x = _dense(real.X)
-    groups = _rows_by_condition(real, pert_col, celltype_col)
+    x = dense(real.X)
+    groups = rows_by_condition(real, pert_col, celltype_col)
     halves: tuple[list[NDArray[np.intp]], list[NDArray[np.intp]]] = ([], [])
     for (_, perturbation), rows in sorted(groups.items()):
         if perturbation == control_label:
@@ -251,7 +178,7 @@ def noise_floor_pair(
     for arm, parts in zip(("noise_floor", "noise_floor_real"), halves, strict=True):
         chosen = np.concatenate(parts)
         obs = real.obs.iloc[chosen][[c for c in (pert_col, celltype_col, "batch") if c in real.obs.columns]]
-        out.append(_build(real, [x[chosen]], [obs.reset_index(drop=True)], arm, control_label))
+        out.append(pred_like(real, [x[chosen]], [obs.reset_index(drop=True)], arm, control_label))
     return out[0], out[1]
 
 

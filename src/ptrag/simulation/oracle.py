@@ -129,7 +129,7 @@ def oracle_prediction(
     ``sim_dir/data.h5ad`` (as ``ptrag predict`` writes them). ``model``: the screen's generative
     model when already built (:func:`load_screen_model`).
     """
-    from ptrag.evaluation.references import BuildContext, shifted_controls
+    from ptrag.evaluation.control_draws import BuildContext, shifted_controls
 
     if kind not in ORACLE_KINDS:
         raise ValueError(f"Unknown oracle {kind!r}; choose one of {', '.join(ORACLE_KINDS)}.")

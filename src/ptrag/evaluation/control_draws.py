@@ -1,0 +1,100 @@
+"""n-matched, seeded draws of real control cells: what every reference (and every diagnostic row
+built on the references' control cells) is made of. See :mod:`ptrag.evaluation.references`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from ptrag.errors import DataError
+
+if TYPE_CHECKING:
+    from ptrag.evaluation.reference_shifts import ReferenceShifts
+
+ShiftLookup = Callable[[str, str], NDArray[np.floating]]  # (cell type, perturbation) → shift
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    control_label: str
+    pert_col: str = "target_gene"
+    celltype_col: str = "cell_type"
+    seed: int = 0
+    shifts: ReferenceShifts | None = None
+    # Re-centre each draw of control cells on its cell type's control-pool mean (as the models do).
+    anchor: bool = True
+
+
+def rows_by_condition(
+    adata: Any, pert_col: str, celltype_col: str
+) -> dict[tuple[str, str], NDArray[np.intp]]:
+    """(cell type, perturbation) → the positions of its cells in ``adata``."""
+    keys = pd.MultiIndex.from_arrays(
+        [adata.obs[celltype_col].astype(str).to_numpy(), adata.obs[pert_col].astype(str).to_numpy()]
+    )
+    return {
+        (str(c), str(p)): np.asarray(rows)
+        for (c, p), rows in pd.Series(range(adata.n_obs)).groupby(keys).groups.items()
+    }
+
+
+def dense(x: Any) -> NDArray[np.float32]:
+    """A dense float32 copy of an AnnData matrix (sparse or not)."""
+    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
+
+
+def pred_like(
+    real: Any,
+    blocks: list[NDArray[np.float32]],
+    obs_rows: list[pd.DataFrame],
+    arm: str,
+    control_label: str,
+) -> Any:
+    """A prediction-like AnnData of ``blocks`` of cells (with ``obs_rows``) over ``real``'s genes."""
+    import anndata as ad
+
+    obs = pd.concat(obs_rows, ignore_index=True)
+    obs.index = [f"{arm}-{i}" for i in range(len(obs))]
+    out = ad.AnnData(X=np.concatenate(blocks).astype(np.float32), obs=obs, var=real.var.copy())
+    out.uns["ptrag"] = {"control_label": control_label, "split": "test", "arm": arm}
+    return out
+
+
+def shifted_controls(real: Any, context: BuildContext, shift_for: ShiftLookup | None, arm: str) -> Any:
+    """Per condition, n control cells of its cell type (seeded draws, re-centred on the pool's mean
+    when ``context.anchor``) plus ``shift_for(c, p)``.
+
+    The draws do not depend on the shift, so every shift reference uses the same control cells as
+    the ``control`` reference for the same seed.
+    """
+    label, pert_col, celltype_col = context.control_label, context.pert_col, context.celltype_col
+    rng = np.random.default_rng(context.seed)
+    x = dense(real.X)
+    groups = rows_by_condition(real, pert_col, celltype_col)
+    blocks: list[NDArray[np.float32]] = []
+    obs_rows: list[pd.DataFrame] = []
+    for (cell_type, perturbation), rows in sorted(groups.items()):
+        pool = groups.get((cell_type, label))
+        if pool is None or pool.size == 0:
+            raise DataError(f"Cell type {cell_type!r} has no {label!r} cells to build the {arm} reference.")
+        if perturbation == label:
+            chosen = pool
+        else:
+            chosen = rng.choice(pool, size=rows.size, replace=rows.size > pool.size)
+        cells = x[chosen].copy()
+        if context.anchor and perturbation != label:
+            cells += x[pool].mean(axis=0, dtype=np.float64).astype(np.float32) - cells.mean(axis=0)
+        if shift_for is not None and perturbation != label:
+            cells += np.asarray(shift_for(cell_type, perturbation), dtype=np.float32)[None, :]
+        blocks.append(cells)
+        obs = pd.DataFrame({pert_col: perturbation, celltype_col: cell_type}, index=range(len(chosen)))
+        obs["control_barcode"] = np.asarray(real.obs_names)[chosen]
+        if "batch" in real.obs.columns:
+            obs["batch"] = real.obs["batch"].to_numpy()[chosen]
+        obs_rows.append(obs)
+    return pred_like(real, blocks, obs_rows, arm, label)
