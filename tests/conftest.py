@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -205,3 +206,60 @@ def knockdown_dir(knockdown_screen: KnockdownScreen, tmp_path_factory: pytest.Te
 @pytest.fixture
 def knockdown_factory() -> Callable[..., KnockdownScreen]:
     return make_knockdown_screen
+
+
+# The state screen (make_state_screen): one cell type whose responses depend on a visible basal state.
+@dataclass(frozen=True)
+class StateScreen:
+    """What :func:`make_state_screen` built, and where its genes respond."""
+
+    adata: object  # anndata.AnnData
+    n_genes: ClassVar[int] = 60
+    n_perturbations: ClassVar[int] = 14
+    # Responds the other way round, three times as strongly: never a training group.
+    held_out: ClassVar[str] = "P13"
+    state_genes: ClassVar[slice] = slice(0, 5)  # higher in "high"-state cells: visible in the controls
+    scaled_genes: ClassVar[slice] = slice(10, 30)  # respond 1.6x in high-state cells, 0.4x in low-state ones
+    gated_genes: ClassVar[slice] = slice(30, 35)  # respond in low-state cells only (2x the mean), not in high
+
+    @property
+    def training(self) -> list[tuple[str, str]]:
+        return [("a", f"P{j}") for j in range(self.n_perturbations) if f"P{j}" != self.held_out]
+
+
+def make_state_screen(seed: int = 0) -> StateScreen:
+    """One cell type, half its cells in a high basal state; every perturbation moves the scaled
+    and gated genes by its own signed amounts, as the state dictates."""
+    import anndata as ad
+
+    layout = StateScreen(adata=None)
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(2.5, 4.0, size=layout.n_genes)
+    blocks, labels = [], []
+    for target, n in [("non-targeting", 400), *[(f"P{j}", 60) for j in range(layout.n_perturbations)]]:
+        high = rng.random(n) < 0.5
+        values = base + rng.normal(0.0, 0.25, size=(n, layout.n_genes))
+        values[high, layout.state_genes] += 1.5
+        if target != "non-targeting":
+            effect = rng.choice([-1.0, 1.0], size=layout.n_genes) * rng.uniform(0.3, 0.8, size=layout.n_genes)
+            # The held-out group responds the other way round and three times as strongly: the
+            # gains weigh groups by their squared shift, so read, it would pull every gain toward 1.
+            reverse = target == layout.held_out
+            if reverse:
+                effect = 3.0 * np.abs(effect)
+            strength = np.where(high != reverse, 1.6, 0.4)[:, None]
+            values[:, layout.scaled_genes] += strength * effect[layout.scaled_genes]
+            gate = np.where(high != reverse, 0.0, 2.0)[:, None]
+            values[:, layout.gated_genes] += gate * effect[layout.gated_genes]
+        blocks.append(values)
+        labels += [target] * n
+    obs = pd.DataFrame(
+        {"gene": labels, "cell_line": "a", "gem_group": "a_0"}, index=[f"c{i}" for i in range(len(labels))]
+    ).astype("category")
+    var = pd.DataFrame(index=[f"g{j}" for j in range(layout.n_genes)])
+    return replace(layout, adata=ad.AnnData(X=np.vstack(blocks).astype(np.float32), obs=obs, var=var))
+
+
+@pytest.fixture(scope="session")
+def state_screen() -> StateScreen:
+    return make_state_screen()

@@ -197,3 +197,13 @@ register_arm(
     ablates="memory",
     component="The stratified loss (energy within basal-state strata beside the pooled energy)",
 )
+register_arm(
+    "memory_no_state_gain",
+    "memory",
+    "The memory arm whose predicted cells keep the responses the model gave them, without the state "
+    "gains learned from the training groups' basal-state strata.",
+    overrides=("prediction.state_gain=off",),
+    ablates="memory",
+    component="State gains (each cell's response scaled by how its basal-state stratum responded in "
+    "training)",
+)

@@ -199,6 +199,11 @@ class PredictionConfig:
     # 50% of cases without it and in 99.4% with it; held-out never-measured targets' own change had
     # median -0.71 with it, -0.74 measured, +0.01 without; energy_gene 1.294 -> 1.281.
     target_knockdown: Literal["prior", "off"] = "prior"
+    # "strata": each predicted cell's response is scaled gene by gene by how strongly training
+    # groups of its cell type responded in the basal-state stratum of its control cell, relative to
+    # the group's mean response (the predicted mean is unchanged; ptrag.run.state_gains,
+    # docs/generation.md). "off": cells keep the responses the model predicted.
+    state_gain: Literal["strata", "off"] = "strata"
 
 
 @dataclass(frozen=True)

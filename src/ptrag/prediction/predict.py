@@ -21,12 +21,14 @@ from ptrag.models.generator import leading_mean
 from ptrag.prediction.genes import align_genes
 from ptrag.prediction.knockdown import TargetKnockdown, knockdown_prior, set_ordinals
 from ptrag.prediction.record import retrieval_rows
+from ptrag.prediction.state_gain import StateModulation, response_anchor, state_gains
 from ptrag.progress import progress_bar
 from ptrag.retrieval import COLLAPSED_SELECTION
 from ptrag.run.checkpoint import Checkpoint
 from ptrag.run.groups import embeddable
 from ptrag.run.knockdown import KnockdownPrior
 from ptrag.run.spec import ModelSpec
+from ptrag.run.state_gains import StateGains
 from ptrag.run.tensors import SetTensorizer
 from ptrag.run.threads import configure_threads
 from ptrag.run.vocabulary import spec_covering
@@ -94,6 +96,7 @@ class Predictor:
     model: torch.nn.Module
     tensorize: SetTensorizer
     knockdown: KnockdownPrior | None = None
+    state_gains: StateGains | None = None
 
 
 def predictor(
@@ -106,7 +109,12 @@ def predictor(
     dataset = align_genes(dataset, checkpoint.spec.genes)
     spec = spec_covering(checkpoint.spec, checkpoint.config, perturbations, cell_types)
     return Predictor(
-        dataset, spec, checkpoint.model(spec), SetTensorizer(dataset, spec), knockdown_prior(checkpoint)
+        dataset,
+        spec,
+        checkpoint.model(spec),
+        SetTensorizer(dataset, spec),
+        knockdown_prior(checkpoint),
+        state_gains(checkpoint),
     )
 
 
@@ -146,12 +154,14 @@ def forward_sets(
 ) -> Iterator[tuple[int, Sequence[CellSet], ModelOutput]]:
     """``(first set id, sets, output)`` per forward pass, so callers can reduce as they go.
 
-    Every prediction passes through here, so this is where the run's knockdown prior is applied to
-    the output (``ptrag.prediction.knockdown``; draws seeded by ``seed``).
+    Every prediction passes through here, so this is where the run's state gains
+    (``ptrag.prediction.state_gain``) and then its knockdown prior (``ptrag.prediction.knockdown``;
+    draws seeded by ``seed``) are applied to the output.
     """
     model, tensorize = run.model, run.tensorize
     group_means = group_input_means(sets, tensorize.dataset)
     knockdown = None if run.knockdown is None else TargetKnockdown(run.knockdown, run.spec.genes, seed)
+    modulation = None if run.state_gains is None else StateModulation(run.state_gains)
     ordinals = set_ordinals(sets)
     with torch.inference_mode():
         batches = range(0, len(sets), sets_per_batch)
@@ -170,6 +180,9 @@ def forward_sets(
                     ]
                 )
             output = model.on_batch(batch)
+            if modulation is not None:
+                anchor = response_anchor(batch, model.generator)
+                modulation.apply(chunk, batch["control"], output.predicted, anchor)
             if knockdown is not None:
                 chunk_ordinals = ordinals[start : start + len(chunk)]
                 knockdown.apply(chunk, chunk_ordinals, batch["control"], output.predicted)

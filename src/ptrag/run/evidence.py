@@ -124,9 +124,11 @@ def spec_with_evidence(
         memory,
         spec.embedding_source,
         spec.normalisation,
-        # The knockdown prior stays the training data's: added rows are evidence for other
-        # predictions, not a re-estimate of how far knockdowns lower their target.
+        # The knockdown prior and state gains stay the training data's: added rows are evidence
+        # for other predictions, not a re-estimate of how knockdowns act.
         spec.knockdown,
+        spec.prior_tables,
+        spec.state_gains,
     )
     return extended.with_cell_types(evidence.cell_types), tuple(new), replaced
 

@@ -13,6 +13,7 @@ from ptrag.data.normalisation import Normalisation
 from ptrag.embeddings.types import GeneEmbeddings
 from ptrag.retrieval import ResponseMemory, RetrievalDatabase
 from ptrag.run.knockdown import KnockdownPrior
+from ptrag.run.state_gains import StateGains
 
 
 def _strings(values: Sequence[str]) -> list[str]:
@@ -27,7 +28,8 @@ class ModelSpec:
     same way (``ptrag.data.loading.load_dataset(..., genes=spec.genes, normalisation=...)``). The
     retrieval database is the training perturbations' rows of the vocabulary; the response
     memory holds observed training shifts; ``knockdown`` how far training knockdowns lowered their
-    own target (every arm; None in runs trained before it existed). Everything a retriever
+    own target (every arm; None in runs trained before it existed); ``state_gains`` how each
+    gene's response differs between basal-state strata (None likewise). Everything a retriever
     precomputes from these (neighbour tables, candidate rows) is derived again whenever a model is
     built, never stored.
     """
@@ -45,6 +47,7 @@ class ModelSpec:
     # Gene priors built from the training data (ptrag.embeddings.priors), kept so that genes the run
     # has never seen are embedded the way its vocabulary was.
     prior_tables: Mapping[str, GeneEmbeddings] = field(default_factory=dict)
+    state_gains: StateGains | None = None
 
     @classmethod
     def build(
@@ -60,6 +63,7 @@ class ModelSpec:
         normalisation: Normalisation = Normalisation(),  # noqa: B008  (frozen dataclass)
         knockdown: KnockdownPrior | None = None,
         prior_tables: Mapping[str, GeneEmbeddings] | None = None,
+        state_gains: StateGains | None = None,
     ) -> ModelSpec:
         """A spec whose database holds ``database_perturbations``' rows of the vocabulary."""
         row = {name: i for i, name in enumerate(vocabulary)}
@@ -79,6 +83,7 @@ class ModelSpec:
             normalisation,
             knockdown,
             dict(prior_tables or {}),
+            state_gains,
         )
 
     def vocabulary_index(self, names: Sequence[str]) -> np.ndarray:
@@ -128,6 +133,8 @@ class ModelSpec:
             }
         if self.knockdown is not None:
             state["knockdown"] = self.knockdown.to_state()
+        if self.state_gains is not None:
+            state["state_gains"] = self.state_gains.to_state()
         if self.prior_tables:
             state["prior_tables"] = {
                 name: {"symbols": _strings(table.symbols), "matrix": torch.from_numpy(table.matrix)}
@@ -162,4 +169,5 @@ class ModelSpec:
                 name: GeneEmbeddings(tuple(table["symbols"]), table["matrix"].numpy(), source=name)
                 for name, table in state.get("prior_tables", {}).items()
             },
+            state_gains=StateGains.from_state(state["state_gains"]) if "state_gains" in state else None,
         )

@@ -22,6 +22,7 @@ from ptrag.run.groups import groups_by_role, with_validation_groups
 from ptrag.run.knockdown import KnockdownPrior
 from ptrag.run.layout import held_out_note
 from ptrag.run.spec import ModelSpec
+from ptrag.run.state_gains import StateGains
 from ptrag.run.vocabulary import resolve_vocabulary
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def prepare(dataset: PerturbationDataset, split: Split, config: Config) -> Prepa
         _check_top_k(config, len(database))
     # Every arm: from the training groups only, so no held-out measurement informs its own target.
     knockdown = KnockdownPrior.from_training_groups(dataset, groups["train"])
+    state_gains = StateGains.from_training_groups(dataset, groups["train"])
     spec = ModelSpec.build(
         genes=dataset.genes,
         vocabulary=vocabulary,
@@ -90,8 +92,10 @@ def prepare(dataset: PerturbationDataset, split: Split, config: Config) -> Prepa
         prior_tables=data_tables,
         normalisation=dataset.normalisation,
         knockdown=knockdown,
+        state_gains=state_gains,
     )
     log.info("%s.", knockdown.describe())
+    log.info("%s.", state_gains.describe())
     if note:
         log.info("%s.", note)
     log.info(
