@@ -58,7 +58,7 @@ def time_forward(trained: Any, dataset: Any, groups: list, repeats: int) -> tupl
     import torch
 
     from ptrag.data.sets import SetSampler
-    from ptrag.prediction.predict import MIN_SETS_PER_BATCH
+    from ptrag.prediction.core import MIN_SETS_PER_BATCH
     from ptrag.run.tensors import SetTensorizer
 
     model = trained.model()

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import anndata as ad
+import pandas as pd
 import pytest
 
 from conftest import SMALL
@@ -41,6 +42,25 @@ def test_a_run_trained_with_missing_drop_predicts_its_own_test_split(
     predicted = {(c, p) for c, p in zip(obs["cell_type"], obs["target_gene"], strict=True) if p != control}
     assert predicted == expected
     assert set(adata_real.obs["target_gene"]) == {p for _, p in expected} | {control}
+
+    # Queries and screens follow the same rule, with the same message.
+    caplog.clear()
+    queries = pd.DataFrame(
+        {"cell_type": ["k562", "k562"], "perturbation": ["NOTAGENE123", "PSMA4"], "n_cells": 8}
+    )
+    with caplog.at_level(logging.WARNING), pytest.warns(UserWarning, match="NOTAGENE123"):
+        queried, _ = model.predict(tmp_path / "data.h5ad", queries=queries, progress=False)
+    skipped = "whose perturbation has no embedding (embedding.missing = drop)"
+    assert f"Skipping 1 query(ies) {skipped}" in caplog.text
+    assert set(queried.obs["target_gene"]) == {"PSMA4"}
+    assert list(queried.uns["ptrag"]["query_effects"]["perturbation"]) == ["PSMA4"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), pytest.warns(UserWarning, match="NOTAGENE123"):
+        screen = model.screen(
+            tmp_path / "data.h5ad", "k562", genes=["NOTAGENE123", "PSMA4"], progress=False
+        )
+    assert f"Skipping 1 gene(s) {skipped}" in caplog.text
+    assert list(screen.table["perturbation"]) == ["PSMA4"]
 
 
 def test_training_and_prediction_see_the_same_groups(tiny: Path) -> None:

@@ -55,7 +55,7 @@ def test_the_best_checkpoint_carries_the_scales_with_the_lowest_validation_loss(
 
 def test_the_scale_multiplies_the_learned_response_only(trained: Model, tiny_screen: Path) -> None:
     from ptrag.data.sets import SetSampler
-    from ptrag.prediction.predict import predictor
+    from ptrag.prediction.core import predictor
 
     checkpoint = trained.checkpoint
     run = predictor(checkpoint, trained.load_data(tiny_screen / "data.h5ad"), ["PSMA4"], ["k562"])
@@ -94,7 +94,7 @@ def test_calibration_can_be_switched_off(tiny_screen: Path, tmp_path: Path) -> N
 
 def test_the_cell_scale_shrinks_only_how_cells_of_a_set_differ(trained: Model, tiny_screen: Path) -> None:
     from ptrag.data.sets import SetSampler
-    from ptrag.prediction.predict import predictor
+    from ptrag.prediction.core import predictor
 
     run = predictor(trained.checkpoint, trained.load_data(tiny_screen / "data.h5ad"), ["PSMA4"], ["k562"])
     batch = run.tensorize(SetSampler(run.dataset, [("k562", "PSMA4")], 16, 0).fixed_sets()[:2])

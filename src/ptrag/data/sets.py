@@ -18,6 +18,16 @@ from ptrag.data.dataset import BATCH, PerturbationDataset
 from ptrag.errors import DataError, format_list
 
 
+def draw_controls(
+    pool: np.ndarray, n: int, rng: np.random.Generator, replace: bool | None = None
+) -> np.ndarray:
+    """``n`` cells of ``pool``, none twice unless the pool has fewer than ``n`` (``replace`` forces
+    either): the one control draw of training sets, held-out prediction, queries, screens and the
+    simple references."""
+    with_replacement = n > pool.size if replace is None else replace
+    return pool[rng.choice(pool.size, size=n, replace=with_replacement)]
+
+
 @dataclass(frozen=True, eq=False)
 class CellSet:
     """One set: cell indices into the dataset (``target_idx`` perturbed, ``control_idx`` controls).
@@ -75,8 +85,7 @@ class SetSampler:
         return len(self.groups)
 
     def _draw(self, rng: np.random.Generator, pool: np.ndarray) -> np.ndarray:
-        replace = pool.size < self.set_len
-        return pool[rng.choice(pool.size, size=self.set_len, replace=replace)]
+        return draw_controls(pool, self.set_len, rng)
 
     def _controls(
         self, rng: np.random.Generator, type_code: int, targets: np.ndarray
@@ -93,14 +102,15 @@ class SetSampler:
             pool = self._controls_by_type_batch.get(type_code * self._n_batches + int(batch))
             if pool is not None and pool.size >= self.set_len:
                 slots = np.flatnonzero(target_batches == batch)
-                replace = slots.size > pool.size
-                controls[slots] = pool[rng.choice(pool.size, size=slots.size, replace=replace)]
+                controls[slots] = draw_controls(pool, slots.size, rng)
         open_slots = np.flatnonzero(controls < 0)
         if open_slots.size:
             pool = np.setdiff1d(self._controls_by_type[type_code], controls[controls >= 0])
-            replace = open_slots.size > pool.size
-            pool = pool if pool.size else self._controls_by_type[type_code]
-            controls[open_slots] = pool[rng.choice(pool.size, size=open_slots.size, replace=replace)]
+            if pool.size:
+                controls[open_slots] = draw_controls(pool, open_slots.size, rng)
+            else:  # every control already drawn: draw again from all of them
+                everyone = self._controls_by_type[type_code]
+                controls[open_slots] = draw_controls(everyone, open_slots.size, rng, replace=True)
         return controls, int(counts.argmax())  # ties go to the lowest batch code, deterministically
 
     def _make(

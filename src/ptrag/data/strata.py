@@ -11,6 +11,7 @@ stratified loss (``model.strata_loss_weight``, :func:`cell_strata`).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ptrag.data.dataset import PerturbationDataset
+from ptrag.data.sets import draw_controls
 
 FloatArray = NDArray[np.float64]
 
@@ -102,6 +104,16 @@ def assign_strata(
     return d2.argmin(axis=1).astype(np.intp)
 
 
+def strata_controls(dataset: PerturbationDataset, cell_type: str) -> NDArray[np.intp]:
+    """The control cells a cell type's strata are fitted on: all of them, or a sample of
+    :data:`MAX_STRATA_CONTROLS` seeded by the cell type's name (the same whichever cell types are fitted)."""
+    controls = dataset.conditions.controls(cell_type)
+    if controls.size <= MAX_STRATA_CONTROLS:
+        return controls
+    rng = np.random.default_rng([STRATA_SEED, zlib.crc32(cell_type.encode("utf-8"))])
+    return np.sort(draw_controls(controls, MAX_STRATA_CONTROLS, rng))
+
+
 def cell_strata(dataset: PerturbationDataset, groups: Sequence[tuple[str, str]]) -> NDArray[np.int8]:
     """Stratum of every control cell and of every cell of ``groups`` (-1 for the rest).
 
@@ -111,15 +123,11 @@ def cell_strata(dataset: PerturbationDataset, groups: Sequence[tuple[str, str]])
     conditions = dataset.conditions
     labels = np.full(dataset.n_cells, -1, dtype=np.int8)
     fitted: dict[str, Strata] = {}
-    rng = np.random.default_rng(STRATA_SEED)
     for cell_type in sorted({c for c, _ in groups}):
         controls = conditions.controls(cell_type)
         if controls.size < 2:
             continue
-        sample = controls if controls.size <= MAX_STRATA_CONTROLS else np.sort(
-            rng.choice(controls, MAX_STRATA_CONTROLS, replace=False)
-        )
-        fitted[cell_type] = fit_strata(dataset.expression.rows(sample))
+        fitted[cell_type] = fit_strata(dataset.expression.rows(strata_controls(dataset, cell_type)))
         labels[controls] = assign_strata(fitted[cell_type], dataset.expression.rows(controls))
     for group in groups:
         strata = fitted.get(group[0])

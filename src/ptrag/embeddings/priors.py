@@ -34,6 +34,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
+from ptrag.data.sets import draw_controls
 from ptrag.embeddings.types import GeneEmbeddings
 from ptrag.errors import EmbeddingError, format_list
 
@@ -153,7 +154,7 @@ def coexpression_embeddings(dataset: PerturbationDataset) -> GeneEmbeddings:
         if len(rows) < 3:
             continue
         if len(rows) > COEXPRESSION_MAX_CELLS:
-            rows = np.sort(rng.choice(rows, size=COEXPRESSION_MAX_CELLS, replace=False))
+            rows = np.sort(draw_controls(rows, COEXPRESSION_MAX_CELLS, rng))
         values = dataset.expression.rows(rows).astype(np.float64)
         values -= values.mean(axis=0)
         sd = values.std(axis=0)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ptrag.data.sets import draw_controls
 from ptrag.errors import DataError
 
 if TYPE_CHECKING:
@@ -82,10 +83,7 @@ def shifted_controls(real: Any, context: BuildContext, shift_for: ShiftLookup | 
         pool = groups.get((cell_type, label))
         if pool is None or pool.size == 0:
             raise DataError(f"Cell type {cell_type!r} has no {label!r} cells to build the {arm} reference.")
-        if perturbation == label:
-            chosen = pool
-        else:
-            chosen = rng.choice(pool, size=rows.size, replace=rows.size > pool.size)
+        chosen = pool if perturbation == label else draw_controls(pool, rows.size, rng)
         cells = x[chosen].copy()
         if context.anchor and perturbation != label:
             cells += x[pool].mean(axis=0, dtype=np.float64).astype(np.float32) - cells.mean(axis=0)

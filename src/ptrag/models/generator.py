@@ -143,7 +143,7 @@ class STGenerator(nn.Module):
         (B,): at prediction, how many leading cells of each set are kept (the rest pad the last set
         of a group), so that the kept cells' mean is the one re-centred; ``input_mean`` (B,G): at
         prediction, the mean of the input cells of each set's whole group, re-centred instead of
-        the set's own mean (see :func:`ptrag.prediction.predict.group_input_means`)."""
+        the set's own mean (see :func:`ptrag.prediction.core.group_input_means`)."""
         mixed = self.backbone(tokens)
         if self.output_residual == "basal":
             # The paper's form: ReLU(W_out(T(h)_i + f_basal(x_i))).

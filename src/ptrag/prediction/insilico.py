@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from ptrag.data.dataset import BATCH, CELL_TYPE, PerturbationDataset
-from ptrag.data.sets import CellSet
+from ptrag.data.sets import CellSet, draw_controls
 from ptrag.errors import DataError, format_list
+from ptrag.prediction.core import Predictor, predictor, run_sets
 from ptrag.prediction.effect_interval import (
     EFFECT_COLUMNS,
     EffectInterval,
@@ -19,16 +20,7 @@ from ptrag.prediction.effect_interval import (
     effect_columns,
     nearest_measured,
 )
-from ptrag.prediction.predict import (
-    MIN_SETS_PER_BATCH,
-    Prediction,
-    Predictor,
-    check_prediction_size,
-    predicted_obs,
-    predictor,
-    run_sets,
-    to_anndata,
-)
+from ptrag.prediction.predict import Prediction, check_prediction_size, predicted_obs, to_anndata
 from ptrag.run.checkpoint import Checkpoint
 
 DEFAULT_CELLS_PER_QUERY = 100
@@ -146,7 +138,7 @@ def _query_sets(
     for row in queries.itertuples(index=False):
         pool = dataset.conditions.controls(str(row.cell_type))
         n = int(row.n_cells)
-        cells = rng.choice(pool, size=n, replace=n > len(pool))
+        cells = draw_controls(pool, n, rng)
         sets += sets_from_controls(str(row.cell_type), str(row.perturbation), cells, set_len, batches)
     return sets
 
@@ -162,7 +154,6 @@ def predict_queries(
     ``queries`` is checked like a query file (:func:`check_queries`, :func:`check_query_size`)."""
     queries = check_queries(queries)
     check_query_size(queries, len(checkpoint.spec.genes))
-    sets = _query_sets(dataset, queries, checkpoint.config.train.cell_set_len, seed)
     run = predictor(
         checkpoint,
         dataset,
@@ -170,23 +161,19 @@ def predict_queries(
         queries["cell_type"].astype(str).tolist(),
     )
     dataset = run.dataset
-    missing = sorted(set(queries["perturbation"].astype(str)) - set(run.spec.vocabulary))
-    if missing:
-        raise DataError(
-            f"No gene embedding for the perturbations {format_list(missing)}; cannot predict them."
-        )
-    predicted, record = run_sets(run, sets, MIN_SETS_PER_BATCH, progress=progress, seed=seed)
+    embedded = set(run.embedded(queries["perturbation"].astype(str).tolist(), "query(ies)"))
+    queries = queries[queries["perturbation"].astype(str).isin(embedded)].reset_index(drop=True)
+    sets = _query_sets(dataset, queries, checkpoint.config.train.cell_set_len, seed)
+    predicted, record = run_sets(run, sets, run.batch_size, progress=progress, seed=seed)
     obs = predicted_obs(dataset, sets)
     obs.index = [f"pred_{i}" for i in range(len(obs))]
     cells = np.vstack(predicted)
     interval = calibrate_effect_interval(checkpoint, dataset, checkpoint.config.train.cell_set_len, seed)
-    uns = {
-        "control_label": dataset.control_label,
-        "split": "in_silico",
-        "arm": checkpoint.config.model.arm,
-        "query_effects": _query_effects(cells, obs, queries, run, interval),
-        "effect_interval": {} if interval is None else asdict(interval),
-    }
+    uns = run.metadata(
+        "in_silico",
+        query_effects=_query_effects(cells, obs, queries, run, interval),
+        effect_interval={} if interval is None else asdict(interval),
+    )
     return Prediction(to_anndata(cells, obs, run.spec.genes, uns), None, record)
 
 

@@ -1,7 +1,7 @@
 """The on-target knockdown prior applied to predicted cells (``prediction.target_knockdown``).
 
 Every workflow — held-out groups, in-silico queries, screens — passes its model output through
-``ptrag.prediction.predict.forward_sets``, which hands each batch to :class:`TargetKnockdown`: for
+``ptrag.prediction.core.forward_sets``, which hands each batch to :class:`TargetKnockdown`: for
 each predicted cell of a perturbation whose target is one of the run's genes, the target's value
 becomes ``log1p(R · expm1(x))``, x the cell's own input control value and R a remaining fraction
 drawn for that cell from the run's :class:`~ptrag.run.knockdown.KnockdownPrior` (the cell type's

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from ptrag.data.dataset import BATCH, PerturbationDataset
-from ptrag.data.sets import CellSet
-from ptrag.errors import DataError, format_list
+from ptrag.data.sets import CellSet, draw_controls
+from ptrag.errors import DataError
 from ptrag.io import atomic_path, h5ad_strings, staged_output
+from ptrag.prediction.core import forward_sets, predictor
 from ptrag.prediction.effect_interval import (
     EFFECT_COLUMNS,
     calibrate_effect_interval,
@@ -28,14 +29,7 @@ from ptrag.prediction.effect_interval import (
     nearest_measured,
 )
 from ptrag.prediction.insilico import check_control_cell_types, sets_from_controls
-from ptrag.prediction.predict import (
-    MIN_SETS_PER_BATCH,
-    check_prediction_size,
-    forward_sets,
-    predicted_obs,
-    predictor,
-    to_anndata,
-)
+from ptrag.prediction.predict import check_prediction_size, predicted_obs, to_anndata
 from ptrag.retrieval.database import RetrievalDatabase
 from ptrag.run.checkpoint import Checkpoint
 from ptrag.run.vocabulary import screenable_genes
@@ -130,7 +124,7 @@ def _screen_sets(
 ) -> list[CellSet]:
     """Sets of every gene over one shared control draw."""
     pool = dataset.conditions.controls(cell_type)
-    cells = np.random.default_rng(seed).choice(pool, size=n_cells, replace=n_cells > len(pool))
+    cells = draw_controls(pool, n_cells, np.random.default_rng(seed))
     batches = dataset.obs[BATCH].astype(str).to_numpy()
     return [s for gene in genes for s in sets_from_controls(cell_type, gene, cells, set_len, batches)]
 
@@ -174,14 +168,7 @@ def screen_genes(
     if not genes:
         raise DataError("No genes to screen.")
     run = predictor(checkpoint, dataset, genes, [cell_type])
-    vocabulary = set(run.spec.vocabulary)
-    # Under embedding.missing = drop, genes without an embedding are left out, as in training.
-    skipped = [g for g in genes if g not in vocabulary]
-    if skipped:
-        log.warning("Skipping %d gene(s) without an embedding: %s", len(skipped), format_list(skipped))
-        genes = [g for g in genes if g in vocabulary]
-    if not genes:
-        raise DataError("None of the requested genes has an embedding; nothing to screen.")
+    genes = run.embedded(genes, "gene(s)")
     n_genes = len(run.spec.genes)
     if keep_cells:
         check_prediction_size(
@@ -197,8 +184,8 @@ def screen_genes(
     selected = np.zeros(len(genes), dtype=np.float64)  # kept (cell, candidate) share × real cells
     selects = False
     kept: list[np.ndarray] = []
-    batch_size = max(config.train.sets_per_batch, MIN_SETS_PER_BATCH)
-    for start, chunk, output in forward_sets(run, sets, batch_size, progress, f"screen {cell_type}", seed):
+    passes = forward_sets(run, sets, run.batch_size, progress, f"screen {cell_type}", seed)
+    for start, chunk, output in passes:
         values = output.predicted.numpy()
         n_real = np.array([s.n_real for s in chunk])
         real = np.arange(values.shape[1])[None, :] < n_real[:, None]
@@ -245,18 +232,15 @@ def screen_genes(
     table = table.iloc[order].reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
 
-    uns = {
+    entries = {
         "cell_type": cell_type,
-        "arm": config.model.arm,
-        "checkpoint": str(checkpoint.path),
-        "checkpoint_step": checkpoint.step,
         "n_cells_per_gene": n_cells,
         "seed": seed,
         "low_evidence_cosine": cutoff,
         "effect_interval": {} if interval is None else asdict(interval),
-        "control_label": run.dataset.control_label,
         "control_mean": control_mean.astype(np.float32),
     }
+    uns = run.metadata(None, **entries)
     obs = table.drop(columns="perturbation").set_index(table["perturbation"].astype(str))
     obs.index.name = None
     obs = obs.astype({"cell_type": "category", "nearest_measured": "category", "top_genes": "category"})
@@ -268,5 +252,5 @@ def screen_genes(
     if keep_cells:
         cell_obs = predicted_obs(run.dataset, sets)
         cell_obs.index = [f"pred_{i}" for i in range(len(cell_obs))]
-        cells = to_anndata(np.vstack(kept), cell_obs, run.spec.genes, {**uns, "split": "in_silico"})
+        cells = to_anndata(np.vstack(kept), cell_obs, run.spec.genes, run.metadata("in_silico", **entries))
     return ScreenResult(table, bulk, cells)

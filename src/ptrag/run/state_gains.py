@@ -32,14 +32,7 @@ import torch
 from numpy.typing import NDArray
 
 from ptrag.data.dataset import PerturbationDataset
-from ptrag.data.strata import (
-    MAX_STRATA_CONTROLS,
-    STRATA_SEED,
-    Strata,
-    assign_strata,
-    fit_strata,
-    left_alone_genes,
-)
+from ptrag.data.strata import Strata, assign_strata, fit_strata, left_alone_genes, strata_controls
 
 log = logging.getLogger(__name__)
 
@@ -139,15 +132,10 @@ class StateGains:
 
 
 def _fit_controls(dataset: PerturbationDataset, cell_type: str) -> tuple[Strata, NDArray[np.float64]] | None:
-    """The cell type's strata and each stratum's control mean (k, n_genes)."""
-    controls = dataset.conditions.controls(cell_type)
-    if controls.size < 2:
+    """The cell type's strata (those the stratified loss uses) and each stratum's control mean."""
+    if dataset.conditions.controls(cell_type).size < 2:
         return None
-    rng = np.random.default_rng(STRATA_SEED)
-    sample = controls if controls.size <= MAX_STRATA_CONTROLS else np.sort(
-        rng.choice(controls, MAX_STRATA_CONTROLS, replace=False)
-    )
-    values = dataset.expression.rows(sample).astype(np.float64)
+    values = dataset.expression.rows(strata_controls(dataset, cell_type)).astype(np.float64)
     strata = fit_strata(values)
     labels = strata.control_labels
     means = np.stack([values[labels == k].mean(axis=0) for k in range(strata.k)])
