@@ -15,15 +15,17 @@ from ptrag.benchmark.parallel import available_memory, choose_jobs, run_splits
 from ptrag.benchmark.runner import DEFAULT_ARMS, BenchmarkRuns, load_benchmark_dataset
 from ptrag.benchmark.splits import BenchmarkSplit, resolve_splits
 from ptrag.config import DEFAULT_PRESET, get_arm, load_config
+from ptrag.config.arms import BASELINE_ARM
 from ptrag.errors import DataError
 from ptrag.evaluation import mean_on_controls_name, row_kind
 from ptrag.io import staged_output
 from ptrag.report.summary import SplitResults
+from ptrag.simulation.presets import DEFAULT_SIMULATION
 
 log = logging.getLogger(__name__)
 
 KEYS = ["cell_type", "perturbation"]
-BASELINE = "st"
+BASELINE = BASELINE_ARM
 
 
 def long_results(runs: BenchmarkRuns) -> pd.DataFrame:
@@ -78,7 +80,7 @@ def _per_seed(runs: BenchmarkRuns) -> list[dict[str, Any]]:
 def run_benchmark(
     out: str | Path,
     data_dir: str | Path | None = None,
-    preset: str = "replogle-like",
+    preset: str = DEFAULT_SIMULATION,
     arms: Sequence[str] = DEFAULT_ARMS,
     seeds: int = 1,
     config_source: str = DEFAULT_PRESET,

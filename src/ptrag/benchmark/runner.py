@@ -30,6 +30,7 @@ from ptrag.evaluation import (
     reference_shifts_for_split,
 )
 from ptrag.evaluation.core import real_side_cache
+from ptrag.keys import PERT_COL
 from ptrag.prediction.predict import Prediction, predict_sets
 from ptrag.prediction.write import write_prediction
 from ptrag.run.checkpoint import Checkpoint
@@ -239,7 +240,7 @@ def run_arms(
         "split_file": split_path.name,  # the staging directory it was read from is gone afterwards
         "n_train_groups": len(split.groups(dataset, "train")),
         "n_test_groups": len(test_groups),
-        "n_test_cells": int((real.adata_real.obs["target_gene"] != dataset.control_label).sum()),
+        "n_test_cells": int((real.adata_real.obs[PERT_COL] != dataset.control_label).sum()),
     }
     from ptrag.config import config_to_dict
 

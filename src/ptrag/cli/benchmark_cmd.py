@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ptrag.cli.common import add_config_options, add_data_options, add_progress_option, data_overrides
+from ptrag.simulation.presets import DEFAULT_SIMULATION
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
@@ -26,7 +27,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         help="directory with data.h5ad and split.toml, optionally split_unseen.toml "
         "(default: simulate --preset).",
     )
-    parser.add_argument("--preset", default="replogle-like", help="simulation preset used without --data.")
+    parser.add_argument("--preset", default=DEFAULT_SIMULATION, help="simulation preset used without --data.")
     parser.add_argument(
         "--arms",
         default=",".join(default_benchmark_arms()),

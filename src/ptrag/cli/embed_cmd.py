@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ptrag.cli.common import add_progress_option
+from ptrag.keys import BUNDLED_SOURCE
 
 if TYPE_CHECKING:
     from ptrag.embeddings import GeneEmbeddings
@@ -100,7 +101,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     )
     parser.add_argument(
         "--embeddings",
-        default="bundled",
+        default=BUNDLED_SOURCE,
         metavar="SOURCE",
         help="with --neighbors or --coverage: 'bundled' (default) or an embedding file "
         "(.npz, .pkl, .csv, .tsv, .parquet, .pt).",
@@ -174,7 +175,7 @@ def _print_neighbors(args: argparse.Namespace) -> int:
     resolution = resolve_genes(embeddings, [args.neighbors], policy="error")
     symbol = resolution.matched[args.neighbors]
     names: dict[str, str] = {}
-    if args.embeddings == "bundled" or args.prior == "go":
+    if args.embeddings == BUNDLED_SOURCE or args.prior == "go":
         from ptrag.embeddings.bundled import load_all_genes
 
         table = load_all_genes()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ptrag.cli.common import add_progress_option
+from ptrag.keys import PERT_COL, UNS_KEY
 
 DESCRIPTION = (
     "Read PRED_DIR/adata_pred.h5ad and PRED_DIR/adata_real.h5ad (identical var_names, same "
@@ -45,7 +46,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     )
     parser.add_argument(
         "--perturbation-column",
-        default="target_gene",
+        default=PERT_COL,
         help="obs column holding the perturbation (default: target_gene).",
     )
     parser.add_argument(
@@ -133,7 +134,7 @@ def _score_references(
 
 
 def _method_name(pred: Any) -> str:
-    return str(pred.uns.get("ptrag", {}).get("arm", "prediction"))
+    return str(pred.uns.get(UNS_KEY, {}).get("arm", "prediction"))
 
 
 def run(args: argparse.Namespace) -> int:

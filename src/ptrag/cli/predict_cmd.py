@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ptrag.cli.common import add_checkpoint_option, add_data_options, add_progress_option, data_overrides
+from ptrag.keys import PERT_COL
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
@@ -76,6 +77,6 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     prediction.write(args.out, overwrite=args.overwrite)
-    n_pred = int((prediction.adata_pred.obs["target_gene"] != dataset.control_label).sum())
+    n_pred = int((prediction.adata_pred.obs[PERT_COL] != dataset.control_label).sum())
     print(f"predicted {n_pred} cells → {args.out}")
     return 0

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ptrag.cli.common import add_checkpoint_option, add_data_options, add_progress_option, data_overrides
+from ptrag.keys import UNS_KEY
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         f"screened {len(table)} genes in {args.cell_type} ({int(table['low_evidence'].sum())} low-evidence); "
         f"strongest predicted: {top} → {args.out}"
     )
-    interval = EffectInterval.from_state(result.pseudobulk.uns["ptrag"]["effect_interval"])
+    interval = EffectInterval.from_state(result.pseudobulk.uns[UNS_KEY]["effect_interval"])
     print(
         interval.describe()
         if interval is not None

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ptrag.cli.common import add_progress_option
-from ptrag.simulation.presets import PRESETS
+from ptrag.simulation.presets import DEFAULT_SIMULATION, PRESETS
 
 PRESET_NAMES = tuple(PRESETS)
 
@@ -27,7 +27,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser.add_argument(
         "--preset",
         choices=PRESET_NAMES,
-        default="replogle-like",
+        default=DEFAULT_SIMULATION,
         help="Screen size: tiny (tests, seconds), replogle-like (4 lines, 2,000 genes, the bundled "
         "benchmark), replogle-hetero (replogle-like with a per-cell basal state the response depends "
         "on, stored in obs['sim_state'] for oracles only) or scale-1m (about 1M cells, for memory and "

@@ -16,6 +16,8 @@ from typing import Literal
 from ptrag.errors import ConfigError, format_list
 
 Head = Literal["selector", "attention"]
+# The arm every other arm is compared with (the STATE-style set transformer, no retrieval).
+BASELINE_ARM = "st"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ptrag.keys import BUNDLED_SOURCE
+
 # The preset a command or ``ptrag.Model.from_config()`` uses when none is named.
 DEFAULT_PRESET = "cpu-small"
 # The arm trained when none is named (a name in ``ptrag.config.arms``).
@@ -51,7 +53,7 @@ class EmbeddingConfig:
     """Gene embeddings of the perturbation targets (GenePT or a GenePT-style table)."""
 
     # "bundled" = the table shipped with ptrag; otherwise a path (.pkl, .npz, .csv, .tsv, .parquet, .pt).
-    source: str = "bundled"
+    source: str = BUNDLED_SOURCE
     # The gene priors combined into each gene's vector (ptrag.embeddings.priors): "text" (the table
     # above), "go" (the annotation graph), "coexpression" (control-cell correlation, from the data).
     # text + go was chosen on validation perturbations of replogle-like (docs/priors.md).

@@ -20,13 +20,13 @@ import pandas as pd
 from ptrag.embeddings.text import texts_for_table
 from ptrag.embeddings.types import GeneEmbeddings
 from ptrag.errors import EmbeddingError
+from ptrag.keys import BUNDLED_SOURCE
 
 GENE_TABLE_FILE = "gene_table.parquet"
 GO_TERMS_FILE = "go_terms.parquet"
 ALIASES_FILE = "gene_aliases.parquet"
 EMBEDDINGS_FILE = "gene_embeddings.npz"
 PROVENANCE_FILE = "PROVENANCE.json"
-BUNDLED_SOURCE = "bundled"
 
 
 def resource_path(name: str) -> Path:

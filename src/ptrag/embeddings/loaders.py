@@ -25,6 +25,7 @@ import pandas as pd
 
 from ptrag.embeddings.types import GeneEmbeddings
 from ptrag.errors import EmbeddingError, format_list
+from ptrag.keys import BUNDLED_SOURCE
 
 NAME_KEYS: tuple[str, ...] = ("symbols", "genes", "gene_names", "gene_symbols", "names", "index")
 MATRIX_KEYS: tuple[str, ...] = ("matrix", "embeddings", "embedding", "X", "vectors", "emb")
@@ -159,7 +160,7 @@ def _load_torch(path: Path) -> tuple[list[str], np.ndarray]:
 
 def load_embeddings(source: str | Path) -> GeneEmbeddings:
     """Load embeddings from ``"bundled"`` or a file; see the module docstring for the formats."""
-    if str(source) == "bundled":
+    if str(source) == BUNDLED_SOURCE:
         from ptrag.embeddings.bundled import load_bundled_embeddings
 
         return load_bundled_embeddings()

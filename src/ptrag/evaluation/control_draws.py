@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 from ptrag.data.sets import draw_controls
 from ptrag.errors import DataError
+from ptrag.keys import CONTROL_BARCODE_COL, PERT_COL, UNS_KEY
 
 if TYPE_CHECKING:
     from ptrag.evaluation.reference_shifts import ReferenceShifts
@@ -23,7 +24,7 @@ ShiftLookup = Callable[[str, str], NDArray[np.floating]]  # (cell type, perturba
 @dataclass(frozen=True)
 class BuildContext:
     control_label: str
-    pert_col: str = "target_gene"
+    pert_col: str = PERT_COL
     celltype_col: str = "cell_type"
     seed: int = 0
     shifts: ReferenceShifts | None = None
@@ -62,7 +63,7 @@ def pred_like(
     obs = pd.concat(obs_rows, ignore_index=True)
     obs.index = [f"{arm}-{i}" for i in range(len(obs))]
     out = ad.AnnData(X=np.concatenate(blocks).astype(np.float32), obs=obs, var=real.var.copy())
-    out.uns["ptrag"] = {"control_label": control_label, "split": "test", "arm": arm}
+    out.uns[UNS_KEY] = {"control_label": control_label, "split": "test", "arm": arm}
     return out
 
 
@@ -91,7 +92,7 @@ def shifted_controls(real: Any, context: BuildContext, shift_for: ShiftLookup | 
             cells += np.asarray(shift_for(cell_type, perturbation), dtype=np.float32)[None, :]
         blocks.append(cells)
         obs = pd.DataFrame({pert_col: perturbation, celltype_col: cell_type}, index=range(len(chosen)))
-        obs["control_barcode"] = np.asarray(real.obs_names)[chosen]
+        obs[CONTROL_BARCODE_COL] = np.asarray(real.obs_names)[chosen]
         if "batch" in real.obs.columns:
             obs["batch"] = real.obs["batch"].to_numpy()[chosen]
         obs_rows.append(obs)

@@ -23,6 +23,7 @@ from ptrag.evaluation.distributional import PCAProjection, RealSide, distributio
 from ptrag.evaluation.metric_registry import METRICS
 from ptrag.evaluation.profile import profile_metrics
 from ptrag.evaluation.strata import STRATA_METRICS, RealStrata, strata_metrics
+from ptrag.keys import PERT_COL, UNS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def resolve_control_label(adata_real: Any, adata_pred: Any, pert_col: str, contr
     present = set(adata_real.obs[pert_col].astype(str).unique())
     if control_label is None:
         for adata in (adata_real, adata_pred):
-            stored = adata.uns.get("ptrag", {}).get("control_label") if hasattr(adata, "uns") else None
+            stored = adata.uns.get(UNS_KEY, {}).get("control_label") if hasattr(adata, "uns") else None
             if stored is not None:
                 control_label = str(stored)
                 break
@@ -210,7 +211,7 @@ def evaluate(
     adata_pred: Any,
     adata_real: Any,
     control_label: str | None = None,
-    pert_col: str = "target_gene",
+    pert_col: str = PERT_COL,
     celltype_col: str | None = "cell_type",
     pca: PCAProjection | None = None,
     n_pcs: int = 50,

@@ -41,6 +41,7 @@ from ptrag.evaluation.shifts import (
     train_mean_by_cell_type,
     training_memory,
 )
+from ptrag.keys import CELL_TYPE_COL, PERT_COL
 
 log = logging.getLogger(__name__)
 
@@ -216,8 +217,8 @@ def compute_reference_shifts(
 
 def conditions_of(adata_real: Any, control_label: str) -> list[Condition]:
     """Sorted non-control (cell type, perturbation) pairs of a real file in ptrag's layout."""
-    obs = adata_real.obs[["cell_type", "target_gene"]].astype(str).drop_duplicates()
-    return sorted(map(tuple, obs[obs["target_gene"] != control_label].to_numpy()))
+    obs = adata_real.obs[[CELL_TYPE_COL, PERT_COL]].astype(str).drop_duplicates()
+    return sorted(map(tuple, obs[obs[PERT_COL] != control_label].to_numpy()))
 
 
 def reference_shifts_for_split(

@@ -48,6 +48,7 @@ from ptrag.evaluation.shifts import (
     prior_linear_shifts,
     train_mean_shifts,
 )
+from ptrag.keys import PERT_COL
 
 if TYPE_CHECKING:
     from ptrag.evaluation.reference_shifts import ReferenceShifts
@@ -117,7 +118,7 @@ def mean_on_controls_pair(pred: Any, real: Any, context: BuildContext, method: s
 def control_reference(
     real: Any,
     control_label: str,
-    pert_col: str = "target_gene",
+    pert_col: str = PERT_COL,
     celltype_col: str = "cell_type",
     seed: int = 0,
 ) -> Any:
@@ -129,7 +130,7 @@ def train_mean_reference(
     real: Any,
     shifts: Mapping[str, NDArray[np.floating]],
     control_label: str,
-    pert_col: str = "target_gene",
+    pert_col: str = PERT_COL,
     celltype_col: str = "cell_type",
     seed: int = 0,
 ) -> Any:
@@ -150,7 +151,7 @@ def train_mean_reference(
 def noise_floor_pair(
     real: Any,
     control_label: str,
-    pert_col: str = "target_gene",
+    pert_col: str = PERT_COL,
     celltype_col: str = "cell_type",
     seed: int = 0,
 ) -> tuple[Any, Any]:
@@ -264,7 +265,7 @@ def evaluate_references(
     control_label: str,
     shifts: ReferenceShifts | None = None,
     pca: Any = None,
-    pert_col: str = "target_gene",
+    pert_col: str = PERT_COL,
     celltype_col: str = "cell_type",
     seed: int = 0,
     progress: bool = False,

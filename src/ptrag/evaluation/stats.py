@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from ptrag.config.arms import BASELINE_ARM
 from ptrag.evaluation.metric_registry import METRICS, metric
 
 
@@ -36,7 +37,7 @@ def bootstrap_ci(
 
 def paired_tests(
     results: pd.DataFrame,
-    baseline: str = "st",
+    baseline: str = BASELINE_ARM,
     metrics: Sequence[str] | None = None,
     arm_col: str = "arm",
     keys: Sequence[str] = ("cell_type", "perturbation"),

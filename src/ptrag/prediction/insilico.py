@@ -12,6 +12,7 @@ import pandas as pd
 from ptrag.data.dataset import BATCH, CELL_TYPE, PerturbationDataset
 from ptrag.data.sets import CellSet, draw_controls
 from ptrag.errors import DataError, format_list
+from ptrag.keys import CELL_TYPE_COL, PERT_COL
 from ptrag.prediction.core import Predictor, predictor, run_sets
 from ptrag.prediction.effect_interval import (
     EFFECT_COLUMNS,
@@ -187,7 +188,7 @@ def _query_effects(
     """Per query, as a screen reports each gene: the effect size of its predicted cells (L2 norm
     of their mean minus the cell type's control mean), the expected effect and its interval (NaN
     without calibration)."""
-    positions = obs.astype(str).groupby(["cell_type", "target_gene"]).indices
+    positions = obs.astype(str).groupby([CELL_TYPE_COL, PERT_COL]).indices
     effects = []
     for row in queries.itertuples(index=False):
         key = (str(row.cell_type), str(row.perturbation))

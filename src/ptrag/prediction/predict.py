@@ -14,6 +14,7 @@ import pandas as pd
 from ptrag.data.dataset import BATCH, CELL_TYPE, PerturbationDataset
 from ptrag.data.sets import CellSet, SetSampler, draw_controls
 from ptrag.errors import DataError
+from ptrag.keys import BATCH_COL, CELL_TYPE_COL, CONTROL_BARCODE_COL, PERT_COL, UNS_KEY
 from ptrag.prediction.core import predictor, run_sets
 from ptrag.run.checkpoint import Checkpoint
 
@@ -83,10 +84,10 @@ def predicted_obs(dataset: PerturbationDataset, sets: Sequence[CellSet]) -> pd.D
     batches = dataset.obs[BATCH].astype(str).to_numpy()
     return pd.DataFrame(
         {
-            "target_gene": np.concatenate([[s.perturbation] * s.n_real for s in sets]),
-            "cell_type": np.concatenate([[s.cell_type] * s.n_real for s in sets]),
-            "batch": np.concatenate([batches[s.control_idx[: s.n_real]] for s in sets]),
-            "control_barcode": np.concatenate([names[s.control_idx[: s.n_real]] for s in sets]),
+            PERT_COL: np.concatenate([[s.perturbation] * s.n_real for s in sets]),
+            CELL_TYPE_COL: np.concatenate([[s.cell_type] * s.n_real for s in sets]),
+            BATCH_COL: np.concatenate([batches[s.control_idx[: s.n_real]] for s in sets]),
+            CONTROL_BARCODE_COL: np.concatenate([names[s.control_idx[: s.n_real]] for s in sets]),
         }
     )
 
@@ -97,7 +98,7 @@ def to_anndata(
     obs = obs.astype({c: "category" for c in obs.columns})
     adata = ad.AnnData(X=values.astype(np.float32, copy=False), obs=obs)
     adata.var_names = pd.Index(list(genes))
-    adata.uns["ptrag"] = uns
+    adata.uns[UNS_KEY] = uns
     return adata
 
 
@@ -132,10 +133,10 @@ def predict_sets(
     pert_rows = predicted_obs(dataset, sets)
     control_rows = pd.DataFrame(
         {
-            "target_gene": label,
-            "cell_type": cell_types[control_cells],
-            "batch": batches[control_cells],
-            "control_barcode": obs_cells[control_cells],
+            PERT_COL: label,
+            CELL_TYPE_COL: cell_types[control_cells],
+            BATCH_COL: batches[control_cells],
+            CONTROL_BARCODE_COL: obs_cells[control_cells],
         }
     )
     control_values = dataset.expression.rows(control_cells)
@@ -146,9 +147,9 @@ def predict_sets(
     adata_real = None
     if with_real:
         real_idx = np.concatenate([s.target_idx[: s.n_real] for s in sets])
-        real_obs = pert_rows.drop(columns="control_barcode").copy()
-        real_obs["batch"] = batches[real_idx]
-        real_obs = pd.concat([real_obs, control_rows.drop(columns="control_barcode")], ignore_index=True)
+        real_obs = pert_rows.drop(columns=CONTROL_BARCODE_COL).copy()
+        real_obs[BATCH_COL] = batches[real_idx]
+        real_obs = pd.concat([real_obs, control_rows.drop(columns=CONTROL_BARCODE_COL)], ignore_index=True)
         real_obs.index = np.concatenate([obs_cells[real_idx], obs_cells[control_cells]]).astype(str)
         real_values = np.vstack([dataset.expression.rows(real_idx), control_values])
         adata_real = to_anndata(real_values, real_obs, run.spec.genes, {**uns, "arm": "real"})

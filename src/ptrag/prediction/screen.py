@@ -21,6 +21,7 @@ from ptrag.data.dataset import BATCH, PerturbationDataset
 from ptrag.data.sets import CellSet, draw_controls
 from ptrag.errors import DataError
 from ptrag.io import atomic_path, h5ad_strings, staged_output
+from ptrag.keys import UNS_KEY
 from ptrag.prediction.core import forward_sets, predictor
 from ptrag.prediction.effect_interval import (
     EFFECT_COLUMNS,
@@ -64,7 +65,7 @@ class ScreenResult:
 
         with atomic_path(directory / "screen.csv") as tmp:
             self.table.to_csv(tmp, index=False, float_format="%.6g")
-        cutoff = float(self.pseudobulk.uns["ptrag"]["low_evidence_cosine"])
+        cutoff = float(self.pseudobulk.uns[UNS_KEY]["low_evidence_cosine"])
         write_screen_figure(self.table, directory / "screen.png", cutoff)
         with h5ad_strings():
             with atomic_path(directory / "screen_pseudobulk.h5ad") as tmp:
@@ -247,7 +248,7 @@ def screen_genes(
     bulk = ad.AnnData(X=pseudobulk[order], obs=obs)
     bulk.var_names = pd.Index(list(run.spec.genes))
     bulk.layers["delta"] = delta[order]
-    bulk.uns["ptrag"] = uns
+    bulk.uns[UNS_KEY] = uns
     cells = None
     if keep_cells:
         cell_obs = predicted_obs(run.dataset, sets)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.io import atomic_path, h5ad_strings, staged_output
+from ptrag.keys import UNS_KEY
 from ptrag.prediction.predict import MAX_CONTROLS_PER_CELL_TYPE, Prediction
 
 FLOAT32_BYTES = 4
@@ -47,7 +48,7 @@ def write_prediction_files(prediction: Prediction, directory: Path) -> None:
             prediction.retrieval.to_csv(tmp, index=False)
     if prediction.references is not None:
         prediction.references.write_into(directory)
-    effects = prediction.adata_pred.uns.get("ptrag", {}).get("query_effects")
+    effects = prediction.adata_pred.uns.get(UNS_KEY, {}).get("query_effects")
     if effects is not None:
         with atomic_path(directory / "query_effects.csv") as tmp:
             pd.DataFrame(effects).to_csv(tmp, index=False, float_format="%.6g")

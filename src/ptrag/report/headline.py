@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ptrag.config.arms import BASELINE_ARM
 from ptrag.evaluation.metric_registry import metric
 from ptrag.evaluation.references import REFERENCE_REGISTRY
 from ptrag.report.comparisons import NOISE_FLOOR, SIGNIFICANCE, improvement
@@ -26,7 +27,7 @@ def p_text(value: float | None) -> str:
 
 def display(name: str) -> str:
     """How sentences name a method ("ST" for the set transformer baseline)."""
-    return "ST" if name == "st" else name
+    return "ST" if name == BASELINE_ARM else name
 
 
 def split_title(label: str) -> str:

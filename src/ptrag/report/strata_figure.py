@@ -22,6 +22,7 @@ import numpy as np
 
 from ptrag.data.strata import assign_strata, fit_strata, left_alone_genes
 from ptrag.io import atomic_path
+from ptrag.keys import CELL_TYPE_COL, PERT_COL
 
 # Genes drawn per panel: those the real cells move most in any stratum.
 SHOWN_GENES = 60
@@ -30,7 +31,7 @@ COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd")
 
 def _cells(adata: Any, cell_type: str, perturbation: str) -> np.ndarray:
     obs = adata.obs
-    chosen = (obs["cell_type"].astype(str) == cell_type) & (obs["target_gene"].astype(str) == perturbation)
+    chosen = (obs[CELL_TYPE_COL].astype(str) == cell_type) & (obs[PERT_COL].astype(str) == perturbation)
     x = adata.X[chosen.to_numpy()]
     return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
 

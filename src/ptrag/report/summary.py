@@ -66,6 +66,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ptrag.config.arms import BASELINE_ARM
 from ptrag.evaluation.metric_registry import METRICS, metric, metrics_where
 from ptrag.evaluation.references import REFERENCE_REGISTRY
 from ptrag.evaluation.stats import bootstrap_ci
@@ -203,7 +204,7 @@ def split_section(
 
 def build_summary(
     splits: Mapping[str, SplitResults],
-    baseline: str = "st",
+    baseline: str = BASELINE_ARM,
     n_seeds: int = 1,
     metrics: Sequence[str] | None = None,
     title: str = "ptrag benchmark",

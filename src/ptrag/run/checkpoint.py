@@ -26,19 +26,15 @@ from ptrag import __version__
 from ptrag.config import Config, config_to_dict, saved_config_from_dict
 from ptrag.errors import CheckpointError
 from ptrag.io import atomic_path, staged_output
+from ptrag.keys import CELL_SCALE_KEY, CHECKPOINT_KEY, MODEL_PREFIX, RESIDUAL_SCALE_KEY
 from ptrag.models.model import PerturbationModel
 from ptrag.run.build import build_model, load_weights
 from ptrag.run.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_KEY = "ptrag"
 CHECKPOINT_CHOICES = ("best", "last")
 CHECKPOINT_FILES = {"last": Path("checkpoints/last.ckpt"), "best": Path("checkpoints/best.ckpt")}
-MODEL_PREFIX = "model."
-# Payload key of the response scale chosen on validation (ptrag.training.calibration).
-RESIDUAL_SCALE_KEY = "residual_scale"
-CELL_SCALE_KEY = "cell_scale"
 
 
 def run_info(config: Config, spec: ModelSpec) -> dict[str, Any]:

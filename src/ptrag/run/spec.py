@@ -11,6 +11,7 @@ import torch
 
 from ptrag.data.normalisation import Normalisation
 from ptrag.embeddings.types import GeneEmbeddings
+from ptrag.keys import BUNDLED_SOURCE
 from ptrag.retrieval import ResponseMemory, RetrievalDatabase
 from ptrag.run.knockdown import KnockdownPrior
 from ptrag.run.state_gains import StateGains
@@ -41,7 +42,7 @@ class ModelSpec:
     batches: tuple[str, ...]
     database: RetrievalDatabase
     memory: ResponseMemory | None = None
-    embedding_source: str = "bundled"
+    embedding_source: str = BUNDLED_SOURCE
     normalisation: Normalisation = field(default_factory=Normalisation)
     knockdown: KnockdownPrior | None = None
     # Gene priors built from the training data (ptrag.embeddings.priors), kept so that genes the run
@@ -59,7 +60,7 @@ class ModelSpec:
         batches: Sequence[str],
         database_perturbations: Sequence[str],
         memory: ResponseMemory | None = None,
-        embedding_source: str = "bundled",
+        embedding_source: str = BUNDLED_SOURCE,
         normalisation: Normalisation = Normalisation(),  # noqa: B008  (frozen dataclass)
         knockdown: KnockdownPrior | None = None,
         prior_tables: Mapping[str, GeneEmbeddings] | None = None,

@@ -28,6 +28,7 @@ import pandas as pd
 from anndata.io import read_elem
 
 from ptrag.errors import DataError
+from ptrag.keys import CONTROL_BARCODE_COL, PERT_COL, UNS_KEY
 from ptrag.simulation.api import CONDITIONS_FILE, DATA_FILE, TRUTH_FILE, build_screen_model
 from ptrag.simulation.cells import CONTROL_LABEL, STATE_COLUMN
 from ptrag.simulation.expectation import conditional_shifts
@@ -118,7 +119,7 @@ def oracle_prediction(
     kind: OracleKind = "per_cell",
     *,
     control_label: str = CONTROL_LABEL,
-    pert_col: str = "target_gene",
+    pert_col: str = PERT_COL,
     celltype_col: str = "cell_type",
     seed: int = 0,
     model: ScreenModel | None = None,
@@ -152,7 +153,7 @@ def oracle_prediction(
     position = {g: i for i, g in enumerate(model.selection.measured)}
     gene_index = np.array([position[g] for g in genes])
     pred = shifted_controls(adata_real, context, None, arm)
-    states = _states_of(sim, pred.obs["control_barcode"].astype(str).to_numpy())
+    states = _states_of(sim, pred.obs[CONTROL_BARCODE_COL].astype(str).to_numpy())
     pred.X = pred.X + _per_cell_shifts(model, pred, states, gene_index, pert_col, celltype_col)
     return pred
 
@@ -174,14 +175,14 @@ def _real_cells(sim_dir: Path, role: str, split_column: str) -> Any:
         genes = read_elem(handle["var"]).index.astype(str)
     real_obs = pd.DataFrame(
         {
-            "target_gene": obs["gene"].astype(str).to_numpy()[rows],
+            PERT_COL: obs["gene"].astype(str).to_numpy()[rows],
             "cell_type": obs["cell_line"].astype(str).to_numpy()[rows],
             "batch": obs["gem_group"].astype(str).to_numpy()[rows],
         },
         index=obs.index[rows].astype(str),
     )
     real = ad.AnnData(X=x, obs=real_obs, var=pd.DataFrame(index=genes))
-    real.uns["ptrag"] = {"control_label": CONTROL_LABEL}
+    real.uns[UNS_KEY] = {"control_label": CONTROL_LABEL}
     return real
 
 

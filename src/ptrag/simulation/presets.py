@@ -97,6 +97,9 @@ class SimulationPreset:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+# The screen `ptrag simulate` and `ptrag benchmark` use unless told otherwise.
+DEFAULT_SIMULATION = "replogle-like"
+
 PRESETS: dict[str, SimulationPreset] = {
     "tiny": SimulationPreset(
         name="tiny",
