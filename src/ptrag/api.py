@@ -24,6 +24,8 @@ from ptrag.data.splits import Split
 from ptrag.errors import CheckpointError
 from ptrag.progress import progress_enabled
 
+__all__ = ["Model"]
+
 if TYPE_CHECKING:
     from ptrag.prediction.predict import Prediction
     from ptrag.prediction.screen import ScreenResult

@@ -6,6 +6,18 @@ Every problem a user can fix (bad input, bad config, missing files) is raised as
 
 from __future__ import annotations
 
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "EmbeddingError",
+    "OutputError",
+    "PtragError",
+    "SplitError",
+    "TrainingError",
+    "format_list",
+]
+
 
 class PtragError(Exception):
     """A problem the user can fix; the message says what is wrong and what to do."""

@@ -17,6 +17,20 @@ from pathlib import Path
 
 from ptrag.errors import OutputError
 
+__all__ = [
+    "atomic_path",
+    "atomic_save",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_free_space",
+    "check_output_dir",
+    "h5ad_strings",
+    "output_error",
+    "prepare_output_dir",
+    "replace_dir",
+    "staged_output",
+]
+
 
 def output_error(exc: OSError, path: Path) -> OutputError:
     if exc.errno == errno.ENOSPC:

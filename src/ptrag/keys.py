@@ -8,6 +8,19 @@ that writes or reads these files names them through here, in the spirit of scvi-
 
 from __future__ import annotations
 
+__all__ = [
+    "BATCH_COL",
+    "BUNDLED_SOURCE",
+    "CELL_SCALE_KEY",
+    "CELL_TYPE_COL",
+    "CHECKPOINT_KEY",
+    "CONTROL_BARCODE_COL",
+    "MODEL_PREFIX",
+    "PERT_COL",
+    "RESIDUAL_SCALE_KEY",
+    "UNS_KEY",
+]
+
 # obs columns of adata_pred.h5ad / adata_real.h5ad (cell-eval's names) and of references built on them.
 PERT_COL = "target_gene"
 CELL_TYPE_COL = "cell_type"

@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO, TypeVar
 
+__all__ = ["Progress", "T", "progress_bar", "progress_enabled"]
+
 T = TypeVar("T")
 
 # Seconds between two plain progress lines when stderr is not a terminal.

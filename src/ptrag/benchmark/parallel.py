@@ -21,6 +21,8 @@ from pathlib import Path
 from ptrag.benchmark.runner import BenchmarkRuns, load_benchmark_dataset, run_arms
 from ptrag.data.dataset import PerturbationDataset
 
+__all__ = ["available_memory", "choose_jobs", "run_splits"]
+
 log = logging.getLogger(__name__)
 
 

@@ -22,6 +22,8 @@ from ptrag.io import staged_output
 from ptrag.report.summary import SplitResults
 from ptrag.simulation.presets import DEFAULT_SIMULATION
 
+__all__ = ["KEYS", "long_results", "run_benchmark"]
+
 log = logging.getLogger(__name__)
 
 KEYS = ["cell_type", "perturbation"]

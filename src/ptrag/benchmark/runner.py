@@ -37,6 +37,8 @@ from ptrag.run.checkpoint import Checkpoint
 from ptrag.run.layout import read_run_split
 from ptrag.training.run import train
 
+__all__ = ["DEFAULT_ARMS", "BenchmarkRuns", "load_benchmark_dataset", "run_arms"]
+
 log = logging.getLogger(__name__)
 
 DEFAULT_ARMS: tuple[str, ...] = default_benchmark_arms()

@@ -12,6 +12,8 @@ from pathlib import Path
 from ptrag.errors import DataError, format_list
 from ptrag.simulation.api import DATA_FILE, SPLIT_FILE, UNSEEN_SPLIT_FILE
 
+__all__ = ["BenchmarkSplit", "parse_splits", "resolve_splits"]
+
 
 @dataclass(frozen=True)
 class BenchmarkSplit:

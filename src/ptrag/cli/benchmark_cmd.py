@@ -8,6 +8,8 @@ from typing import Any
 from ptrag.cli.common import add_config_options, add_data_options, add_progress_option, data_overrides
 from ptrag.simulation.presets import DEFAULT_SIMULATION
 
+__all__ = ["add_parser", "run"]
+
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
     from ptrag.config.arms import ARMS, ablation_arms, default_benchmark_arms

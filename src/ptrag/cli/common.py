@@ -6,6 +6,14 @@ import argparse
 
 from ptrag.config import DEFAULT_PRESET, PRESETS
 
+__all__ = [
+    "add_checkpoint_option",
+    "add_config_options",
+    "add_data_options",
+    "add_progress_option",
+    "data_overrides",
+]
+
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data columns (detected when not given)")

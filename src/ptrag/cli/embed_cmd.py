@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from ptrag.cli.common import add_progress_option
 from ptrag.keys import BUNDLED_SOURCE
 
+__all__ = ["DESCRIPTION", "add_parser", "run"]
+
 if TYPE_CHECKING:
     from ptrag.embeddings import GeneEmbeddings
 

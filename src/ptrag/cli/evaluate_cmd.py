@@ -9,6 +9,8 @@ from typing import Any
 from ptrag.cli.common import add_progress_option
 from ptrag.keys import PERT_COL, UNS_KEY
 
+__all__ = ["DESCRIPTION", "add_parser", "run"]
+
 DESCRIPTION = (
     "Read PRED_DIR/adata_pred.h5ad and PRED_DIR/adata_real.h5ad (identical var_names, same "
     "(cell type, perturbation) conditions, control cells in both), compute every metric per "

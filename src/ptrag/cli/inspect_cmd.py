@@ -8,6 +8,8 @@ from typing import Any
 from ptrag.cli.common import add_config_options, add_progress_option
 from ptrag.config import DEFAULT_PRESET, DataConfig
 
+__all__ = ["DESCRIPTION", "add_data_options", "add_parser", "data_config", "run"]
+
 DESCRIPTION = (
     "Load a perturbation screen (.h5ad) the way training would and print what was detected: cells and "
     "genes, the expression source, cell types, perturbations and control cells per cell type (and per "

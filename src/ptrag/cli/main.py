@@ -17,6 +17,8 @@ from ptrag import __version__
 from ptrag.errors import PtragError
 from ptrag.progress import progress_enabled
 
+__all__ = ["main"]
+
 # (command, module, one-line help)
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("inspect", "inspect_cmd", "Show what ptrag detects in a perturbation screen (.h5ad)."),

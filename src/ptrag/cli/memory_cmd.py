@@ -7,6 +7,8 @@ from typing import Any
 
 from ptrag.cli.common import add_data_options, add_progress_option, data_overrides
 
+__all__ = ["add_parser", "run"]
+
 ADD_DESCRIPTION = (
     "Add newly measured (perturbation, cell type) evidence to a trained run of a memory arm, without "
     "retraining. Every perturbation in NEW.h5ad is measured against that file's own control cells of "

@@ -8,6 +8,8 @@ from typing import Any
 from ptrag.cli.common import add_checkpoint_option, add_data_options, add_progress_option, data_overrides
 from ptrag.keys import UNS_KEY
 
+__all__ = ["add_parser", "run"]
+
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser = sub.add_parser(

@@ -8,6 +8,8 @@ from typing import Any
 from ptrag.cli.common import add_progress_option
 from ptrag.simulation.presets import DEFAULT_SIMULATION, PRESETS
 
+__all__ = ["DESCRIPTION", "add_parser", "run"]
+
 PRESET_NAMES = tuple(PRESETS)
 
 DESCRIPTION = """\

@@ -9,6 +9,8 @@ from typing import Any
 from ptrag.cli.common import add_progress_option
 from ptrag.cli.inspect_cmd import add_data_options, data_config
 
+__all__ = ["DESCRIPTION", "add_parser", "run"]
+
 DESCRIPTION = (
     "Generate a seeded split of a screen and write it in STATE's TOML format. Few-shot holds out a "
     "fraction of the listed cell types' perturbations for val and test (they may still be seen in other "

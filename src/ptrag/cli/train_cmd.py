@@ -8,6 +8,8 @@ from typing import Any
 
 from ptrag.cli.common import add_config_options, add_data_options, add_progress_option, data_overrides
 
+__all__ = ["add_parser", "run"]
+
 RESUME_HELP = (
     "continue the interrupted run in --out (or extend a finished one with a larger --steps). The "
     "run's own config and split are used: other options may only repeat them, except --steps, "

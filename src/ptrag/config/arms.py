@@ -15,6 +15,18 @@ from typing import Literal
 
 from ptrag.errors import ConfigError, format_list
 
+__all__ = [
+    "ARMS",
+    "BASELINE_ARM",
+    "Arm",
+    "ModelKind",
+    "ablation_arms",
+    "default_benchmark_arms",
+    "get_arm",
+    "parse_arms",
+    "register_arm",
+]
+
 Head = Literal["selector", "attention"]
 # The arm every other arm is compared with (the STATE-style set transformer, no retrieval).
 BASELINE_ARM = "st"

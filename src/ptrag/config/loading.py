@@ -22,6 +22,17 @@ from ptrag.config.arms import get_arm
 from ptrag.config.schema import DEFAULT_PRESET, Config
 from ptrag.errors import ConfigError, EmbeddingError
 
+__all__ = [
+    "PRESETS",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "read_saved_config",
+    "save_config",
+    "saved_config_from_dict",
+]
+
 PRESETS: tuple[str, ...] = (DEFAULT_PRESET, "paper")
 
 

@@ -12,6 +12,21 @@ from typing import Any, Literal
 
 from ptrag.keys import BUNDLED_SOURCE
 
+__all__ = [
+    "DEFAULT_ARM",
+    "DEFAULT_PRESET",
+    "Config",
+    "DataConfig",
+    "EmbeddingConfig",
+    "ModelConfig",
+    "PredictionConfig",
+    "RetrievalConfig",
+    "TrainConfig",
+    "above",
+    "at_least",
+    "fraction",
+]
+
 # The preset a command or ``ptrag.Model.from_config()`` uses when none is named.
 DEFAULT_PRESET = "cpu-small"
 # The arm trained when none is named (a name in ``ptrag.config.arms``).

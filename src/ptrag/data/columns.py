@@ -10,6 +10,14 @@ import pandas as pd
 
 from ptrag.errors import DataError, format_list
 
+__all__ = [
+    "BATCH_ALIASES",
+    "CELL_TYPE_ALIASES",
+    "PERTURBATION_ALIASES",
+    "choose_column",
+    "choose_control_label",
+]
+
 logger = logging.getLogger(__name__)
 
 # The first alias of each role is the Replogle / Arc STATE name; it wins when candidates agree.

@@ -15,6 +15,8 @@ import pandas as pd
 
 from ptrag.data.dataset import CELL_TYPE, PERTURBATION
 
+__all__ = ["Conditions", "Group", "split_by_key"]
+
 Group = tuple[str, str]  # (cell type, perturbation)
 
 

@@ -11,6 +11,16 @@ import pandas as pd
 
 from ptrag.data.normalisation import Normalisation
 
+__all__ = [
+    "BATCH",
+    "CELL_TYPE",
+    "CONTROL_MEAN_CHUNK",
+    "PERTURBATION",
+    "ColumnMapping",
+    "ExpressionMatrix",
+    "PerturbationDataset",
+]
+
 if TYPE_CHECKING:
     from ptrag.data.conditions import Conditions
 

@@ -14,6 +14,15 @@ import scipy.sparse as sp
 
 from ptrag.errors import DataError
 
+__all__ = [
+    "FLOAT16_MAX",
+    "DenseExpression",
+    "ExpressionBuilder",
+    "SparseExpression",
+    "choose_storage",
+    "to_storage",
+]
+
 Storage = Literal["float16", "float32", "sparse"]
 
 # CSR costs 8 bytes per stored value, dense float16 costs 2 per entry: break-even at 25% density.

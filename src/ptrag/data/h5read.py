@@ -19,6 +19,8 @@ import scipy.sparse as sp
 from ptrag.data.matrix_source import MatrixSource
 from ptrag.errors import DataError
 
+__all__ = ["ExpressionSource", "frame_column", "frame_columns", "frame_index", "open_h5ad"]
+
 SPARSE_ENCODINGS = ("csr_matrix", "csc_matrix")
 
 

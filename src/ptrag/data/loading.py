@@ -51,6 +51,8 @@ from ptrag.data.validation import (
 from ptrag.errors import DataError, format_list
 from ptrag.progress import progress_bar
 
+__all__ = ["load_dataset"]
+
 if TYPE_CHECKING:
     import anndata as ad
 

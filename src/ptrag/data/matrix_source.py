@@ -18,6 +18,8 @@ import scipy.sparse as sp
 
 from ptrag.errors import DataError
 
+__all__ = ["ArraySource", "MatrixSource"]
+
 # About 64 MB of float32 per chunk: large enough for fast reads, small next to the 6 GB budget.
 CHUNK_VALUES = 1 << 24
 

@@ -19,6 +19,8 @@ import scipy.sparse as sp
 
 from ptrag.errors import DataError, format_list
 
+__all__ = ["Kind", "Normalisation", "gene_columns", "preprocess_counts"]
+
 Kind = Literal["log1p", "counts"]
 
 

@@ -20,6 +20,8 @@ from ptrag.data.h5read import ExpressionSource, frame_column, frame_columns, fra
 from ptrag.data.matrix_source import ArraySource, MatrixSource
 from ptrag.errors import DataError
 
+__all__ = ["MATRIX_KINDS", "ScreenReader", "open_screen"]
+
 MATRIX_KINDS = ("obsm", "layers")
 
 

@@ -17,6 +17,8 @@ from ptrag.data.conditions import split_by_key
 from ptrag.data.dataset import BATCH, PerturbationDataset
 from ptrag.errors import DataError, format_list
 
+__all__ = ["CellSet", "SetSampler", "collate", "draw_controls"]
+
 
 def draw_controls(
     pool: np.ndarray, n: int, rng: np.random.Generator, replace: bool | None = None

@@ -31,6 +31,8 @@ from ptrag.data.dataset import PerturbationDataset
 from ptrag.errors import SplitError, format_list
 from ptrag.io import atomic_write_text
 
+__all__ = ["Split", "generate_fewshot", "generate_unseen", "generate_zeroshot"]
+
 HELD_OUT_ROLES = ("val", "test")
 SECTIONS = ("datasets", "training", "zeroshot", "fewshot")
 

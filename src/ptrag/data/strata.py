@@ -21,6 +21,21 @@ from numpy.typing import NDArray
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.sets import draw_controls
 
+__all__ = [
+    "MIN_STRATUM_CELLS",
+    "N_STRATA",
+    "N_STRATA_PCS",
+    "STRATA_SEED",
+    "Z_LEFT_ALONE",
+    "FloatArray",
+    "Strata",
+    "assign_strata",
+    "cell_strata",
+    "fit_strata",
+    "left_alone_genes",
+    "strata_controls",
+]
+
 FloatArray = NDArray[np.float64]
 
 N_STRATA = 4

@@ -9,6 +9,8 @@ import scipy.sparse as sp
 from ptrag.data.dataset import CELL_TYPE, PERTURBATION
 from ptrag.errors import DataError, format_list
 
+__all__ = ["check_block", "check_structure", "control_only_warnings", "small_group_warnings"]
+
 
 def _first_bad_row(block: np.ndarray | sp.csr_matrix, bad: np.ndarray) -> int:
     """Row (within the block) of the first flagged value; ``bad`` is over the stored values."""

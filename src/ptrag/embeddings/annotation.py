@@ -28,6 +28,8 @@ import pandas as pd
 
 from ptrag.errors import EmbeddingError
 
+__all__ = ["CACHE_ENV_VAR", "DEBIAN_PACKAGES", "Annotation"]
+
 logger = logging.getLogger(__name__)
 
 DEBIAN_PACKAGES: tuple[str, ...] = ("r-bioc-org.hs.eg.db", "r-bioc-go.db")

@@ -21,6 +21,8 @@ from ptrag.embeddings.types import GeneEmbeddings
 from ptrag.errors import EmbeddingError, format_list
 from ptrag.io import atomic_save
 
+__all__ = ["OFFLINE_SOURCE", "EncodeOptions", "build_embeddings", "embed_genes", "save_embeddings_npz"]
+
 OFFLINE_SOURCE = f"offline:{MODEL_NAME}:GO-text-{TEXT_TEMPLATE_VERSION}"
 logger = logging.getLogger(__name__)
 

@@ -22,6 +22,23 @@ from ptrag.embeddings.types import GeneEmbeddings
 from ptrag.errors import EmbeddingError
 from ptrag.keys import BUNDLED_SOURCE
 
+__all__ = [
+    "ALIASES_FILE",
+    "EMBEDDINGS_FILE",
+    "GENE_TABLE_FILE",
+    "GO_TERMS_FILE",
+    "PROVENANCE_FILE",
+    "bundled_texts",
+    "load_all_genes",
+    "load_bundled_aliases",
+    "load_bundled_embeddings",
+    "load_gene_table",
+    "load_go_terms",
+    "load_provenance",
+    "read_stored_matrix",
+    "resource_path",
+]
+
 GENE_TABLE_FILE = "gene_table.parquet"
 GO_TERMS_FILE = "go_terms.parquet"
 ALIASES_FILE = "gene_aliases.parquet"

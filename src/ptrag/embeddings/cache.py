@@ -18,6 +18,8 @@ from ptrag.embeddings.encoder import EMBEDDING_DIM, MODEL_NAME
 from ptrag.errors import OutputError
 from ptrag.io import atomic_save
 
+__all__ = ["CACHE_ENV_VAR", "default_embedding_cache_dir", "encode_with_cache"]
+
 logger = logging.getLogger(__name__)
 
 CACHE_ENV_VAR = "PTRAG_EMBEDDING_CACHE"

@@ -10,6 +10,8 @@ import numpy as np
 
 from ptrag.errors import EmbeddingError
 
+__all__ = ["EMBEDDING_DIM", "MODEL_NAME", "encode_texts"]
+
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDING_DIM = 384
 

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+__all__ = ["SELECTION_SEED", "select_bundled_genes"]
+
 # Family → regular expressions matched against the whole HGNC symbol.
 FAMILY_PATTERNS: Mapping[str, tuple[str, ...]] = {
     "ribosome": (r"RP[LS]\d+[A-Z]?\d*", r"RPLP[0-2]", r"RPSA"),

@@ -27,6 +27,8 @@ from ptrag.embeddings.types import GeneEmbeddings
 from ptrag.errors import EmbeddingError, format_list
 from ptrag.keys import BUNDLED_SOURCE
 
+__all__ = ["load_embeddings"]
+
 NAME_KEYS: tuple[str, ...] = ("symbols", "genes", "gene_names", "gene_symbols", "names", "index")
 MATRIX_KEYS: tuple[str, ...] = ("matrix", "embeddings", "embedding", "X", "vectors", "emb")
 SUPPORTED = ".pkl, .pickle, .npz, .csv, .tsv, .txt (optionally .gz), .parquet, .pt, .pth or 'bundled'"

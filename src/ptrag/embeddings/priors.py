@@ -38,6 +38,21 @@ from ptrag.data.sets import draw_controls
 from ptrag.embeddings.types import GeneEmbeddings
 from ptrag.errors import EmbeddingError, format_list
 
+__all__ = [
+    "GO_DIM",
+    "GO_EMBEDDINGS_FILE",
+    "MIN_GO_TERM_GENES",
+    "PRIOR_NAMES",
+    "PRIOR_REGISTRY",
+    "CombinedPriors",
+    "build_data_tables",
+    "build_go_embeddings",
+    "check_sources",
+    "combine_priors",
+    "go_embeddings",
+    "load_prior_tables",
+]
+
 if TYPE_CHECKING:
     from ptrag.data.dataset import PerturbationDataset
 

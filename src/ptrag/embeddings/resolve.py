@@ -30,6 +30,8 @@ import pandas as pd
 from ptrag.embeddings.types import GeneEmbeddings
 from ptrag.errors import EmbeddingError, format_list
 
+__all__ = ["EmbeddingCoverageWarning", "Resolution", "default_aliases", "resolve_genes", "resolve_quietly"]
+
 logger = logging.getLogger(__name__)
 
 MissingPolicy = Literal["error", "drop", "zero"]

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+__all__ = ["TEXT_TEMPLATE_VERSION", "texts_for_table"]
+
 TEXT_TEMPLATE_VERSION = "v1"
 MAX_TERMS: Mapping[str, int] = {"BP": 10, "MF": 6, "CC": 6}
 SECTION_TITLES: Mapping[str, str] = {

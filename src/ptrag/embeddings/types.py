@@ -8,6 +8,8 @@ import numpy as np
 
 from ptrag.errors import EmbeddingError
 
+__all__ = ["GeneEmbeddings"]
+
 
 @dataclass(frozen=True, eq=False)
 class GeneEmbeddings:

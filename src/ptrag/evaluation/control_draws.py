@@ -15,6 +15,8 @@ from ptrag.data.sets import draw_controls
 from ptrag.errors import DataError
 from ptrag.keys import CONTROL_BARCODE_COL, PERT_COL, UNS_KEY
 
+__all__ = ["BuildContext", "ShiftLookup", "dense", "pred_like", "rows_by_condition", "shifted_controls"]
+
 if TYPE_CHECKING:
     from ptrag.evaluation.reference_shifts import ReferenceShifts
 

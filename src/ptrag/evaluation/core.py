@@ -25,6 +25,15 @@ from ptrag.evaluation.profile import profile_metrics
 from ptrag.evaluation.strata import STRATA_METRICS, RealStrata, strata_metrics
 from ptrag.keys import PERT_COL, UNS_KEY
 
+__all__ = [
+    "EvaluationResult",
+    "aggregate",
+    "evaluate",
+    "fit_pca_on_real",
+    "real_side_cache",
+    "write_results",
+]
+
 log = logging.getLogger(__name__)
 
 KNOWN_CONTROL_LABELS: tuple[str, ...] = ("non-targeting", "control", "ctrl", "NT")

@@ -17,6 +17,8 @@ from numpy.typing import NDArray
 from scipy.special import ndtr
 from scipy.stats import false_discovery_control
 
+__all__ = ["FloatArray", "overlap_at_n", "ranked_de_genes", "sort_reference"]
+
 FloatArray = NDArray[np.float64]
 
 

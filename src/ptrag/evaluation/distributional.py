@@ -31,6 +31,19 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial.distance import cdist
 
+__all__ = [
+    "FloatArray",
+    "PCAProjection",
+    "RealSide",
+    "distributional_metrics",
+    "energy_distance",
+    "energy_distances",
+    "fit_pca",
+    "sd_ratio",
+    "w2_ot",
+    "wasserstein_1d",
+]
+
 FloatArray = NDArray[np.float64]
 
 

@@ -21,6 +21,8 @@ from ptrag.config.schema import RetrievalConfig
 from ptrag.evaluation.shifts import FloatArray, ShiftInputs, ShiftResult, _fallback, _record
 from ptrag.retrieval import ResponseMemory, RetrievalDatabase
 
+__all__ = ["evidence_only_shifts"]
+
 REFERENCE = "evidence_only"
 
 

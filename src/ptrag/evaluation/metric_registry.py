@@ -21,6 +21,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+__all__ = ["FAMILIES", "METRICS", "METRIC_REGISTRY", "Family", "Metric", "metric", "metrics_where"]
+
 Family = Literal["gene_distribution", "pca_distribution", "mean_profile", "de"]
 FAMILIES: tuple[str, ...] = ("gene_distribution", "pca_distribution", "mean_profile", "de")
 

@@ -22,6 +22,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial.distance import cdist
 
+__all__ = ["FloatArray", "discrimination_score_l1", "profile_metrics"]
+
 FloatArray = NDArray[np.float64]
 
 def rowwise_pearson(a: FloatArray, b: FloatArray) -> FloatArray:

@@ -22,6 +22,8 @@ from ptrag.evaluation.core import EvaluationResult, write_results
 from ptrag.evaluation.metric_registry import METRICS
 from ptrag.evaluation.references import row_kind
 
+__all__ = ["COMPARISON_FILE", "comparison_table", "write_reference_results"]
+
 REFERENCES_DIR = "references"
 COMPARISON_FILE = "comparison.csv"
 

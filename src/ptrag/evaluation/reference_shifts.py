@@ -43,6 +43,15 @@ from ptrag.evaluation.shifts import (
 )
 from ptrag.keys import CELL_TYPE_COL, PERT_COL
 
+__all__ = [
+    "REFERENCE_FILE",
+    "ReferenceShifts",
+    "Vectors",
+    "compute_reference_shifts",
+    "prior_vectors",
+    "reference_shifts_for_split",
+]
+
 log = logging.getLogger(__name__)
 
 REFERENCE_FILE = "references.npz"

@@ -50,6 +50,21 @@ from ptrag.evaluation.shifts import (
 )
 from ptrag.keys import PERT_COL
 
+__all__ = [
+    "REFERENCES",
+    "REFERENCE_REGISTRY",
+    "SHIFT_REFERENCES",
+    "Reference",
+    "control_reference",
+    "evaluate_mean_on_controls",
+    "evaluate_references",
+    "mean_on_controls_name",
+    "mean_on_controls_pair",
+    "noise_floor_pair",
+    "row_kind",
+    "train_mean_reference",
+]
+
 if TYPE_CHECKING:
     from ptrag.evaluation.reference_shifts import ReferenceShifts
 

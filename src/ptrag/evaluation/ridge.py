@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+__all__ = ["FloatArray", "fit_ridge_loo"]
+
 FloatArray = NDArray[np.float64]
 # λ / ‖X_c‖²_F from 1e-6 (almost interpolating) to 1e2 (almost the mean), then λ = ∞.
 RELATIVE_GRID: tuple[float, ...] = (*np.logspace(-6.0, 2.0, 33).tolist(), float("inf"))

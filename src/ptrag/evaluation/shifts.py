@@ -38,6 +38,26 @@ from ptrag.errors import DataError, format_list
 from ptrag.evaluation.ridge import fit_ridge_loo
 from ptrag.retrieval import ResponseMemory
 
+__all__ = [
+    "ALL_PRIORS",
+    "DETAIL_COLUMNS",
+    "KNN_NEIGHBOURS",
+    "MIN_LINEAR_GROUPS",
+    "Condition",
+    "FloatArray",
+    "ShiftInputs",
+    "ShiftResult",
+    "default_retrieval",
+    "knn_shifts",
+    "linear_shifts",
+    "mean_training_shifts",
+    "perturb_shifts",
+    "prior_linear_shifts",
+    "train_mean_by_cell_type",
+    "train_mean_shifts",
+    "training_memory",
+]
+
 Condition = tuple[str, str]  # (cell type, perturbation)
 FloatArray = NDArray[np.float32]
 KNN_NEIGHBOURS = 10

@@ -11,6 +11,8 @@ from numpy.typing import ArrayLike, NDArray
 from ptrag.config.arms import BASELINE_ARM
 from ptrag.evaluation.metric_registry import METRICS, metric
 
+__all__ = ["bootstrap_ci", "paired_tests"]
+
 
 def bootstrap_ci(
     values: ArrayLike,

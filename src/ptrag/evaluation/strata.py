@@ -54,6 +54,8 @@ from ptrag.evaluation.distributional import (
     wasserstein_1d,
 )
 
+__all__ = ["STRATA_METRICS", "RealStrata", "strata_metrics"]
+
 STRATA_METRICS: tuple[str, ...] = ("energy_strata", "w1_strata")
 
 

@@ -37,6 +37,8 @@ from torch import nn
 from ptrag.models.layers import mlp
 from ptrag.models.retriever import Candidates
 
+__all__ = ["EvidencePath"]
+
 # Cosines below this weigh as this: the log of a cosine weight must stay finite.
 MIN_COSINE = 1e-3
 

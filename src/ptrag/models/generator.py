@@ -14,6 +14,8 @@ from torch import nn
 
 from ptrag.models.layers import mlp
 
+__all__ = ["STGenerator", "leading_mean"]
+
 
 def leading_mean(values: torch.Tensor, count: torch.Tensor | None) -> torch.Tensor:
     """(B,1,G) mean over each set's first ``count`` cells (all of them when ``count`` is None)."""

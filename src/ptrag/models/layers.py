@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+__all__ = ["mlp"]
+
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, n_layers: int = 2, dropout: float = 0.0) -> nn.Sequential:
     """``n_layers`` linear layers with GELU between them; the last layer is linear."""

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = ["SetDistributionLoss", "energy_unbiased", "stratified_energy"]
+
 # Squared distances below this count as this: sqrt's gradient must stay finite at coinciding cells.
 _MIN_SQUARED_DISTANCE = 1e-12
 

@@ -18,6 +18,8 @@ from ptrag.models.layers import mlp
 from ptrag.models.retriever import Candidates, Retriever
 from ptrag.models.selection import CandidateAttention, CandidateSelector, Selection
 
+__all__ = ["ModelOutput", "PerturbationModel"]
+
 
 @dataclass
 class ModelOutput:

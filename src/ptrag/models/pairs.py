@@ -24,6 +24,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+__all__ = ["pair_dot", "pair_weighted_sum"]
+
 # Pair-tensor elements per chunk. CPU: 2^18 (1 MB per float32 tensor; one chunk holds a whole
 # cpu-small batch); 2^15 to 2^18 timed alike, in turns, at both shapes, while the unchunked paper
 # shape was 7-13x slower. Accelerators: large chunks, so that kernels stay big; chunking then only

@@ -18,6 +18,8 @@ from torch import nn
 
 from ptrag.retrieval import ResponseMemory, RetrievalDatabase, l2_normalise
 
+__all__ = ["Candidates", "Retriever"]
+
 # Neighbours ranked for the response memory: wider than K because only those measured in the
 # query's cell type count.
 MEMORY_RANKING_FACTOR = 4

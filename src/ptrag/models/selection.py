@@ -18,6 +18,8 @@ from torch import nn
 from ptrag.models.layers import mlp
 from ptrag.models.pairs import pair_dot, pair_weighted_sum
 
+__all__ = ["CandidateAttention", "CandidateSelector", "Selection"]
+
 KEEP, DROP = 0, 1
 
 

@@ -30,6 +30,8 @@ from ptrag.run.tensors import SetTensorizer
 from ptrag.run.threads import configure_threads
 from ptrag.run.vocabulary import spec_covering
 
+__all__ = ["MIN_SETS_PER_BATCH", "Predictor", "forward_sets", "group_input_means", "predictor", "run_sets"]
+
 log = logging.getLogger(__name__)
 
 # Sets per forward pass at prediction (at least this many, or the run's training batch size).

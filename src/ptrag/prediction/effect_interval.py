@@ -28,6 +28,15 @@ import numpy as np
 
 from ptrag.errors import format_list
 
+__all__ = [
+    "EFFECT_COLUMNS",
+    "EffectInterval",
+    "calibrate_effect_interval",
+    "effect_columns",
+    "nearest_measured",
+    "observed_effects",
+]
+
 if TYPE_CHECKING:
     from ptrag.data.dataset import PerturbationDataset
     from ptrag.run.checkpoint import Checkpoint

@@ -11,6 +11,8 @@ import numpy as np
 from ptrag.data.dataset import ExpressionMatrix, PerturbationDataset
 from ptrag.errors import DataError, format_list
 
+__all__ = ["align_genes"]
+
 log = logging.getLogger(__name__)
 
 

@@ -24,6 +24,15 @@ from ptrag.prediction.effect_interval import (
 from ptrag.prediction.predict import Prediction, check_prediction_size, predicted_obs, to_anndata
 from ptrag.run.checkpoint import Checkpoint
 
+__all__ = [
+    "check_control_cell_types",
+    "check_queries",
+    "check_query_size",
+    "predict_queries",
+    "read_queries",
+    "sets_from_controls",
+]
+
 DEFAULT_CELLS_PER_QUERY = 100
 
 

@@ -25,6 +25,8 @@ from ptrag.data.sets import CellSet
 from ptrag.run.checkpoint import Checkpoint
 from ptrag.run.knockdown import POOLED_SOURCE, KnockdownPrior
 
+__all__ = ["TargetKnockdown", "knockdown_prior", "set_ordinals"]
+
 log = logging.getLogger(__name__)
 
 

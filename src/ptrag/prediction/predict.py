@@ -18,6 +18,15 @@ from ptrag.keys import BATCH_COL, CELL_TYPE_COL, CONTROL_BARCODE_COL, PERT_COL, 
 from ptrag.prediction.core import predictor, run_sets
 from ptrag.run.checkpoint import Checkpoint
 
+__all__ = [
+    "MAX_CONTROLS_PER_CELL_TYPE",
+    "Prediction",
+    "check_prediction_size",
+    "predict_sets",
+    "predicted_obs",
+    "to_anndata",
+]
+
 # Control cells written beside the predictions, per cell type (cell-eval computes deltas and DE
 # against them); capped so that million-cell screens still give files of a sensible size.
 MAX_CONTROLS_PER_CELL_TYPE = 5000

@@ -11,6 +11,8 @@ import torch
 from ptrag.data.sets import CellSet
 from ptrag.models import ModelOutput
 
+__all__ = ["retrieval_rows"]
+
 
 def retrieval_rows(
     output: ModelOutput, sets: Sequence[CellSet], first_set_id: int, model: torch.nn.Module

@@ -35,6 +35,8 @@ from ptrag.retrieval.database import RetrievalDatabase
 from ptrag.run.checkpoint import Checkpoint
 from ptrag.run.vocabulary import screenable_genes
 
+__all__ = ["ScreenResult", "check_low_evidence_cosine", "read_gene_list", "screen_bytes", "screen_genes"]
+
 log = logging.getLogger(__name__)
 
 TOP_RESPONDING_GENES = 5

@@ -14,6 +14,8 @@ import pandas as pd
 
 from ptrag.io import atomic_path
 
+__all__ = ["COLOURS", "write_screen_figure"]
+
 LABELLED_GENES = 8
 # Drawn in this order, so the few measured genes stay on top of the many others.
 COLOURS = {"low evidence": "#9a9a9a", "supported": "#1f77b4", "measured": "#d62728"}

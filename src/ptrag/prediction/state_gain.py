@@ -18,6 +18,8 @@ from ptrag.models.generator import leading_mean
 from ptrag.run.checkpoint import Checkpoint
 from ptrag.run.state_gains import StateGains
 
+__all__ = ["StateModulation", "response_anchor", "state_gains"]
+
 log = logging.getLogger(__name__)
 
 

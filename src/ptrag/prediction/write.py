@@ -12,6 +12,8 @@ from ptrag.io import atomic_path, h5ad_strings, staged_output
 from ptrag.keys import UNS_KEY
 from ptrag.prediction.predict import MAX_CONTROLS_PER_CELL_TYPE, Prediction
 
+__all__ = ["held_out_prediction_bytes", "prediction_bytes", "write_prediction"]
+
 FLOAT32_BYTES = 4
 
 

@@ -23,6 +23,22 @@ from ptrag.evaluation.metric_registry import Metric, metric
 from ptrag.evaluation.references import REFERENCE_REGISTRY
 from ptrag.evaluation.stats import paired_tests
 
+__all__ = [
+    "KEYS",
+    "NOISE_FLOOR",
+    "SIGNIFICANCE",
+    "best_references",
+    "component_comparisons",
+    "improvement",
+    "mean_improvement",
+    "outcome",
+    "own_mean_comparisons",
+    "paired_comparisons",
+    "scoreboard_tests",
+    "simple_references",
+    "wide",
+]
+
 KEYS = ["cell_type", "perturbation"]
 SIGNIFICANCE = 0.05  # two-sided Wilcoxon p below this: "better" or "worse"; else "no different"
 NOISE_FLOOR = "noise_floor"  # real cells scored against real cells: a yardstick, not a predictor

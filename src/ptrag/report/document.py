@@ -17,6 +17,18 @@ from ptrag.report.numbers import fmt, fmt_cell, percent
 from ptrag.report.scoreboard import Scoreboards, board, legend
 from ptrag.retrieval import COLLAPSED_SELECTION
 
+__all__ = [
+    "MAX_TABLE_COLUMNS",
+    "Block",
+    "Details",
+    "Figure",
+    "Heading",
+    "Headline",
+    "Table",
+    "Text",
+    "build_document",
+]
+
 MAX_TABLE_COLUMNS = 8
 
 

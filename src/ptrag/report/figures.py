@@ -23,6 +23,8 @@ from ptrag.evaluation.metric_registry import metrics_where
 from ptrag.report.comparisons import NOISE_FLOOR
 from ptrag.retrieval import COLLAPSED_SELECTION
 
+__all__ = ["all_figures"]
+
 REFERENCE_COLOUR = "#9a9a9a"
 RATE_FLOOR = 1e-4  # selection rates of 0 are drawn here on the log axis
 ARM_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")

@@ -13,6 +13,18 @@ from ptrag.report.comparisons import NOISE_FLOOR, SIGNIFICANCE, improvement
 from ptrag.report.numbers import fmt, signed
 from ptrag.retrieval import COLLAPSED_SELECTION
 
+__all__ = [
+    "arm_sentence",
+    "collapse_warnings",
+    "component_sentence",
+    "display",
+    "method_note",
+    "noise_floor_notes",
+    "p_text",
+    "seed_warnings",
+    "split_title",
+]
+
 MIN_SEEDS = 3
 OUTCOME_ORDER = ("better", "worse", "no different")
 CONNECTIVE = {"better": "better than", "worse": "worse than", "no different": "no different from"}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["fmt", "fmt_cell", "percent", "signed"]
+
 MINUS = "\u2212"  # a minus sign, not a hyphen
 
 

@@ -20,6 +20,8 @@ from ptrag.report.figures import all_figures
 from ptrag.report.numbers import fmt
 from ptrag.report.scoreboard import Board, Cell, Scoreboards
 
+__all__ = ["render_html", "render_markdown", "write_report"]
+
 NUMBER = re.compile(r"^(-?\d|n/a)")  # cells that start with a number are right-aligned
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:auto;padding:1em;color:#222}"

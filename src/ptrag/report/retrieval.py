@@ -18,6 +18,8 @@ import pandas as pd
 
 from ptrag.retrieval import COLLAPSED_SELECTION
 
+__all__ = ["retrieval_section"]
+
 TRAINING_RATE = "train/selection_rate"
 SELECTION_COLUMNS = ("keep_weight", "kept")
 BASE_COLUMNS = (

@@ -20,6 +20,8 @@ from ptrag.evaluation.metric_registry import metric
 from ptrag.report.comparisons import SIGNIFICANCE, scoreboard_tests, simple_references
 from ptrag.report.headline import display, p_text
 
+__all__ = ["Board", "Cell", "Mark", "Row", "Scoreboards", "board", "legend", "scoreboard"]
+
 MARK_TEXT = {"better": "+", "no different": "=", "worse": "−"}  # a minus sign
 MARK_CLASS = {"better": "better", "no different": "same", "worse": "worse"}
 NOT_COMPARED = "·"

@@ -24,6 +24,8 @@ from ptrag.data.strata import assign_strata, fit_strata, left_alone_genes
 from ptrag.io import atomic_path
 from ptrag.keys import CELL_TYPE_COL, PERT_COL
 
+__all__ = ["COLOURS", "stratum_shifts", "write_strata_figure"]
+
 # Genes drawn per panel: those the real cells move most in any stratum.
 SHOWN_GENES = 60
 COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd")

@@ -87,6 +87,8 @@ from ptrag.report.headline import (
 from ptrag.report.retrieval import retrieval_section
 from ptrag.report.scoreboard import scoreboard
 
+__all__ = ["SCHEMA_VERSION", "SplitResults", "build_summary"]
+
 SCHEMA_VERSION = 4
 
 

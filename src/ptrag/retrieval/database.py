@@ -15,6 +15,8 @@ import numpy as np
 
 from ptrag.errors import PtragError
 
+__all__ = ["Neighbours", "RetrievalDatabase", "l2_normalise", "random_scores"]
+
 
 def random_scores(names: Sequence[str], n: int) -> np.ndarray:
     """(len(names), n) uniform scores, seeded by each name: a query's random ranking never changes."""

@@ -19,6 +19,8 @@ from scipy import sparse
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.retrieval.database import random_scores
 
+__all__ = ["MemoryCandidates", "ResponseMemory"]
+
 
 @dataclass(frozen=True)
 class MemoryCandidates:

@@ -18,6 +18,8 @@ from ptrag.models.model import PerturbationModel
 from ptrag.models.retriever import Retriever
 from ptrag.run.spec import ModelSpec
 
+__all__ = ["build_model", "load_weights"]
+
 # Parameters with one row per vocabulary entry: rows of perturbations added after training start at 0.
 _VOCABULARY_ROWS = ("generator.pert_encoder.table.weight",)
 

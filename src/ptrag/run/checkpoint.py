@@ -31,6 +31,17 @@ from ptrag.models.model import PerturbationModel
 from ptrag.run.build import build_model, load_weights
 from ptrag.run.spec import ModelSpec
 
+__all__ = [
+    "CHECKPOINT_FILES",
+    "Checkpoint",
+    "checkpoint_file",
+    "copy_run",
+    "read_checkpoint",
+    "run_info",
+    "update_checkpoint",
+    "write_checkpoint",
+]
+
 log = logging.getLogger(__name__)
 
 CHECKPOINT_CHOICES = ("best", "last")

@@ -27,6 +27,8 @@ from ptrag.run.checkpoint import Checkpoint, copy_run
 from ptrag.run.spec import ModelSpec
 from ptrag.run.vocabulary import resolve_vocabulary
 
+__all__ = ["EvidenceUpdate", "add_evidence"]
+
 log = logging.getLogger(__name__)
 
 

@@ -16,6 +16,8 @@ from ptrag.data.conditions import Group
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.splits import Split
 
+__all__ = ["embeddable", "groups_by_role", "with_validation_groups"]
+
 ROLES = ("train", "val", "test")
 # Automatic validation hold-outs use a fixed seed: every arm and every training seed of a benchmark
 # then trains on the same groups and validates on the same ones.

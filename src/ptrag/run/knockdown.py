@@ -37,6 +37,8 @@ import torch
 from ptrag.data.dataset import CONTROL_MEAN_CHUNK, PerturbationDataset
 from ptrag.errors import format_list
 
+__all__ = ["POOLED_SOURCE", "KnockdownPrior"]
+
 log = logging.getLogger(__name__)
 
 # A cell type with fewer measured targets than this draws from the fractions pooled over every

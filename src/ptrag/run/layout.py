@@ -18,6 +18,17 @@ from ptrag.data.splits import Split
 from ptrag.errors import CheckpointError
 from ptrag.io import atomic_write_text
 
+__all__ = [
+    "CONFIG_FILE",
+    "METRICS_FILE",
+    "SPLIT_FILE",
+    "held_out_note",
+    "read_run_config",
+    "read_run_split",
+    "write_run_config",
+    "write_run_files",
+]
+
 CONFIG_FILE = "config.toml"
 SPLIT_FILE = "split.toml"
 METRICS_FILE = "metrics.csv"

@@ -16,6 +16,8 @@ from ptrag.retrieval import ResponseMemory, RetrievalDatabase
 from ptrag.run.knockdown import KnockdownPrior
 from ptrag.run.state_gains import StateGains
 
+__all__ = ["ModelSpec"]
+
 
 def _strings(values: Sequence[str]) -> list[str]:
     return [str(value) for value in values]  # numpy str_ would need numpy's unpickler

@@ -34,6 +34,8 @@ from numpy.typing import NDArray
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.strata import Strata, assign_strata, fit_strata, left_alone_genes, strata_controls
 
+__all__ = ["StateGains"]
+
 log = logging.getLogger(__name__)
 
 # A stratum of a group with fewer perturbed cells than this gives a mean that is mostly noise.

@@ -11,6 +11,8 @@ from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.sets import CellSet, collate
 from ptrag.run.spec import ModelSpec
 
+__all__ = ["SetTensorizer"]
+
 
 class SetTensorizer:
     """Turn cell sets into model inputs; every perturbation and cell type must be in the spec.

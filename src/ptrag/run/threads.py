@@ -8,6 +8,8 @@ import os
 
 import torch
 
+__all__ = ["configure_threads"]
+
 log = logging.getLogger(__name__)
 
 # Beyond this many intra-op threads the small matmuls of ptrag's models stop getting faster.

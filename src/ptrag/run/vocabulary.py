@@ -15,6 +15,8 @@ from ptrag.embeddings.priors import CombinedPriors, combine_priors, load_prior_t
 from ptrag.errors import format_list
 from ptrag.run.spec import ModelSpec
 
+__all__ = ["resolve_vocabulary", "screenable_genes", "spec_covering"]
+
 log = logging.getLogger(__name__)
 
 

@@ -21,6 +21,18 @@ from ptrag.simulation.splitfile import fewshot_split, unseen_split
 from ptrag.simulation.states import attach_states
 from ptrag.simulation.writer import ChunkedH5adWriter
 
+__all__ = [
+    "CONDITIONS_FILE",
+    "DATA_FILE",
+    "REALISM_FILE",
+    "SPLIT_FILE",
+    "TRUTH_FILE",
+    "UNSEEN_SPLIT_FILE",
+    "SimulationResult",
+    "build_screen_model",
+    "simulate",
+]
+
 SIMULATOR_VERSION = "1"
 DATA_FILE = "data.h5ad"
 SPLIT_FILE = "split.toml"

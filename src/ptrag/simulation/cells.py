@@ -14,6 +14,16 @@ import scipy.sparse as sp
 
 from ptrag.simulation.model import ScreenModel
 
+__all__ = [
+    "CONTROL_LABEL",
+    "STATE_COLUMN",
+    "TARGET_SUM",
+    "design_cells",
+    "encode_chunk",
+    "normalise",
+    "sample_counts",
+]
+
 CONTROL_LABEL = "non-targeting"
 STATE_COLUMN = "sim_state"  # obs column of the true basal state (presets with states); models ignore it
 TARGET_SUM = 1e4

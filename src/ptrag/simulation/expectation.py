@@ -23,6 +23,8 @@ from scipy import special
 from ptrag.simulation.model import THETA_LEVELS, ScreenModel
 from ptrag.simulation.states import state_nodes
 
+__all__ = ["TARGET_SUM", "conditional_shifts", "true_shifts"]
+
 TARGET_SUM = 1e4
 _LOG_M = np.linspace(np.log(1e-4), np.log(5e4), 300)
 _LOG_C = np.linspace(np.log(0.02), np.log(60.0), 48)

@@ -18,6 +18,8 @@ import pandas as pd
 from ptrag.errors import DataError
 from ptrag.simulation.presets import SimulationPreset
 
+__all__ = ["NON_COMPLEX_CATEGORIES", "GeneSelection", "select_genes"]
+
 NON_COMPLEX_CATEGORIES = ("other", "background")
 REQUIRED_COLUMNS = ("symbol", "go_ids", "category")
 

@@ -25,6 +25,8 @@ import pandas as pd
 from ptrag.simulation.genes import NON_COMPLEX_CATEGORIES, GeneSelection
 from ptrag.simulation.presets import SimulationPreset
 
+__all__ = ["THETA_LEVELS", "ScreenModel", "build_model"]
+
 if TYPE_CHECKING:
     from ptrag.simulation.states import StateModel
 

@@ -34,6 +34,14 @@ from ptrag.simulation.cells import CONTROL_LABEL, STATE_COLUMN
 from ptrag.simulation.expectation import conditional_shifts
 from ptrag.simulation.model import ScreenModel
 
+__all__ = [
+    "ORACLE_KINDS",
+    "format_oracle_report",
+    "load_screen_model",
+    "oracle_prediction",
+    "oracle_report",
+]
+
 OracleKind = Literal["per_cell", "mean_shift"]
 ORACLE_KINDS: tuple[str, ...] = ("per_cell", "mean_shift")
 N_STATE_GRID = 11

@@ -11,6 +11,15 @@ from dataclasses import dataclass, field, replace
 
 from ptrag.errors import ConfigError
 
+__all__ = [
+    "DEFAULT_SIMULATION",
+    "PRESETS",
+    "ResponseParams",
+    "SimulationPreset",
+    "StateParams",
+    "get_preset",
+]
+
 
 @dataclass(frozen=True)
 class ResponseParams:

@@ -32,6 +32,8 @@ from scipy import stats
 from ptrag.simulation.api import CONDITIONS_FILE, DATA_FILE, TRUTH_FILE
 from ptrag.simulation.cells import STATE_COLUMN
 
+__all__ = ["CONTROL_LABEL", "energy_distance", "format_report", "realism_report", "write_realism_report"]
+
 CONTROL_LABEL = "non-targeting"
 Z_DETECT = 4.0
 N_STRONG_PER_LINE = 5

@@ -18,6 +18,8 @@ from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.splits import Split, generate_unseen
 from ptrag.simulation.presets import SimulationPreset
 
+__all__ = ["fewshot_split", "unseen_split"]
+
 
 def fewshot_split(
     line_targets: Mapping[str, Sequence[str]],

@@ -29,6 +29,8 @@ from scipy import special
 from ptrag.simulation.model import ScreenModel
 from ptrag.simulation.presets import StateParams
 
+__all__ = ["StateModel", "attach_states", "state_nodes"]
+
 UNGATED, HIGH, LOW = 0, 1, 2
 MAX_ESCAPE = 0.95
 

@@ -19,6 +19,8 @@ from anndata.io import sparse_dataset, write_elem
 
 from ptrag.io import h5ad_strings
 
+__all__ = ["ChunkedH5adWriter"]
+
 
 class ChunkedH5adWriter:
     """Append cells (X, counts, X_hvg) to an .h5ad whose obs/var are known up front."""

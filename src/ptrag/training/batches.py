@@ -13,6 +13,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ptrag.data.sets import CellSet, SetSampler
 from ptrag.run.tensors import SetTensorizer
 
+__all__ = ["TrainingSteps", "choose_workers", "fixed_batches", "step_loader"]
+
 
 class TrainingSteps(Dataset):
     """Item t is the batch of step t, drawn from a generator seeded by (seed, rank, t)."""

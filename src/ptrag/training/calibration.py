@@ -20,6 +20,8 @@ from ptrag.run.checkpoint import read_checkpoint, update_checkpoint
 from ptrag.training.module import PerturbationLightningModule
 from ptrag.training.progress import validation_loss
 
+__all__ = ["RESIDUAL_SCALES", "calibrate_residual"]
+
 log = logging.getLogger(__name__)
 
 RESIDUAL_SCALES: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)

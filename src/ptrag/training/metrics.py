@@ -15,6 +15,8 @@ from pathlib import Path
 
 from ptrag.io import atomic_write_text, output_error
 
+__all__ = ["COLUMNS", "MetricsLog"]
+
 COLUMNS = (
     "step",
     "train/loss",

@@ -17,6 +17,8 @@ from ptrag.run.build import build_model
 from ptrag.run.checkpoint import CHECKPOINT_KEY, run_info
 from ptrag.run.spec import ModelSpec
 
+__all__ = ["PerturbationLightningModule"]
+
 RNG_KEY = "ptrag_rng_states"
 
 

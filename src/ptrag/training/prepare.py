@@ -25,6 +25,8 @@ from ptrag.run.spec import ModelSpec
 from ptrag.run.state_gains import StateGains
 from ptrag.run.vocabulary import resolve_vocabulary
 
+__all__ = ["PreparedData", "prepare"]
+
 log = logging.getLogger(__name__)
 
 

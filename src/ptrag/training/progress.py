@@ -22,6 +22,8 @@ from ptrag.run.checkpoint import CHECKPOINT_FILES, CHECKPOINT_KEY, run_info, wri
 from ptrag.training.metrics import MetricsLog
 from ptrag.training.module import PerturbationLightningModule
 
+__all__ = ["STATE_KEY", "RunProgress", "validation_loss"]
+
 Batch = dict[str, torch.Tensor]
 STATE_KEY = "ptrag_run_progress"
 

@@ -26,6 +26,18 @@ from ptrag.run.layout import CONFIG_FILE, SPLIT_FILE, read_run_config, read_run_
 from ptrag.run.spec import ModelSpec
 from ptrag.training.progress import STATE_KEY
 
+__all__ = [
+    "RESUMABLE_KEYS",
+    "Plan",
+    "Progress",
+    "check_same_data",
+    "plan_fresh",
+    "plan_resume",
+    "resumed_config",
+    "resumed_split",
+    "run_config_for_resume",
+]
+
 # Settings a resumed run may change: its length and where and how fast it runs.
 RESUMABLE_KEYS = (
     "train.max_steps",

@@ -45,6 +45,8 @@ from ptrag.training.resume import (
 )
 from ptrag.training.trainer import build_trainer, log_interval, quiet_lightning
 
+__all__ = ["TrainingOutcome", "train"]
+
 log = logging.getLogger(__name__)
 
 

@@ -18,6 +18,8 @@ from ptrag.config import Config
 from ptrag.progress import Progress, progress_bar
 from ptrag.run.checkpoint import write_checkpoint
 
+__all__ = ["AtomicCheckpointIO", "StepProgress", "build_trainer", "log_interval", "quiet_lightning"]
+
 # Messages that say nothing to a ptrag user: ptrag has no validation loop of Lightning's (it
 # validates in its own callback), reads data in the main process on a CPU on purpose
 # (train.num_workers), and loads its own checkpoints. Other warnings — NaN, precision, device or DDP
