@@ -13,9 +13,10 @@ from numpy.typing import NDArray
 
 from ptrag.data.sets import draw_controls
 from ptrag.errors import DataError
+from ptrag.evaluation.pair import dense, rows_by_condition
 from ptrag.keys import CONTROL_BARCODE_COL, PERT_COL, UNS_KEY
 
-__all__ = ["BuildContext", "ShiftLookup", "dense", "pred_like", "rows_by_condition", "shifted_controls"]
+__all__ = ["BuildContext", "ShiftLookup", "pred_like", "shifted_controls"]
 
 if TYPE_CHECKING:
     from ptrag.evaluation.reference_shifts import ReferenceShifts
@@ -32,24 +33,6 @@ class BuildContext:
     shifts: ReferenceShifts | None = None
     # Re-centre each draw of control cells on its cell type's control-pool mean (as the models do).
     anchor: bool = True
-
-
-def rows_by_condition(
-    adata: Any, pert_col: str, celltype_col: str
-) -> dict[tuple[str, str], NDArray[np.intp]]:
-    """(cell type, perturbation) → the positions of its cells in ``adata``."""
-    keys = pd.MultiIndex.from_arrays(
-        [adata.obs[celltype_col].astype(str).to_numpy(), adata.obs[pert_col].astype(str).to_numpy()]
-    )
-    return {
-        (str(c), str(p)): np.asarray(rows)
-        for (c, p), rows in pd.Series(range(adata.n_obs)).groupby(keys).groups.items()
-    }
-
-
-def dense(x: Any) -> NDArray[np.float32]:
-    """A dense float32 copy of an AnnData matrix (sparse or not)."""
-    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
 
 
 def pred_like(

@@ -21,6 +21,7 @@ from ptrag.errors import DataError, format_list
 from ptrag.evaluation.de import overlap_at_n, ranked_de_genes, sort_reference
 from ptrag.evaluation.distributional import PCAProjection, RealSide, distributional_metrics, fit_pca
 from ptrag.evaluation.metric_registry import METRICS
+from ptrag.evaluation.pair import ConditionPair, cell_types_of, dense
 from ptrag.evaluation.profile import profile_metrics
 from ptrag.evaluation.strata import STRATA_METRICS, RealStrata, strata_metrics
 from ptrag.keys import PERT_COL, UNS_KEY
@@ -107,8 +108,9 @@ def resolve_control_label(adata_real: Any, adata_pred: Any, pert_col: str, contr
 
 def validate_pair(
     adata_pred: Any, adata_real: Any, pert_col: str, celltype_col: str | None, control_label: str
-) -> None:
-    """Raise DataError naming the mismatch when the two files cannot be compared."""
+) -> ConditionPair:
+    """The two files as a :class:`ConditionPair`; DataError naming the mismatch when they cannot be
+    compared."""
     pred_genes = list(map(str, adata_pred.var_names))
     real_genes = list(map(str, adata_real.var_names))
     if pred_genes != real_genes:
@@ -126,41 +128,9 @@ def validate_pair(
                 raise DataError(
                     f"{name} has no obs column {column!r}. Columns present: {format_list(adata.obs.columns)}."
                 )
-    pred_conditions = _conditions(adata_pred, pert_col, celltype_col, control_label)
-    real_conditions = _conditions(adata_real, pert_col, celltype_col, control_label)
-    if pred_conditions != real_conditions:
-        only_real = sorted(real_conditions - pred_conditions)
-        only_pred = sorted(pred_conditions - real_conditions)
-        raise DataError(
-            "adata_pred and adata_real hold different (cell type, perturbation) conditions: "
-            f"only in real: {format_list(only_real)}; only in pred: {format_list(only_pred)}."
-        )
-
-
-def _conditions(
-    adata: Any, pert_col: str, celltype_col: str | None, control_label: str
-) -> set[tuple[str, str]]:
-    perts = adata.obs[pert_col].astype(str).to_numpy()
-    types = _cell_types(adata, celltype_col)
-    return set(zip(types, perts, strict=True))
-
-
-def _cell_types(adata: Any, celltype_col: str | None) -> NDArray[np.str_]:
-    if celltype_col is None:
-        return np.full(adata.n_obs, "all", dtype=object)
-    return adata.obs[celltype_col].astype(str).to_numpy()
-
-
-def _dense(x: Any) -> NDArray[np.float32]:
-    # float32 storage halves memory; every block is promoted to float64 where it is reduced.
-    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
-
-
-def _group_rows(labels: NDArray[Any]) -> dict[str, NDArray[np.intp]]:
-    codes, uniques = pd.factorize(pd.Series(labels), sort=True)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-    return {str(u): order[bounds[i] : bounds[i + 1]] for i, u in enumerate(uniques)}
+    pair = ConditionPair(adata_pred, adata_real, pert_col, celltype_col, control_label)
+    pair.check_same_conditions()
+    return pair
 
 
 # Caches of what evaluate() computes from the real cells alone, active within real_side_cache().
@@ -248,10 +218,9 @@ def evaluate(
             f"Columns present: {format_list(adata_real.obs.columns)}."
         )
     control_label = resolve_control_label(adata_real, adata_pred, pert_col, control_label)
-    validate_pair(adata_pred, adata_real, pert_col, celltype_col, control_label)
+    pair = validate_pair(adata_pred, adata_real, pert_col, celltype_col, control_label)
     genes = [str(g) for g in adata_real.var_names]
-    real_x = _dense(adata_real.X)
-    pred_x = _dense(adata_pred.X)
+    real_x, pred_x = pair.real_x, pair.pred_x
     for name, matrix in (("adata_pred", pred_x), ("adata_real", real_x)):
         bad = int(matrix.size - np.count_nonzero(np.isfinite(matrix)))
         if bad:
@@ -262,28 +231,21 @@ def evaluate(
     low = float(min(real_x.min(), pred_x.min()))
     high = float(max(real_x.max(), pred_x.max()))
 
-    real_types = _cell_types(adata_real, celltype_col)
-    pred_types = _cell_types(adata_pred, celltype_col)
+    real_types = cell_types_of(adata_real, celltype_col)
     real_perts = adata_real.obs[pert_col].astype(str).to_numpy()
-    pred_perts = adata_pred.obs[pert_col].astype(str).to_numpy()
-    real_groups = _group_rows(
-        np.char.add(np.char.add(real_types.astype(str), "\x1f"), real_perts.astype(str))
-    )
-    pred_groups = _group_rows(
-        np.char.add(np.char.add(pred_types.astype(str), "\x1f"), pred_perts.astype(str))
-    )
+    real_groups, pred_groups = pair.real_rows, pair.pred_rows
 
     memo = _real_memo(real_x, real_types, real_perts, genes, control_label, pca)
     rows: list[dict[str, Any]] = []
     unmatched = 0
     control_differs: list[str] = []
-    n_conditions = sum(1 for key in real_groups if not key.endswith("\x1f" + control_label))
+    n_conditions = sum(1 for _, p in real_groups if p != control_label)
     bar = progress_bar(total=n_conditions, desc="evaluate", unit="condition", enabled=progress)
     # Per-condition matrices are small: multithreaded BLAS only adds contention there (measured
     # 60x slower for 50x2000 products on a busy 2-core machine).
     with threadpool_limits(limits=1):
-        for cell_type in sorted(set(real_types)):
-            control_key = f"{cell_type}\x1f{control_label}"
+        for cell_type in pair.cell_types():
+            control_key = (cell_type, control_label)
             if control_key not in real_groups or control_key not in pred_groups:
                 raise DataError(
                     f"Cell type {cell_type!r} has no {control_label!r} control cells in "
@@ -294,15 +256,14 @@ def evaluate(
             pred_ctrl = pred_x[pred_groups[control_key]].astype(np.float64)
             if not np.allclose(real_ctrl.mean(0), pred_ctrl.mean(0), rtol=0.0, atol=1e-6):
                 control_differs.append(cell_type)
-            perts = sorted(k.split("\x1f", 1)[1] for k in real_groups if k.startswith(f"{cell_type}\x1f"))
-            perts = [p for p in perts if p != control_label]
+            perts = pair.perturbations(cell_type)
             if not perts:
                 continue
             real_means = np.stack(
-                [real_x[real_groups[f"{cell_type}\x1f{p}"]].mean(0, dtype=np.float64) for p in perts]
+                [real_x[real_groups[cell_type, p]].mean(0, dtype=np.float64) for p in perts]
             )
             pred_means = np.stack(
-                [pred_x[pred_groups[f"{cell_type}\x1f{p}"]].mean(0, dtype=np.float64) for p in perts]
+                [pred_x[pred_groups[cell_type, p]].mean(0, dtype=np.float64) for p in perts]
             )
             profile = profile_metrics(
                 pred_means, real_means, pred_ctrl.mean(0), real_ctrl.mean(0), perts, genes
@@ -318,8 +279,8 @@ def evaluate(
                 else None
             )
             for i, perturbation in enumerate(perts):
-                real_cells = real_x[real_groups[f"{cell_type}\x1f{perturbation}"]].astype(np.float64)
-                pred_cells = pred_x[pred_groups[f"{cell_type}\x1f{perturbation}"]].astype(np.float64)
+                real_cells = real_x[real_groups[cell_type, perturbation]].astype(np.float64)
+                pred_cells = pred_x[pred_groups[cell_type, perturbation]].astype(np.float64)
                 condition = (cell_type, perturbation)
                 unmatched += int(len(real_cells) != len(pred_cells))
                 row: dict[str, Any] = {
@@ -376,7 +337,7 @@ def evaluate(
 
 def fit_pca_on_real(adata_real: Any, n_pcs: int = 50, seed: int = 0) -> PCAProjection:
     """The shared projection: PCA on all real cells of the evaluated set (controls included)."""
-    return fit_pca(_dense(adata_real.X), n_pcs=n_pcs, seed=seed)
+    return fit_pca(dense(adata_real.X), n_pcs=n_pcs, seed=seed)
 
 
 def write_results(result: EvaluationResult, out_dir: str | Path) -> tuple[Path, Path]:

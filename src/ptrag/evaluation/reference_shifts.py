@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from ptrag.config.schema import EmbeddingConfig, RetrievalConfig
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.errors import DataError, format_list
+from ptrag.evaluation.pair import rows_by_condition
 from ptrag.evaluation.references import REFERENCE_REGISTRY, SHIFT_REFERENCES
 from ptrag.evaluation.shifts import (
     ALL_PRIORS,
@@ -226,8 +227,8 @@ def compute_reference_shifts(
 
 def conditions_of(adata_real: Any, control_label: str) -> list[Condition]:
     """Sorted non-control (cell type, perturbation) pairs of a real file in ptrag's layout."""
-    obs = adata_real.obs[[CELL_TYPE_COL, PERT_COL]].astype(str).drop_duplicates()
-    return sorted(map(tuple, obs[obs[PERT_COL] != control_label].to_numpy()))
+    conditions = rows_by_condition(adata_real, PERT_COL, CELL_TYPE_COL)
+    return sorted(condition for condition in conditions if condition[1] != control_label)
 
 
 def reference_shifts_for_split(

@@ -30,15 +30,9 @@ from numpy.typing import NDArray
 
 from ptrag.embeddings.priors import PRIOR_NAMES
 from ptrag.errors import DataError
-from ptrag.evaluation.control_draws import (
-    BuildContext,
-    ShiftLookup,
-    dense,
-    pred_like,
-    rows_by_condition,
-    shifted_controls,
-)
+from ptrag.evaluation.control_draws import BuildContext, ShiftLookup, pred_like, shifted_controls
 from ptrag.evaluation.evidence_shift import evidence_only_shifts
+from ptrag.evaluation.pair import dense, rows_by_condition
 from ptrag.evaluation.shifts import (
     ShiftInputs,
     ShiftResult,
