@@ -43,3 +43,14 @@ def test_fewer_rows_than_k_are_padded_as_invalid() -> None:
 def test_duplicate_perturbations_are_rejected() -> None:
     with pytest.raises(PtragError, match="unique"):
         RetrievalDatabase.build(["A", "A"], np.ones((2, 3), np.float32))
+
+
+def test_top_k_ranks_highest_first_ties_by_position_and_masked_rows_last() -> None:
+    import numpy as np
+
+    from ptrag.retrieval.database import top_k
+
+    scores = np.array([[0.2, 0.9, 0.2, -np.inf, 0.9], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(top_k(scores, 4), [[1, 4, 0, 2], [0, 1, 2, 3]])
+    np.testing.assert_array_equal(top_k(scores, 9)[0], [1, 4, 0, 2, 3])  # -inf (a query's own row) last
+    assert top_k(scores, 0).shape == (2, 0)

@@ -37,6 +37,7 @@ from ptrag.data.dataset import PerturbationDataset
 from ptrag.errors import DataError, format_list
 from ptrag.evaluation.ridge import fit_ridge_loo
 from ptrag.retrieval import ResponseMemory
+from ptrag.retrieval.database import top_k
 
 __all__ = [
     "ALL_PRIORS",
@@ -183,7 +184,7 @@ def knn_weights(
     positive cosine.
     """
     unit_query = _unit(query)
-    present = [name for name in candidates if name in embeddings]
+    present = sorted(name for name in candidates if name in embeddings)
     if unit_query is None or not present:
         return []
     matrix = np.stack([np.asarray(embeddings[name], dtype=np.float64) for name in present])
@@ -191,7 +192,7 @@ def knn_weights(
     usable = norms > 0
     names = np.array(present)[usable]
     cosines = matrix[usable] @ unit_query / norms[usable]
-    top = np.lexsort((names, -cosines))[:k]  # highest cosine first, ties by name
+    top = top_k(cosines, k)  # highest cosine first, ties by name (``present`` is sorted)
     top = top[cosines[top] > 0]
     total = float(cosines[top].sum())
     return [(str(names[i]), float(cosines[i]), float(cosines[i]) / total) for i in top]

@@ -15,7 +15,7 @@ import numpy as np
 
 from ptrag.errors import PtragError
 
-__all__ = ["Neighbours", "RetrievalDatabase", "l2_normalise", "random_scores"]
+__all__ = ["Neighbours", "RetrievalDatabase", "l2_normalise", "random_scores", "top_k"]
 
 
 def random_scores(names: Sequence[str], n: int) -> np.ndarray:
@@ -23,6 +23,13 @@ def random_scores(names: Sequence[str], n: int) -> np.ndarray:
     return np.stack(
         [np.random.default_rng(zlib.crc32(str(name).encode())).random(n) for name in names]
     ).reshape(len(names), n)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` highest scores along the last axis, highest first, ties by position
+    (so by name when the candidates are in name order): the one top-K of retrieval, the memory's
+    neighbour ranking and the ``knn_shift`` reference. ``-inf`` scores sort last."""
+    return np.argsort(-scores, axis=-1, kind="stable")[..., : max(int(k), 0)]
 
 
 def l2_normalise(matrix: np.ndarray) -> np.ndarray:
@@ -80,11 +87,8 @@ class RetrievalDatabase:
             return Neighbours(
                 empty, np.zeros((len(queries), k), np.float32), np.zeros((len(queries), k), bool)
             )
-        top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        index = np.take_along_axis(top, order, axis=1)
-        valid = np.isfinite(np.take_along_axis(top_scores, order, axis=1))
+        index = top_k(scores, k_eff)
+        valid = np.isfinite(np.take_along_axis(scores, index, axis=1))
         cosine = np.take_along_axis(cosines, index, axis=1)
         pad = k - k_eff
         if pad:

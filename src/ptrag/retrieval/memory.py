@@ -17,7 +17,7 @@ import numpy as np
 from scipy import sparse
 
 from ptrag.data.dataset import PerturbationDataset
-from ptrag.retrieval.database import random_scores
+from ptrag.retrieval.database import random_scores, top_k
 
 __all__ = ["MemoryCandidates", "ResponseMemory"]
 
@@ -152,7 +152,7 @@ class ResponseMemory:
                 scores = random_scores([f"{p}@{c}"], len(self))[0]
                 if (p, c) in by_key:
                     scores[by_key[(p, c)]] = -np.inf
-                order = np.argsort(-scores, kind="stable")[: min(k, len(self) - ((p, c) in by_key))]
+                order = top_k(scores, min(k, len(self) - ((p, c) in by_key)))
                 for j, row in enumerate(order.tolist()):
                     rows[i, j], valid[i, j], same[i, j] = row, True, self.perturbations[row] == p
                 continue
