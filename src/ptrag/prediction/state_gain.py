@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from ptrag.data.sets import CellSet
@@ -41,11 +40,12 @@ class StateModulation:
 
     def __init__(self, gains: StateGains) -> None:
         self.gains = gains
-        # Sets drawn from the same control cells (a screen's shared draw) share their strata.
-        self._strata: dict[tuple[str, bytes], np.ndarray] = {}
+        # Sets drawn from the same control cells (a screen's shared draw) share their cells' gains.
+        self._centred: dict[tuple[str, bytes], torch.Tensor] = {}
         self._skipped: set[str] = set()
 
-    def _cell_gains(self, cell_set: CellSet, controls: np.ndarray) -> np.ndarray | None:
+    def _centred_gains(self, cell_set: CellSet, controls: torch.Tensor) -> torch.Tensor | None:
+        """(n, G): each cell's gains minus their mean over the set, or None without gains."""
         gains = self.gains.get(cell_set.cell_type)
         if gains is None:
             if cell_set.cell_type not in self._skipped:
@@ -56,9 +56,10 @@ class StateModulation:
                 )
             return None
         key = (cell_set.cell_type, cell_set.control_idx[: cell_set.n_real].tobytes())
-        if key not in self._strata:
-            self._strata[key] = gains.strata_of(controls)
-        return gains.gains[self._strata[key]]
+        if key not in self._centred:
+            cell_gains = gains.gains[gains.strata_of(controls.detach().cpu().numpy())]
+            self._centred[key] = torch.from_numpy(cell_gains - cell_gains.mean(axis=0))
+        return self._centred[key]
 
     def apply(
         self,
@@ -69,19 +70,29 @@ class StateModulation:
     ) -> None:
         """``control`` and ``predicted`` (B, S, G), cell i of a set predicted from its control cell
         i; ``anchor`` (B, G): what each set's cells were moved from before their response (the
-        control pool re-centred on the input mean, or the input cells themselves)."""
+        control pool re-centred on the input mean, or the input cells themselves). Sets that share
+        their control cells (a screen) are moved in one batched step."""
+        together: dict[tuple[str, bytes], list[int]] = {}
         for i, cell_set in enumerate(sets):
-            n = cell_set.n_real
-            controls = control[i, :n].detach().cpu().numpy()
-            cell_gains = self._cell_gains(cell_set, controls)
-            if cell_gains is None or n < 2:
+            if cell_set.n_real >= 2:
+                key = (cell_set.cell_type, cell_set.control_idx[: cell_set.n_real].tobytes())
+                together.setdefault(key, []).append(i)
+        for rows in together.values():
+            first = sets[rows[0]]
+            n = first.n_real
+            centred = self._centred_gains(first, control[rows[0], :n])
+            if centred is None:
                 continue
-            cells = predicted[i, :n].detach().cpu().numpy().astype(np.float64)
-            response = cells.mean(axis=0) - anchor[i].detach().cpu().numpy()
-            centred = cell_gains - cell_gains.mean(axis=0)
-            moved = cells + centred * response
-            moved_tensor = torch.from_numpy(moved.astype(np.float32))
-            predicted[i, :n] = moved_tensor.to(predicted.device, predicted.dtype)
+            centred = centred.to(predicted.device, predicted.dtype)
+            if len(rows) == len(sets):  # one shared draw for the whole batch (a screen): in place
+                cells = predicted[:, :n]
+                response = cells.mean(dim=1) - anchor
+                cells.add_(centred[None] * response[:, None, :])
+                continue
+            index = torch.tensor(rows)
+            cells = predicted[index, :n]  # (r, n, G)
+            response = cells.mean(dim=1) - anchor[index]  # (r, G)
+            predicted[index, :n] = cells + centred[None] * response[:, None, :]
 
 
 def response_anchor(batch: dict[str, torch.Tensor], generator: torch.nn.Module) -> torch.Tensor:
