@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from ptrag.data.sets import CellSet
@@ -40,8 +41,9 @@ class StateModulation:
 
     def __init__(self, gains: StateGains) -> None:
         self.gains = gains
-        # Sets drawn from the same control cells (a screen's shared draw) share their cells' gains.
-        self._centred: dict[tuple[str, bytes], torch.Tensor] = {}
+        # Sets drawn from the same control cells (a screen's shared draw) share their cells' strata;
+        # only the strata are kept (a few bytes per cell), not the (cells x genes) gains.
+        self._strata: dict[tuple[str, bytes], np.ndarray] = {}
         self._skipped: set[str] = set()
 
     def _centred_gains(self, cell_set: CellSet, controls: torch.Tensor) -> torch.Tensor | None:
@@ -56,10 +58,10 @@ class StateModulation:
                 )
             return None
         key = (cell_set.cell_type, cell_set.control_idx[: cell_set.n_real].tobytes())
-        if key not in self._centred:
-            cell_gains = gains.gains[gains.strata_of(controls.detach().cpu().numpy())]
-            self._centred[key] = torch.from_numpy(cell_gains - cell_gains.mean(axis=0))
-        return self._centred[key]
+        if key not in self._strata:
+            self._strata[key] = gains.strata_of(controls.detach().cpu().numpy()).astype(np.int8)
+        cell_gains = gains.gains[self._strata[key]]
+        return torch.from_numpy(cell_gains - cell_gains.mean(axis=0))
 
     def apply(
         self,
