@@ -75,7 +75,7 @@ class Predictor:
         if skipped:
             log.warning(
                 "Skipping %d %s whose perturbation has no embedding (embedding.missing = %s): %s",
-                len(skipped),
+                len(perturbations) - len(usable),
                 what,
                 policy,
                 format_list(skipped),
