@@ -16,7 +16,7 @@ from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.loading import load_dataset
 from ptrag.data.sets import CellSet
 from ptrag.prediction.state_gain import StateModulation
-from ptrag.run.state_gains import MIN_GROUPS_PER_CELL_TYPE, StateGains
+from ptrag.run.state_gains import MIN_GROUPS_PER_CELL_TYPE, StateGains, gains_from_sums
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +99,14 @@ def test_the_gains_survive_the_spec_round_trip(gains) -> None:
     for name in ("centroids", "components", "control_mean", "gains", "stratum_gains"):
         np.testing.assert_array_equal(getattr(restored.get("a"), name), getattr(gains.get("a"), name))
     assert restored.get("a").n_groups == gains.get("a").n_groups
+
+
+def test_a_stratum_no_training_group_reached_keeps_the_response() -> None:
+    # Stratum 0: two genes with evidence (gains 2 and 0.5, pooled 1.25); stratum 1: none at all.
+    numerator = np.array([[2.0, 0.5, 0.0], [0.0, 0.0, 0.0]])
+    denominator = np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    gains, pooled = gains_from_sums(numerator, denominator)
+    np.testing.assert_allclose(pooled, [1.25, 1.0])
+    # Median denominator 1: gene 0 (2 + 1.25) / 2, gene 1 (0.5 + 1.25) / 2, gene 2 its stratum's gain.
+    np.testing.assert_allclose(gains[0], [1.625, 0.875, 1.25])
+    np.testing.assert_allclose(gains[1], [1.0, 1.0, 1.0])

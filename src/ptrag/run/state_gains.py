@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.strata import Strata, assign_strata, fit_strata, left_alone_genes, strata_controls
 
-__all__ = ["StateGains"]
+__all__ = ["StateGains", "gains_from_sums"]
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,23 @@ class StateGains:
         return cls({str(cell_type): CellTypeGains.from_state(s) for cell_type, s in state.items()})
 
 
+def gains_from_sums(
+    numerator: NDArray[np.float64], denominator: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per-gene gains (k, n_genes) and each stratum's pooled gain (k,) from the sums Σ d·μ and Σ μ².
+
+    A gene shrinks toward its stratum's gain with a weight of the stratum's median denominator; a
+    stratum no training group reached (no denominator at all) gets gain 1, so its cells keep the
+    set's response rather than losing it.
+    """
+    totals = denominator.sum(axis=1)
+    pooled = np.where(totals > 0, numerator.sum(axis=1) / np.where(totals > 0, totals, 1.0), 1.0)
+    weight = SHRINKAGE * np.median(denominator, axis=1, keepdims=True)
+    total = denominator + weight
+    shrunk = (numerator + weight * pooled[:, None]) / np.where(total > 0, total, 1.0)
+    return np.where(total > 0, shrunk, pooled[:, None]), pooled
+
+
 def _fit_controls(dataset: PerturbationDataset, cell_type: str) -> tuple[Strata, NDArray[np.float64]] | None:
     """The cell type's strata (those the stratified loss uses) and each stratum's control mean."""
     if dataset.conditions.controls(cell_type).size < 2:
@@ -174,9 +191,7 @@ def _cell_type_gains(
         n_groups += 1
     if n_groups < MIN_GROUPS_PER_CELL_TYPE:
         return None
-    pooled = numerator.sum(axis=1) / np.maximum(denominator.sum(axis=1), 1e-12)
-    weight = SHRINKAGE * np.median(denominator, axis=1, keepdims=True)
-    gains = (numerator + weight * pooled[:, None]) / np.maximum(denominator + weight, 1e-12)
+    gains, pooled = gains_from_sums(numerator, denominator)
     return CellTypeGains(
         strata.centroids.astype(np.float32),
         strata.components.astype(np.float32),
