@@ -33,6 +33,7 @@ __all__ = [
     "cell_strata",
     "fit_strata",
     "left_alone_genes",
+    "nearest_centroid",
     "strata_controls",
 ]
 
@@ -110,11 +111,22 @@ def assign_strata(
     strata: Strata, cells: NDArray[np.floating], genes: NDArray[np.bool_] | None = None
 ) -> NDArray[np.intp]:
     """The nearest stratum of each cell, measured on ``genes`` (default all) in the controls' PCs."""
+    return nearest_centroid(strata.centroids, strata.components, strata.control_mean, cells, genes)
+
+
+def nearest_centroid(
+    centroids: NDArray[np.floating],
+    components: NDArray[np.floating],
+    control_mean: NDArray[np.floating],
+    cells: NDArray[np.floating],
+    genes: NDArray[np.bool_] | None = None,
+) -> NDArray[np.intp]:
+    """:func:`assign_strata` from the three arrays it reads (what a checkpoint keeps of strata)."""
     x = np.asarray(cells, dtype=np.float64)
     mask = np.ones(x.shape[1], dtype=bool) if genes is None else np.asarray(genes, dtype=bool)
-    axes = strata.components[:, mask].T  # (n_kept_genes, n_pcs)
-    cell_scores = (x[:, mask] - strata.control_mean[mask]) @ axes
-    centroid_scores = (strata.centroids[:, mask] - strata.control_mean[mask]) @ axes
+    axes = components[:, mask].T  # (n_kept_genes, n_pcs)
+    cell_scores = (x[:, mask] - control_mean[mask]) @ axes
+    centroid_scores = (centroids[:, mask] - control_mean[mask]) @ axes
     d2 = ((cell_scores[:, None, :] - centroid_scores[None, :, :]) ** 2).sum(axis=2)
     return d2.argmin(axis=1).astype(np.intp)
 

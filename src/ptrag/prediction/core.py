@@ -147,12 +147,12 @@ def group_input_means(
 def forward_sets(
     run: Predictor,
     sets: Sequence[CellSet],
-    sets_per_batch: int,
     progress: bool,
     desc: str = "predict",
     seed: int = 0,
 ) -> Iterator[tuple[int, Sequence[CellSet], ModelOutput]]:
-    """``(first set id, sets, output)`` per forward pass, so callers can reduce as they go.
+    """``(first set id, sets, output)`` per forward pass of ``run.batch_size`` sets, so callers can
+    reduce as they go.
 
     Every prediction passes through here, so this is where the run's state gains
     (``ptrag.prediction.state_gain``) and then its knockdown prior (``ptrag.prediction.knockdown``;
@@ -164,6 +164,7 @@ def forward_sets(
     modulation = None if run.state_gains is None else StateModulation(run.state_gains)
     ordinals = set_ordinals(sets)
     with torch.inference_mode():
+        sets_per_batch = run.batch_size
         batches = range(0, len(sets), sets_per_batch)
         for start in progress_bar(batches, desc=desc, unit="batch", enabled=progress):
             chunk = sets[start : start + sets_per_batch]
@@ -202,7 +203,6 @@ def _warn_if_collapsed(record: pd.DataFrame) -> None:
 def run_sets(
     run: Predictor,
     sets: Sequence[CellSet],
-    sets_per_batch: int,
     progress: bool,
     seed: int = 0,
 ) -> tuple[list[np.ndarray], pd.DataFrame]:
@@ -210,7 +210,7 @@ def run_sets(
     predicted: list[np.ndarray] = []
     records: list[pd.DataFrame] = []
     model = run.model
-    for start, chunk, output in forward_sets(run, sets, sets_per_batch, progress, seed=seed):
+    for start, chunk, output in forward_sets(run, sets, progress, seed=seed):
         values = output.predicted.numpy()
         predicted += [values[i, : s.n_real] for i, s in enumerate(chunk)]
         if output.candidates is not None:

@@ -174,7 +174,7 @@ def predict_queries(
     embedded = set(run.embedded(queries["perturbation"].astype(str).tolist(), "query(ies)"))
     queries = queries[queries["perturbation"].astype(str).isin(embedded)].reset_index(drop=True)
     sets = _query_sets(dataset, queries, checkpoint.config.train.cell_set_len, seed)
-    predicted, record = run_sets(run, sets, run.batch_size, progress=progress, seed=seed)
+    predicted, record = run_sets(run, sets, progress=progress, seed=seed)
     obs = predicted_obs(dataset, sets)
     obs.index = [f"pred_{i}" for i in range(len(obs))]
     cells = np.vstack(predicted)

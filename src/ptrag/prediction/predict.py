@@ -132,7 +132,7 @@ def predict_sets(
     usable = [(c, p) for c, p in groups if p in embedded]
     sampler = SetSampler(dataset, usable, checkpoint.config.train.cell_set_len, seed)
     sets = sampler.fixed_sets()
-    predicted, record = run_sets(run, sets, run.batch_size, progress, seed=seed)
+    predicted, record = run_sets(run, sets, progress, seed=seed)
 
     control_cells = _control_cells(dataset, [c for c, _ in usable], seed)
     label = dataset.control_label

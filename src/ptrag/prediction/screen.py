@@ -187,7 +187,7 @@ def screen_genes(
     selected = np.zeros(len(genes), dtype=np.float64)  # kept (cell, candidate) share × real cells
     selects = False
     kept: list[np.ndarray] = []
-    passes = forward_sets(run, sets, run.batch_size, progress, f"screen {cell_type}", seed)
+    passes = forward_sets(run, sets, progress, f"screen {cell_type}", seed)
     for start, chunk, output in passes:
         values = output.predicted.numpy()
         n_real = np.array([s.n_real for s in chunk])

@@ -32,7 +32,14 @@ import torch
 from numpy.typing import NDArray
 
 from ptrag.data.dataset import PerturbationDataset
-from ptrag.data.strata import Strata, assign_strata, fit_strata, left_alone_genes, strata_controls
+from ptrag.data.strata import (
+    Strata,
+    assign_strata,
+    fit_strata,
+    left_alone_genes,
+    nearest_centroid,
+    strata_controls,
+)
 
 __all__ = ["StateGains", "gains_from_sums"]
 
@@ -60,12 +67,7 @@ class CellTypeGains:
 
     def strata_of(self, controls: NDArray[np.floating]) -> NDArray[np.intp]:
         """The stratum of each control cell (n, n_genes), measured on every gene."""
-        x = np.asarray(controls, dtype=np.float32)
-        axes = self.components.T
-        cell_scores = (x - self.control_mean) @ axes
-        centroid_scores = (self.centroids - self.control_mean) @ axes
-        d2 = ((cell_scores[:, None, :] - centroid_scores[None, :, :]) ** 2).sum(axis=2)
-        return d2.argmin(axis=1).astype(np.intp)
+        return nearest_centroid(self.centroids, self.components, self.control_mean, controls)
 
     def to_state(self) -> dict[str, Any]:
         fields = ("centroids", "components", "control_mean", "gains", "stratum_gains")
