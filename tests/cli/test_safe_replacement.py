@@ -34,17 +34,17 @@ def leftovers(path: Path) -> list[str]:
 
 
 def test_train_that_fails_while_fitting_leaves_the_old_run(screen, old_run, capsys, monkeypatch) -> None:
-    from ptrag.models.losses import SetDistributionLoss
+    from ptrag.training.module import PerturbationLightningModule
 
     before = snapshot(old_run)
-    original = SetDistributionLoss.forward
+    original = PerturbationLightningModule.distribution
     calls = {"n": 0}
 
-    def poisoned(self, predicted, target):
+    def poisoned(self, predicted, batch):
         calls["n"] += 1
-        return original(self, predicted, target) * (float("nan") if calls["n"] > 3 else 1.0)
+        return original(self, predicted, batch) * (float("nan") if calls["n"] > 3 else 1.0)
 
-    monkeypatch.setattr(SetDistributionLoss, "forward", poisoned)
+    monkeypatch.setattr(PerturbationLightningModule, "distribution", poisoned)
     argv = [*train_args(screen, out="unused"), "--overwrite"]
     argv[argv.index("--out") + 1] = str(old_run)
     assert "became nan at step 3" in fails(capsys, argv)

@@ -61,3 +61,30 @@ def test_controls_and_the_given_groups_get_strata_that_follow_the_basal_state():
     control_state_of = {s: state[controls & (labels == s)][0] for s in np.unique(labels[controls])}
     p1 = perturbation == "P1"
     assert all(control_state_of[s] == t for s, t in zip(labels[p1], state[p1], strict=True))
+
+
+def test_a_cell_types_strata_are_fitted_once_per_dataset_and_shared(monkeypatch) -> None:
+    """Training's stratified loss and the state gains read the same strata; a benchmark's arms share
+    one dataset, so the k-means runs once per cell type, and the labels are those of a fresh fit."""
+    import ptrag.data.strata as strata_module
+    from ptrag.data.strata import control_strata, fit_strata, strata_controls
+
+    dataset, _ = _screen()
+    fits = {"n": 0}
+    original = strata_module.fit_strata
+
+    def counted(controls, *args, **kwargs):
+        fits["n"] += 1
+        return original(controls, *args, **kwargs)
+
+    monkeypatch.setattr(strata_module, "fit_strata", counted)
+    first = control_strata(dataset, "k562")
+    labels = cell_strata(dataset, [("k562", "P1")])
+    assert control_strata(dataset, "k562") is first and fits["n"] == 1
+    fresh = fit_strata(dataset.expression.rows(strata_controls(dataset, "k562")))
+    np.testing.assert_array_equal(first.centroids, fresh.centroids)
+    controls = dataset.conditions.controls("k562")
+    np.testing.assert_array_equal(labels[controls], first.control_labels)
+    # Another dataset object fits its own.
+    control_strata(_screen()[0], "k562")
+    assert fits["n"] == 2

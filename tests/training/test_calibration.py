@@ -109,3 +109,31 @@ def test_the_cell_scale_shrinks_only_how_cells_of_a_set_differ(trained: Model, t
     assert np.abs(per_cell).max() > 1e-4
     np.testing.assert_allclose(per_cell.mean(axis=1), 0.0, atol=1e-5)  # every set keeps its mean
     np.testing.assert_allclose(outputs[0.5] - outputs[0.0], per_cell / 2, atol=1e-5)
+
+
+def test_one_network_pass_gives_the_validation_loss_of_every_scale(trained: Model, tiny_screen: Path) -> None:
+    """Calibration runs the network once per batch and applies each scale afterwards; the losses are
+    exactly those of a full validation pass with the generator set to that scale."""
+    from ptrag.data.loading import load_dataset
+    from ptrag.data.splits import Split
+    from ptrag.training.calibration import scaled_validation_losses
+    from ptrag.training.module import PerturbationLightningModule
+    from ptrag.training.prepare import prepare
+    from ptrag.training.progress import validation_loss
+    from ptrag.training.run import _validation_batches
+
+    assert trained.run_dir is not None
+    config = trained.checkpoint.config
+    dataset = load_dataset(tiny_screen / "data.h5ad", config.data, set_len=config.train.cell_set_len)
+    prepared = prepare(dataset, Split.read(trained.run_dir / "split.toml"), config)
+    batches = _validation_batches(prepared, config)
+    module = PerturbationLightningModule(config, prepared.spec)
+    module.load_state_dict(read_checkpoint(trained.run_dir / "checkpoints" / "best.ckpt")["state_dict"])
+    grid = [(1.0, 1.0), (0.75, 0.5), (0.25, 0.0), (0.0, 1.0)]
+    fast = scaled_validation_losses(module, batches, grid)
+    generator = module.model.generator
+    assert (generator.residual_scale, generator.cell_scale, generator.captured) == (1.0, 1.0, None)
+    for scale, cell in grid:
+        generator.residual_scale, generator.cell_scale = scale, cell
+        assert fast[(scale, cell)] == validation_loss(module, batches)[0]
+    assert len(set(fast.values())) == len(grid)

@@ -115,19 +115,19 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     """On a CPU the loss is checked at every step; on an accelerator only where the host waits for
     the device anyway (here: the next logged step, 30). Either way the error names the first bad step
     and nothing written after it survives."""
-    from ptrag.models.losses import SetDistributionLoss
     from ptrag.training import progress
+    from ptrag.training.module import PerturbationLightningModule
 
     dataset, split = tiny_data
-    original = SetDistributionLoss.forward
+    original = PerturbationLightningModule.distribution
     calls = {"n": 0}
 
-    def poisoned(self, predicted, target):
+    def poisoned(self, predicted, batch):
         calls["n"] += 1
-        loss = original(self, predicted, target)
+        loss = original(self, predicted, batch)
         return loss * float("nan") if calls["n"] > 25 else loss
 
-    monkeypatch.setattr(SetDistributionLoss, "forward", poisoned)
+    monkeypatch.setattr(PerturbationLightningModule, "distribution", poisoned)
     monkeypatch.setattr(progress, "checks_every_step", lambda device: every_step)
     # 200 steps: metrics every 10 steps, checkpoints every 20.
     overrides = ("train.checkpoint_every=20", "train.val_every=1000", "train.max_steps=200")

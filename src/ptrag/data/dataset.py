@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -98,6 +98,12 @@ class PerturbationDataset:
         from ptrag.data.conditions import Conditions
 
         return Conditions.of(self.obs, self.control_label)
+
+    @cached_property
+    def fitted_strata(self) -> dict[str, Any]:
+        """Cell type → its control cells' basal-state strata, filled by
+        :func:`ptrag.data.strata.control_strata` (each fitted once per dataset, not once per use)."""
+        return {}
 
     @cached_property
     def batch_codes(self) -> np.ndarray:

@@ -31,6 +31,7 @@ __all__ = [
     "Strata",
     "assign_strata",
     "cell_strata",
+    "control_strata",
     "fit_strata",
     "left_alone_genes",
     "nearest_centroid",
@@ -141,6 +142,15 @@ def strata_controls(dataset: PerturbationDataset, cell_type: str) -> NDArray[np.
     return np.sort(draw_controls(controls, MAX_STRATA_CONTROLS, rng))
 
 
+def control_strata(dataset: PerturbationDataset, cell_type: str) -> Strata:
+    """The cell type's strata, fitted on its :func:`strata_controls` once per dataset: training's
+    stratified loss and the state gains use the same ones, and every arm of a benchmark reuses them."""
+    cache = dataset.fitted_strata
+    if cell_type not in cache:
+        cache[cell_type] = fit_strata(dataset.expression.rows(strata_controls(dataset, cell_type)))
+    return cache[cell_type]
+
+
 def cell_strata(dataset: PerturbationDataset, groups: Sequence[tuple[str, str]]) -> NDArray[np.int8]:
     """Stratum of every control cell and of every cell of ``groups`` (-1 for the rest).
 
@@ -154,7 +164,7 @@ def cell_strata(dataset: PerturbationDataset, groups: Sequence[tuple[str, str]])
         controls = conditions.controls(cell_type)
         if controls.size < 2:
             continue
-        fitted[cell_type] = fit_strata(dataset.expression.rows(strata_controls(dataset, cell_type)))
+        fitted[cell_type] = control_strata(dataset, cell_type)
         labels[controls] = assign_strata(fitted[cell_type], dataset.expression.rows(controls))
     for group in groups:
         strata = fitted.get(group[0])

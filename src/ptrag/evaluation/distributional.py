@@ -241,13 +241,26 @@ def _median_of_positive(gaps: FloatArray) -> FloatArray:
     return out
 
 
+def _pair_blocks(n: int, m: int) -> tuple[NDArray[np.intp], NDArray[np.intp], int, int]:
+    """Every unordered pair of a pooled sample of n + m values, ordered as the pairs within the first
+    n, then the n·m pairs across, then the pairs within the last m: (first, second, end of the
+    first block, end of the second block)."""
+    within_a = np.triu_indices(n, k=1)
+    across = np.divmod(np.arange(n * m), m)
+    within_b = np.triu_indices(m, k=1)
+    first = np.concatenate([within_a[0], across[0], within_b[0] + n])
+    second = np.concatenate([within_a[1], across[1] + n, within_b[1] + n])
+    return first, second, within_a[0].size, within_a[0].size + n * m
+
+
 def mmd_per_component(a: NDArray[np.floating], b: NDArray[np.floating]) -> FloatArray:
     """gge-eval's MMD on every column separately: unbiased RBF MMD², clipped at 0.
 
     Per column: kernel exp(−d²/(2σ²)) with σ the median of the positive pairwise distances of the
     pooled 1-D sample (0 when every value is equal: the two samples coincide); the within-set means
     skip the diagonal (U-statistic), the cross term is the plain mean; negative estimates become 0.
-    NaN when either sample has fewer than 2 values.
+    NaN when either sample has fewer than 2 values. The kernel is symmetric, so each unordered pair
+    is evaluated once.
     """
     a2 = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
     b2 = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
@@ -256,19 +269,20 @@ def mmd_per_component(a: NDArray[np.floating], b: NDArray[np.floating]) -> Float
     if n < 2 or m < 2:
         return out
     pooled = np.concatenate([a2, b2]).T  # (columns, n + m)
-    upper = np.ravel_multi_index(np.triu_indices(n + m, k=1), (n + m, n + m))
+    first, second, end_a, end_across = _pair_blocks(n, m)
     # Columns in chunks of about 4M pairwise entries: vectorised, with bounded memory.
-    step = max(1, (1 << 22) // (n + m) ** 2)
+    step = max(1, (1 << 22) // first.size)
     for start in range(0, pooled.shape[0], step):
         values = pooled[start : start + step]
-        distances = np.abs(values[:, :, None] - values[:, None, :])  # (chunk, n + m, n + m)
-        sigma = _median_of_positive(distances.reshape(len(values), -1)[:, upper])
+        distances = np.abs(values[:, first] - values[:, second])  # (chunk, pairs)
+        sigma = _median_of_positive(distances)
         identical = np.isnan(sigma)  # every value equal: the samples coincide
         sigma[identical] = 1.0
-        kernel = np.exp(-(distances**2) / (2.0 * sigma[:, None, None] ** 2))
-        within_a = (kernel[:, :n, :n].sum(axis=(1, 2)) - n) / (n * (n - 1))
-        within_b = (kernel[:, n:, n:].sum(axis=(1, 2)) - m) / (m * (m - 1))
-        estimate = np.maximum(0.0, within_a + within_b - 2.0 * kernel[:, :n, n:].mean(axis=(1, 2)))
+        kernel = np.exp(-(distances**2) / (2.0 * sigma[:, None] ** 2))
+        within_a = 2.0 * kernel[:, :end_a].sum(axis=1) / (n * (n - 1))
+        across = kernel[:, end_a:end_across].sum(axis=1) / (n * m)
+        within_b = 2.0 * kernel[:, end_across:].sum(axis=1) / (m * (m - 1))
+        estimate = np.maximum(0.0, within_a + within_b - 2.0 * across)
         estimate[identical] = 0.0
         out[start : start + step] = estimate
     return out

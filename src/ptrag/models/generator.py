@@ -114,6 +114,9 @@ class STGenerator(nn.Module):
         # the cells of a set (each cell's response minus the set's mean response).
         self.residual_scale = 1.0
         self.cell_scale = 1.0
+        # When a list, inference appends each batch's (base, response, anchor_cells) to it, so that
+        # calibration can try every scale without running the network again.
+        self.captured: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] | None = None
         if output_residual == "expression":
             # Start as the identity map on each control cell: the model learns the response on top.
             nn.init.zeros_(self.output.weight)
@@ -165,14 +168,23 @@ class STGenerator(nn.Module):
         if torch.is_grad_enabled():
             predicted = control + response
             return torch.relu(predicted) if self.clip else predicted
-        # Inference: in place on the fresh Linear output, one (B,S,G) tensor instead of three (2x
-        # faster prediction). Not in training: in-place ops on the view make backward slower.
+        if self.captured is not None:
+            self.captured.append((control, response.clone(), anchor_cells))
+        return self.combine(control, response, anchor_cells)
+
+    def combine(
+        self, base: torch.Tensor, response: torch.Tensor, anchor_cells: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Inference: ``base`` (anchored control + evidence) plus the learned ``response`` at the
+        calibrated scales, overwriting ``response``."""
+        # In place on the fresh Linear output, one (B,S,G) tensor instead of three (2x faster
+        # prediction). Not in training: in-place ops on the view make backward slower.
         if self.cell_scale != 1.0:
             mean = leading_mean(response, anchor_cells)
             response.sub_(mean).mul_(self.cell_scale).add_(mean)
         if self.residual_scale != 1.0:
             response.mul_(self.residual_scale)
-        response.add_(control)
+        response.add_(base)
         return response.relu_() if self.clip else response
 
     def forward(

@@ -35,7 +35,7 @@ from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.strata import (
     Strata,
     assign_strata,
-    fit_strata,
+    control_strata,
     left_alone_genes,
     nearest_centroid,
     strata_controls,
@@ -157,7 +157,7 @@ def _fit_controls(dataset: PerturbationDataset, cell_type: str) -> tuple[Strata,
     if dataset.conditions.controls(cell_type).size < 2:
         return None
     values = dataset.expression.rows(strata_controls(dataset, cell_type)).astype(np.float64)
-    strata = fit_strata(values)
+    strata = control_strata(dataset, cell_type)
     labels = strata.control_labels
     means = np.stack([values[labels == k].mean(axis=0) for k in range(strata.k)])
     return strata, means

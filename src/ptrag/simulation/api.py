@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ptrag.io import atomic_path, atomic_save, prepare_output_dir
-from ptrag.simulation.cells import STATE_COLUMN, design_cells, encode_chunk, sample_counts
+from ptrag.simulation.cells import STATE_COLUMN, EncodedChunk, design_cells, encode_chunk, sample_counts
 from ptrag.simulation.expectation import true_shifts
 from ptrag.simulation.genes import select_genes
 from ptrag.simulation.model import ScreenModel, build_model
@@ -102,11 +104,21 @@ def _write_data(path: Path, model: ScreenModel, seed: int, progress: bool) -> in
             tmp, design.obs, var, _uns(preset, seed), preset.store_x, preset.store_counts, preset.x_hvg_dtype
         ) as writer:
             bar = progress_bar(total=design.n_cells, unit="cell", desc="simulating cells", enabled=progress)
-            for chunk_id, start in enumerate(starts):
+
+            def sample(chunk_id: int, start: int) -> tuple[int, EncodedChunk]:
                 stop = min(start + chunk, design.n_cells)
-                counts = sample_counts(model, design, start, stop, seed, chunk_id)
-                writer.append(*encode_chunk(counts))
-                bar.update(stop - start)
+                return stop - start, encode_chunk(sample_counts(model, design, start, stop, seed, chunk_id))
+
+            # Each chunk has its own random stream, so two are sampled at a time and written in order;
+            # at most two chunks wait in memory.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                pending: deque[Future[tuple[int, EncodedChunk]]] = deque()
+                for chunk_id, start in enumerate(starts):
+                    pending.append(pool.submit(sample, chunk_id, start))
+                    while len(pending) >= 2 or (pending and chunk_id == len(starts) - 1):
+                        n, encoded = pending.popleft().result()
+                        writer.append(*encoded)
+                        bar.update(n)
             bar.close()
 
     with atomic_path(path) as tmp:
@@ -155,11 +167,14 @@ def simulate(
     selection = model.selection
     split_rng = np.random.default_rng(np.random.SeedSequence([seed, 0]).spawn(3)[2])
 
-    n_cells = _write_data(out / DATA_FILE, model, seed, progress)
-    log.info("wrote %d cells x %d genes to %s", n_cells, len(selection.measured), out / DATA_FILE)
-
     uniform = np.full((len(spec.cell_lines), spec.n_batches_per_line), 1.0 / spec.n_batches_per_line)
-    truth = _truth_frame(model, true_shifts(model, uniform))
+    # The truth is deterministic arithmetic on the model, independent of the sampled cells: it is
+    # computed on a second core while the cells are sampled (numpy releases the GIL for both).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        shifts = pool.submit(true_shifts, model, uniform)
+        n_cells = _write_data(out / DATA_FILE, model, seed, progress)
+        log.info("wrote %d cells x %d genes to %s", n_cells, len(selection.measured), out / DATA_FILE)
+        truth = _truth_frame(model, shifts.result())
     atomic_save(out / TRUTH_FILE, lambda tmp: truth.to_parquet(tmp, index=False))
 
     split = fewshot_split(

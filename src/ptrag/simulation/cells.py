@@ -18,6 +18,7 @@ __all__ = [
     "CONTROL_LABEL",
     "STATE_COLUMN",
     "TARGET_SUM",
+    "EncodedChunk",
     "design_cells",
     "encode_chunk",
     "normalise",
@@ -137,7 +138,11 @@ def normalise(counts: np.ndarray) -> np.ndarray:
     return np.log1p(counts * (TARGET_SUM / np.maximum(totals, 1.0))).astype(np.float32)
 
 
-def encode_chunk(counts: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+# Counts (CSR int32), log1p-normalised values (CSR float32) and the same values dense (float32).
+EncodedChunk = tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]
+
+
+def encode_chunk(counts: np.ndarray) -> EncodedChunk:
     """Counts as CSR int32, log1p-normalised values as CSR float32 and dense float32.
 
     Both CSR matrices share one sparsity pattern (log1p(0) = 0), built once.

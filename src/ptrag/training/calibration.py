@@ -18,9 +18,8 @@ import torch
 
 from ptrag.run.checkpoint import read_checkpoint, update_checkpoint
 from ptrag.training.module import PerturbationLightningModule
-from ptrag.training.progress import validation_loss
 
-__all__ = ["RESIDUAL_SCALES", "calibrate_residual"]
+__all__ = ["RESIDUAL_SCALES", "calibrate_residual", "scaled_validation_losses"]
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +36,13 @@ def calibrate_residual(
     otherwise."""
     payload = read_checkpoint(best)
     module.load_state_dict(payload["state_dict"])
-    generator = module.model.generator
-    losses: dict[tuple[float, float], float] = {}
-    for scale in RESIDUAL_SCALES:
+    grid = [
         # With no response left, its per-cell part has nothing to scale.
-        for cell in CELL_SCALES if scale > 0 else (1.0,):
-            generator.residual_scale, generator.cell_scale = scale, cell
-            losses[(scale, cell)], _ = validation_loss(module, batches)
-    generator.residual_scale, generator.cell_scale = 1.0, 1.0
+        (scale, cell)
+        for scale in RESIDUAL_SCALES
+        for cell in (CELL_SCALES if scale > 0 else (1.0,))
+    ]
+    losses = scaled_validation_losses(module, batches, grid)
     chosen = min(losses, key=lambda key: (losses[key], -key[0], -key[1]))
     record = {"residual_scale_val_losses": {f"{s},{c}": loss for (s, c), loss in losses.items()}}
     update_checkpoint(best, scales=chosen, record=record)
@@ -56,3 +54,39 @@ def calibrate_residual(
         losses[chosen],
     )
     return chosen
+
+
+def scaled_validation_losses(
+    module: PerturbationLightningModule,
+    batches: Sequence[dict[str, torch.Tensor]],
+    grid: Sequence[tuple[float, float]],
+) -> dict[tuple[float, float], float]:
+    """``validation_loss`` of the model at every (scale, per-cell scale) of ``grid``, the same numbers
+    a validation pass at each would give, from one pass of the network per batch: the scales act
+    after it (``STGenerator.combine``)."""
+    generator = module.model.generator
+    device = module.device
+    devices = [device.index or 0] if device.type == "cuda" else []
+    totals = dict.fromkeys(grid, 0.0)
+    n_sets = 0
+    was_training = module.training
+    module.eval()
+    generator.residual_scale, generator.cell_scale = 1.0, 1.0
+    try:
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            for batch in batches:
+                on_device = {key: value.to(device) for key, value in batch.items()}
+                generator.captured = []
+                module(on_device)
+                ((base, response, anchor_cells),) = generator.captured
+                size = int(on_device["control"].shape[0])
+                n_sets += size
+                for scale, cell in grid:
+                    generator.residual_scale, generator.cell_scale = scale, cell
+                    predicted = generator.combine(base, response.clone(), anchor_cells)
+                    totals[(scale, cell)] += float(module.distribution(predicted, on_device)) * size
+    finally:
+        generator.captured = None
+        generator.residual_scale, generator.cell_scale = 1.0, 1.0
+        module.train(was_training)
+    return {key: total / max(n_sets, 1) for key, total in totals.items()}

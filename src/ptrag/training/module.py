@@ -12,7 +12,7 @@ import torch
 from ptrag.config import Config
 from ptrag.errors import TrainingError
 from ptrag.models import ModelOutput, SetDistributionLoss
-from ptrag.models.losses import stratified_energy
+from ptrag.models.losses import SetDistances, stratified_energy
 from ptrag.run.build import build_model
 from ptrag.run.checkpoint import CHECKPOINT_KEY, run_info
 from ptrag.run.spec import ModelSpec
@@ -67,13 +67,7 @@ class PerturbationLightningModule(L.LightningModule):
 
     def losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, ModelOutput]:
         output = self(batch)
-        distribution = self.distribution_loss(output.predicted, batch["target"])
-        weight = self.config.model.strata_loss_weight
-        if weight > 0 and "control_stratum" in batch:
-            stratified = stratified_energy(
-                output.predicted, batch["target"], batch["control_stratum"], batch["target_stratum"]
-            ).mean()
-            distribution = (1.0 - weight) * distribution + weight * stratified
+        distribution = self.distribution(output.predicted, batch)
         rate = output.charged_rate()
         r = self.config.retrieval
         if rate is None:
@@ -85,6 +79,23 @@ class PerturbationLightningModule(L.LightningModule):
         else:
             sparsity = r.sparsity_weight * rate
         return distribution, sparsity, output
+
+    def distribution(self, predicted: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The distributional loss of predicted sets against the batch's target sets: the configured
+        loss, mixed with the energy within basal-state strata when that has a weight."""
+        weight = self.config.model.strata_loss_weight
+        if not (weight > 0 and "control_stratum" in batch):
+            return self.distribution_loss(predicted, batch["target"])
+        strata = (batch["control_stratum"], batch["target_stratum"])
+        if self.distribution_loss.kind == "energy_unbiased":
+            # One set of distance matrices for the pooled and the stratified energy.
+            distances = SetDistances.of(predicted, batch["target"])
+            pooled = distances.energy_unbiased().mean()
+            stratified = distances.stratified(*strata).mean()
+        else:
+            pooled = self.distribution_loss(predicted, batch["target"])
+            stratified = stratified_energy(predicted, batch["target"], *strata).mean()
+        return (1.0 - weight) * pooled + weight * stratified
 
     def mean_loss(self, output: ModelOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``model.mean_loss_weight`` × MSE between predicted and observed set means (0 when off)."""
