@@ -36,8 +36,7 @@ from ptrag.config.schema import RetrievalConfig
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.errors import DataError, format_list
 from ptrag.evaluation.ridge import fit_ridge_loo
-from ptrag.retrieval import ResponseMemory
-from ptrag.retrieval.database import top_k
+from ptrag.retrieval import ResponseMemory, RetrievalDatabase
 
 __all__ = [
     "ALL_PRIORS",
@@ -176,8 +175,10 @@ def knn_weights(
     candidates: Sequence[str],
     embeddings: Mapping[str, NDArray[np.floating]],
     k: int = KNN_NEIGHBOURS,
+    query_name: str = "",
 ) -> list[tuple[str, float, float]]:
-    """(candidate, cosine, weight) of the ``k`` candidates most similar to ``query``.
+    """(candidate, cosine, weight) of the ``k`` candidates most similar to ``query``, by the one cosine
+    top-K of retrieval (:meth:`RetrievalDatabase.neighbours`, in float64; never ``query_name``).
 
     Ranked by cosine (ties by name); weight = max(cosine, 0) / Σ max(cosine, 0). Candidates without
     a (non-zero) embedding are skipped. Empty when the query has no embedding or no candidate has a
@@ -188,14 +189,20 @@ def knn_weights(
     if unit_query is None or not present:
         return []
     matrix = np.stack([np.asarray(embeddings[name], dtype=np.float64) for name in present])
-    norms = np.linalg.norm(matrix, axis=1)
-    usable = norms > 0
-    names = np.array(present)[usable]
-    cosines = matrix[usable] @ unit_query / norms[usable]
-    top = top_k(cosines, k)  # highest cosine first, ties by name (``present`` is sorted)
-    top = top[cosines[top] > 0]
-    total = float(cosines[top].sum())
-    return [(str(names[i]), float(cosines[i]), float(cosines[i]) / total) for i in top]
+    usable = np.linalg.norm(matrix, axis=1) > 0
+    if not usable.any():
+        return []
+    database = RetrievalDatabase.build(
+        [name for name, ok in zip(present, usable, strict=True) if ok], matrix[usable], dtype=np.float64
+    )
+    found = database.neighbours([query_name], unit_query[None, :], k)
+    kept = found.valid[0] & (found.cosine[0] > 0)
+    rows, cosines = found.index[0][kept], found.cosine[0][kept]
+    total = float(cosines.sum())
+    return [
+        (database.perturbations[row], float(cosine), float(cosine) / total)
+        for row, cosine in zip(rows, cosines, strict=True)
+    ]
 
 
 def knn_shifts(inputs: ShiftInputs) -> ShiftResult:
@@ -204,7 +211,9 @@ def knn_shifts(inputs: ShiftInputs) -> ShiftResult:
     for cell_type, perturbation in inputs.conditions:
         rows = {memory.perturbations[r]: r for r in inputs.rows_of(cell_type)}
         rows.pop(perturbation, None)  # never the query itself
-        neighbours = knn_weights(inputs.embeddings.get(perturbation), sorted(rows), inputs.embeddings)
+        neighbours = knn_weights(
+            inputs.embeddings.get(perturbation), sorted(rows), inputs.embeddings, query_name=perturbation
+        )
         if neighbours:
             weights = np.array([w for _, _, w in neighbours], dtype=np.float64)
             block = memory.shifts[[rows[name] for name, _, _ in neighbours]].astype(np.float64)

@@ -32,9 +32,9 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-scores, axis=-1, kind="stable")[..., : max(int(k), 0)]
 
 
-def l2_normalise(matrix: np.ndarray) -> np.ndarray:
+def l2_normalise(matrix: np.ndarray, dtype: type[np.floating] = np.float32) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+    return (matrix / np.maximum(norms, 1e-12)).astype(dtype)
 
 
 @dataclass(frozen=True)
@@ -42,22 +42,26 @@ class Neighbours:
     """Top-K database rows per query; ``valid`` is False where fewer than K candidates exist."""
 
     index: np.ndarray  # (Q, K) int64 rows of the database
-    cosine: np.ndarray  # (Q, K) float32
+    cosine: np.ndarray  # (Q, K) in the database's dtype
     valid: np.ndarray  # (Q, K) bool
 
 
 @dataclass(frozen=True)
 class RetrievalDatabase:
     perturbations: tuple[str, ...]
-    embeddings: np.ndarray  # (N, D) float32, L2-normalised
+    embeddings: np.ndarray  # (N, D) L2-normalised; float32 for retrieval, float64 for references
 
     @classmethod
-    def build(cls, perturbations: Sequence[str], embeddings: np.ndarray) -> RetrievalDatabase:
+    def build(
+        cls, perturbations: Sequence[str], embeddings: np.ndarray, dtype: type[np.floating] = np.float32
+    ) -> RetrievalDatabase:
+        """``dtype``: of the stored embeddings and of every cosine computed against them (float32 in
+        models and checkpoints; the ``knn_shift`` reference ranks in float64)."""
         if len(perturbations) != len(embeddings):
             raise PtragError("Retrieval database: one embedding per training perturbation is required.")
         if len(set(perturbations)) != len(perturbations):
             raise PtragError("Retrieval database: training perturbations must be unique.")
-        return cls(tuple(perturbations), l2_normalise(np.asarray(embeddings, dtype=np.float32)))
+        return cls(tuple(perturbations), l2_normalise(np.asarray(embeddings, dtype=dtype), dtype))
 
     def __len__(self) -> int:
         return len(self.perturbations)
@@ -75,7 +79,8 @@ class RetrievalDatabase:
         ``shuffled`` (an ablation) takes K random rows instead, the same for a query name in every
         run, still never the query itself; their true cosines are reported.
         """
-        queries = l2_normalise(np.asarray(query_embeddings, dtype=np.float32))
+        dtype = self.embeddings.dtype.type
+        queries = l2_normalise(np.asarray(query_embeddings, dtype=dtype), dtype)
         cosines = queries @ self.embeddings.T
         scores = random_scores(query_names, len(self)) if shuffled else cosines.copy()
         own_row = self.row_of(query_names)
@@ -84,9 +89,7 @@ class RetrievalDatabase:
         k_eff = min(k, len(self))
         if k_eff == 0:
             empty = np.zeros((len(queries), k), dtype=np.int64)
-            return Neighbours(
-                empty, np.zeros((len(queries), k), np.float32), np.zeros((len(queries), k), bool)
-            )
+            return Neighbours(empty, np.zeros((len(queries), k), dtype), np.zeros((len(queries), k), bool))
         index = top_k(scores, k_eff)
         valid = np.isfinite(np.take_along_axis(scores, index, axis=1))
         cosine = np.take_along_axis(cosines, index, axis=1)
@@ -96,5 +99,5 @@ class RetrievalDatabase:
             cosine = np.pad(cosine, ((0, 0), (0, pad)))
             valid = np.pad(valid, ((0, 0), (0, pad)))
         index = np.where(valid, index, 0)
-        cosine = np.where(valid, cosine, 0.0).astype(np.float32)
+        cosine = np.where(valid, cosine, 0.0).astype(dtype)
         return Neighbours(index.astype(np.int64), cosine, valid)
