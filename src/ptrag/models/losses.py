@@ -22,11 +22,6 @@ __all__ = ["SetDistances", "SetDistributionLoss", "energy_unbiased", "stratified
 _MIN_SQUARED_DISTANCE = 1e-12
 
 
-def pairwise_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(B,S,G) × (B,S',G) → (B,S,S') Euclidean distances, by one batched matrix product."""
-    return _distances(a, b, _squared_norms(a), _squared_norms(b))
-
-
 def _squared_norms(x: torch.Tensor) -> torch.Tensor:
     return (x * x).sum(dim=-1)
 
@@ -34,6 +29,7 @@ def _squared_norms(x: torch.Tensor) -> torch.Tensor:
 def _distances(
     a: torch.Tensor, b: torch.Tensor, a_norms: torch.Tensor, b_norms: torch.Tensor
 ) -> torch.Tensor:
+    """(B,S,G) × (B,S',G) → (B,S,S') Euclidean distances, by one batched matrix product."""
     squared = a_norms[:, :, None] + b_norms[:, None, :] - 2.0 * torch.bmm(a, b.transpose(1, 2))
     return squared.clamp_min(_MIN_SQUARED_DISTANCE).sqrt()
 
