@@ -77,7 +77,8 @@ class PerturbationLightningModule(L.LightningModule):
             # magnitude. Signed: the unbiased energy is negative once a prediction is closer than two
             # samples of the truth, and there the term rewards keeping (by at most λ of the loss).
             # Charging |loss| instead was measured on replogle-hetero validation: the selector then
-            # kept 26-37 % and every metric got worse (docs/retrieval.md), so the signed form stays.
+            # kept 26-37 % at the default λ and 3x less, and energy_strata and energy_gene got worse
+            # (docs/retrieval.md), so the signed form stays.
             sparsity = r.sparsity_weight * rate * distribution.detach()
         else:
             sparsity = r.sparsity_weight * rate
