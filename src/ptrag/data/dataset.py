@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ptrag.data.conditions import Conditions
+    from ptrag.data.strata import Strata
 
 # Standardised obs columns of every PerturbationDataset, whatever the source file called them.
 PERTURBATION = "perturbation"
@@ -100,7 +101,7 @@ class PerturbationDataset:
         return Conditions.of(self.obs, self.control_label)
 
     @cached_property
-    def fitted_strata(self) -> dict[str, Any]:
+    def fitted_strata(self) -> dict[str, Strata]:
         """Cell type → its control cells' basal-state strata, filled by
         :func:`ptrag.data.strata.control_strata` (each fitted once per dataset, not once per use)."""
         return {}

@@ -33,12 +33,10 @@ from numpy.typing import NDArray
 
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.strata import (
-    Strata,
     assign_strata,
     control_strata,
     left_alone_genes,
     nearest_centroid,
-    strata_controls,
 )
 
 __all__ = ["StateGains", "gains_from_sums"]
@@ -152,24 +150,14 @@ def gains_from_sums(
     return np.where(total > 0, shrunk, pooled[:, None]), pooled
 
 
-def _fit_controls(dataset: PerturbationDataset, cell_type: str) -> tuple[Strata, NDArray[np.float64]] | None:
-    """The cell type's strata (those the stratified loss uses) and each stratum's control mean."""
-    if dataset.conditions.controls(cell_type).size < 2:
-        return None
-    values = dataset.expression.rows(strata_controls(dataset, cell_type)).astype(np.float64)
-    strata = control_strata(dataset, cell_type)
-    labels = strata.control_labels
-    means = np.stack([values[labels == k].mean(axis=0) for k in range(strata.k)])
-    return strata, means
-
-
 def _cell_type_gains(
     dataset: PerturbationDataset, cell_type: str, perturbations: Sequence[str]
 ) -> CellTypeGains | None:
-    fitted = _fit_controls(dataset, cell_type)
-    if fitted is None:
+    if dataset.conditions.controls(cell_type).size < 2:
         return None
-    strata, stratum_means = fitted
+    # The same strata as the stratified loss; a stratum's control mean is its centroid.
+    strata = control_strata(dataset, cell_type)
+    stratum_means = strata.centroids
     k, n_genes = stratum_means.shape
     column = {gene: j for j, gene in enumerate(dataset.genes)}
     numerator = np.zeros((k, n_genes))

@@ -111,14 +111,19 @@ def _write_data(path: Path, model: ScreenModel, seed: int, progress: bool) -> in
 
             # Each chunk has its own random stream, so two are sampled at a time and written in order;
             # at most two chunks wait in memory.
+            def write_oldest(pending: deque[Future[tuple[int, EncodedChunk]]]) -> None:
+                n, encoded = pending.popleft().result()
+                writer.append(*encoded)
+                bar.update(n)
+
             with ThreadPoolExecutor(max_workers=2) as pool:
                 pending: deque[Future[tuple[int, EncodedChunk]]] = deque()
                 for chunk_id, start in enumerate(starts):
                     pending.append(pool.submit(sample, chunk_id, start))
-                    while len(pending) >= 2 or (pending and chunk_id == len(starts) - 1):
-                        n, encoded = pending.popleft().result()
-                        writer.append(*encoded)
-                        bar.update(n)
+                    if len(pending) == 2:
+                        write_oldest(pending)
+                while pending:
+                    write_oldest(pending)
             bar.close()
 
     with atomic_path(path) as tmp:

@@ -18,6 +18,7 @@ import torch
 
 from ptrag.run.checkpoint import read_checkpoint, update_checkpoint
 from ptrag.training.module import PerturbationLightningModule
+from ptrag.training.progress import validation_pass
 
 __all__ = ["RESIDUAL_SCALES", "calibrate_residual", "scaled_validation_losses"]
 
@@ -65,17 +66,13 @@ def scaled_validation_losses(
     a validation pass at each would give, from one pass of the network per batch: the scales act
     after it (``STGenerator.combine``)."""
     generator = module.model.generator
-    device = module.device
-    devices = [device.index or 0] if device.type == "cuda" else []
     totals = dict.fromkeys(grid, 0.0)
     n_sets = 0
-    was_training = module.training
-    module.eval()
     generator.residual_scale, generator.cell_scale = 1.0, 1.0
     try:
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
+        with validation_pass(module):
             for batch in batches:
-                on_device = {key: value.to(device) for key, value in batch.items()}
+                on_device = {key: value.to(module.device) for key, value in batch.items()}
                 generator.captured = []
                 module(on_device)
                 ((base, response, anchor_cells),) = generator.captured
@@ -88,5 +85,4 @@ def scaled_validation_losses(
     finally:
         generator.captured = None
         generator.residual_scale, generator.cell_scale = 1.0, 1.0
-        module.train(was_training)
     return {key: total / max(n_sets, 1) for key, total in totals.items()}

@@ -8,9 +8,10 @@ interrupted one would have.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from ptrag.run.checkpoint import CHECKPOINT_FILES, CHECKPOINT_KEY, run_info, wri
 from ptrag.training.metrics import MetricsLog
 from ptrag.training.module import PerturbationLightningModule
 
-__all__ = ["STATE_KEY", "RunProgress", "validation_loss"]
+__all__ = ["STATE_KEY", "RunProgress", "validation_loss", "validation_pass"]
 
 Batch = dict[str, torch.Tensor]
 STATE_KEY = "ptrag_run_progress"
@@ -134,22 +135,30 @@ class RunProgress(L.Callback):
         return row
 
 
+@contextlib.contextmanager
+def validation_pass(module: PerturbationLightningModule) -> Iterator[None]:
+    """Eval mode, no gradients, and every random number generator left as it was found, so that
+    scoring validation sets never changes the training run; the module's mode is restored after."""
+    device = module.device
+    devices = [device.index or 0] if device.type == "cuda" else []
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            yield
+    finally:
+        module.train(was_training)
+
+
 def validation_loss(
     module: PerturbationLightningModule, batches: Sequence[Batch]
 ) -> tuple[float, float | None]:
-    """Mean distribution loss (and selection rate) over fixed validation sets, weighted by sets.
-
-    Runs in eval mode, without gradients, and leaves every random number generator as it found it,
-    so validating never changes the training run.
-    """
-    device = module.device
-    devices = [device.index or 0] if device.type == "cuda" else []
+    """Mean distribution loss (and selection rate) over fixed validation sets, weighted by sets,
+    in a :func:`validation_pass`."""
     total, rates, n_sets = 0.0, [], 0
-    was_training = module.training
-    module.eval()
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
+    with validation_pass(module):
         for batch in batches:
-            on_device = {key: value.to(device) for key, value in batch.items()}
+            on_device = {key: value.to(module.device) for key, value in batch.items()}
             distribution, _, output = module.losses(on_device)
             size = int(on_device["control"].shape[0])
             total += float(distribution) * size
@@ -157,5 +166,4 @@ def validation_loss(
             rate = output.selection_rate()
             if rate is not None:
                 rates.append(float(rate) * size)
-    module.train(was_training)
     return total / max(n_sets, 1), (sum(rates) / max(n_sets, 1) if rates else None)
