@@ -65,7 +65,7 @@ def time_forward(trained: Any, dataset: Any, groups: list, repeats: int) -> tupl
     sampler = SetSampler(dataset, groups, trained.config.train.cell_set_len, 0)
     sets = sampler.fixed_sets()
     size = max(trained.config.train.sets_per_batch, MIN_SETS_PER_BATCH)  # what predict_sets uses
-    tensorize = SetTensorizer(dataset, trained.spec)
+    tensorize = SetTensorizer(dataset, trained.spec, trained.config.model.anchor)
     batches = [tensorize(sets[i : i + size]) for i in range(0, len(sets), size)]
     cells = sum(s.n_real for s in sets)
 

@@ -80,7 +80,7 @@ def epoch_of_sets(dataset: Any, prepared: Any, config: Any) -> dict[str, Any]:
     t = config.train
     sampler = SetSampler(dataset, prepared.groups_for("train"), t.cell_set_len, t.seed)
     sets = sampler.fixed_sets()
-    tensorize = SetTensorizer(dataset, prepared.spec)
+    tensorize = SetTensorizer(dataset, prepared.spec, config.model.anchor)
     for start in range(0, len(sets), t.sets_per_batch):
         tensorize(sets[start : start + t.sets_per_batch])
     return {"sets": len(sets), "batches": -(-len(sets) // t.sets_per_batch)}

@@ -113,7 +113,8 @@ def training_batches(dataset: Any, prepared: Any, config: Any, n: int) -> tuple[
 
     t = config.train
     sampler = SetSampler(dataset, prepared.groups_for("train"), t.cell_set_len, t.seed)
-    steps = TrainingSteps(sampler, SetTensorizer(dataset, prepared.spec), t.sets_per_batch, t.seed, 0, n)
+    tensorize = SetTensorizer(dataset, prepared.spec, config.model.anchor)
+    steps = TrainingSteps(sampler, tensorize, t.sets_per_batch, t.seed, 0, n)
     batches, times = [], []
     for step in range(n):
         started = time.perf_counter()
@@ -178,7 +179,7 @@ def bench_shape(shape: str, arms: list[str], data: Path, threads: int, steps: in
         prepared[arm] = prepare(dataset, split, config)
         module = PerturbationLightningModule(config, prepared[arm].spec).train()
         sampler = SetSampler(dataset, prepared[arm].groups_for("train"), t.cell_set_len, t.seed)
-        tensorize = SetTensorizer(dataset, prepared[arm].spec)
+        tensorize = SetTensorizer(dataset, prepared[arm].spec, config.model.anchor)
         batches = TrainingSteps(sampler, tensorize, t.sets_per_batch, t.seed, 0, steps + warmup)
         built[arm] = (module, module.configure_optimizers(), batches)
     times = time_interleaved(built, steps, warmup)

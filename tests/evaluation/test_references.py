@@ -66,6 +66,63 @@ def test_control_cells_are_recentred_on_the_control_pool_as_the_models_do():
         np.testing.assert_allclose(cells - cells.mean(0), raw - raw.mean(0), atol=1e-5)
 
 
+def _batched_pair():
+    """(pred, real) whose real controls sit in batches b0 (40, shifted up by 1), b1 (40) and b2 (5:
+    too few for a mean of their own); perturbation GENE0's cells are all in b0, GENE1's in b2."""
+    pred, real = make_pair(n_cells=20, n_controls=85)
+    is_control = (real.obs["target_gene"] == CONTROL).to_numpy()
+    batch = np.array(["b1"] * real.n_obs, dtype=object)
+    controls = np.flatnonzero(is_control)
+    batch[controls[:40]], batch[controls[80:]] = "b0", "b2"
+    batch[(real.obs["target_gene"] == "GENE0").to_numpy()] = "b0"
+    batch[(real.obs["target_gene"] == "GENE1").to_numpy()] = "b2"
+    real.obs["batch"] = batch
+    x = np.asarray(real.X).copy()
+    x[controls[:40]] += 1.0
+    real.X = x
+    return pred, real
+
+
+def test_with_batches_each_draw_is_recentred_on_its_cells_batch_control_means():
+    _, real = _batched_pair()
+    x = np.asarray(real.X, dtype=np.float64)
+    obs = real.obs
+    controls = (obs["target_gene"] == CONTROL).to_numpy()
+    pool = x[controls].mean(axis=0)
+    batch_mean = {b: x[controls & (obs["batch"] == b).to_numpy()].mean(axis=0) for b in ("b0", "b1")}
+    batch_mean["b2"] = pool  # 5 controls: the pool's mean stands in
+    ref = control_reference(real, CONTROL, seed=7)
+    conditions = ref.obs.groupby(["cell_type", "target_gene"], observed=True).indices
+    for (_, perturbation), rows in conditions.items():
+        if perturbation == CONTROL:
+            continue
+        real_batches = obs.loc[obs["target_gene"] == perturbation, "batch"]
+        expected = np.mean([batch_mean[b] for b in real_batches], axis=0)
+        np.testing.assert_allclose(np.asarray(ref.X[rows]).mean(axis=0), expected, atol=1e-5)
+    gene0 = (ref.obs["target_gene"] == "GENE0").to_numpy()
+    assert np.asarray(ref.X[gene0]).mean() - pool.mean() > 0.4  # all in the shifted batch
+    # The pool anchor of before stays available (BuildContext.anchor).
+    from ptrag.evaluation.control_draws import BuildContext, shifted_controls
+
+    pooled = shifted_controls(real, BuildContext(CONTROL, seed=7, anchor="control_pool"), None, "control")
+    np.testing.assert_allclose(np.asarray(pooled.X[gene0]).mean(axis=0), pool, atol=1e-5)
+    np.testing.assert_array_equal(pooled.obs["control_barcode"], ref.obs["control_barcode"])  # same draws
+
+
+def test_a_methods_mean_on_controls_row_has_exactly_its_predicted_means_under_either_anchor():
+    from ptrag.evaluation.control_draws import BuildContext
+    from ptrag.evaluation.references import mean_on_controls_pair
+
+    pred, real = _batched_pair()
+    means = pred.obs.groupby(["cell_type", "target_gene"], observed=True).indices
+    for anchor in ("batch_pool", "control_pool"):
+        row, _ = mean_on_controls_pair(pred, real, BuildContext(CONTROL, seed=3, anchor=anchor), "m")
+        for key, rows in row.obs.groupby(["cell_type", "target_gene"], observed=True).indices.items():
+            if key[1] != CONTROL:
+                expected = np.asarray(pred.X[means[key]]).mean(axis=0)
+                np.testing.assert_allclose(np.asarray(row.X[rows]).mean(axis=0), expected, atol=1e-5)
+
+
 def test_train_mean_adds_the_shift_to_the_same_controls():
     _, real = make_pair(n_genes=10)
     shift = np.linspace(-1, 1, 10)

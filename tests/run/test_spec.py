@@ -73,7 +73,7 @@ def test_a_cell_type_outside_the_spec_is_never_mapped_to_another(memory_run: Pat
         spec.genes, spec.vocabulary, spec.vocabulary_embeddings, ("k562",), spec.batches, spec.database
     )
     with pytest.raises(ValueError, match="cell types \\['rpe1'\\] are not in the model spec"):
-        SetTensorizer(dataset, shrunk)(sets)
+        SetTensorizer(dataset, shrunk, model.checkpoint.config.model.anchor)(sets)
 
 
 def test_a_run_on_raw_counts_reads_new_data_with_its_own_normalisation(tiny: Path, tmp_path: Path) -> None:

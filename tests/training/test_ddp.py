@@ -72,7 +72,7 @@ def test_each_rank_draws_different_training_batches(tiny_data, make_config) -> N
     prepared = prepare(dataset, split, config)
     t = config.train
     sampler = SetSampler(dataset, prepared.groups_for("train"), t.cell_set_len, t.seed)
-    tensorize = SetTensorizer(dataset, prepared.spec)
+    tensorize = SetTensorizer(dataset, prepared.spec, config.model.anchor)
     rank0, rank1, rank0_again = (
         TrainingSteps(sampler, tensorize, t.sets_per_batch, t.seed, rank, 4)[2] for rank in (0, 1, 0)
     )

@@ -35,7 +35,8 @@ def test_workers_build_the_same_batches_in_the_same_order_from_any_start(tiny_da
     t = config.train
     prepared = prepare(dataset, split, config)
     sampler = SetSampler(dataset, prepared.groups_for("train"), t.cell_set_len, t.seed)
-    steps = StepsWithPid(sampler, SetTensorizer(dataset, prepared.spec), t.sets_per_batch, t.seed, 0, 9)
+    tensorize = SetTensorizer(dataset, prepared.spec, config.model.anchor)
+    steps = StepsWithPid(sampler, tensorize, t.sets_per_batch, t.seed, 0, 9)
     cpu = torch.device("cpu")
     direct = list(step_loader(steps, lambda: 3, 0, cpu))
     forked = list(step_loader(steps, lambda: 3, 2, cpu))

@@ -39,7 +39,7 @@ def test_the_loss_mixes_pooled_and_stratified_energy_by_the_configured_weight(
     prepared = prepare(dataset, Split.read(tiny_screen / "split.toml"), config)
     strata = _strata(prepared, config)
     assert (strata is None) == (weight == 0.0)
-    tensorize = SetTensorizer(prepared.dataset, prepared.spec, strata)
+    tensorize = SetTensorizer(prepared.dataset, prepared.spec, config.model.anchor, strata)
     sets = SetSampler(prepared.dataset, prepared.groups_for("train"), 16, 0).fixed_sets()[:4]
     batch = tensorize(sets)
     module = PerturbationLightningModule(config, prepared.spec).eval()

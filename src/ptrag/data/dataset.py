@@ -15,6 +15,7 @@ __all__ = [
     "BATCH",
     "CELL_TYPE",
     "CONTROL_MEAN_CHUNK",
+    "MIN_BATCH_CONTROLS",
     "PERTURBATION",
     "ColumnMapping",
     "ExpressionMatrix",
@@ -31,6 +32,9 @@ CELL_TYPE = "cell_type"
 BATCH = "batch"
 # Control cells read at a time when averaging a cell type's pool (bounds memory on big screens).
 CONTROL_MEAN_CHUNK = 8192
+# A batch with fewer control cells of a cell type than this anchors on the cell type's whole pool:
+# the mean of a handful of cells is noisier than the batch offset it would estimate.
+MIN_BATCH_CONTROLS = 32
 
 
 class ExpressionMatrix(Protocol):
@@ -128,6 +132,33 @@ class PerturbationDataset:
                 block = cells[start : start + CONTROL_MEAN_CHUNK]
                 total += self.expression.rows(block).sum(axis=0, dtype=np.float64)
             means[cell_type] = (total / cells.size).astype(np.float32)
+        return means
+
+    @cached_property
+    def batch_control_means(self) -> dict[str, np.ndarray]:
+        """Cell type → (n batches, n_genes) float32: row b is the mean of the cell type's control
+        cells in batch b, or its whole pool's mean (:attr:`control_means`) when batch b has fewer
+        than :data:`MIN_BATCH_CONTROLS` of them.
+
+        ``model.anchor = "batch_pool"`` re-centres a set of control cells on the mean of these rows
+        over its cells' batches, so that a group keeps the batch offset of the batches its cells
+        came from.
+        """
+        n_batches = len(self.obs[BATCH].cat.categories)
+        codes = self.batch_codes
+        means: dict[str, np.ndarray] = {}
+        for cell_type, pool_mean in self.control_means.items():
+            cells = self.conditions.controls(cell_type)
+            table = np.repeat(pool_mean[None, :], n_batches, axis=0)
+            for batch in range(n_batches):
+                members = cells[codes[cells] == batch]
+                if members.size >= MIN_BATCH_CONTROLS:
+                    total = np.zeros(self.n_genes, dtype=np.float64)
+                    for start in range(0, members.size, CONTROL_MEAN_CHUNK):
+                        block = members[start : start + CONTROL_MEAN_CHUNK]
+                        total += self.expression.rows(block).sum(axis=0, dtype=np.float64)
+                    table[batch] = (total / members.size).astype(np.float32)
+            means[cell_type] = table
         return means
 
     @property

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ptrag.data.dataset import MIN_BATCH_CONTROLS
 from ptrag.data.sets import draw_controls
 from ptrag.errors import DataError
 from ptrag.evaluation.pair import dense, rows_by_condition
@@ -31,8 +32,11 @@ class BuildContext:
     celltype_col: str = "cell_type"
     seed: int = 0
     shifts: ReferenceShifts | None = None
-    # Re-centre each draw of control cells on its cell type's control-pool mean (as the models do).
-    anchor: bool = True
+    # What each draw of control cells is re-centred on, as the models' ``model.anchor``:
+    # "batch_pool": the mean, over the condition's real cells, of their batch's control mean
+    # (the real file's obs["batch"]; without it, the pool's); "control_pool": the cell type's
+    # control-pool mean; "none": the draw as it is.
+    anchor: Literal["none", "control_pool", "batch_pool"] = "batch_pool"
 
 
 def pred_like(
@@ -63,6 +67,7 @@ def shifted_controls(real: Any, context: BuildContext, shift_for: ShiftLookup | 
     rng = np.random.default_rng(context.seed)
     x = dense(real.X)
     groups = rows_by_condition(real, pert_col, celltype_col)
+    batches = _batch_codes(real) if context.anchor == "batch_pool" else None
     blocks: list[NDArray[np.float32]] = []
     obs_rows: list[pd.DataFrame] = []
     for (cell_type, perturbation), rows in sorted(groups.items()):
@@ -71,8 +76,11 @@ def shifted_controls(real: Any, context: BuildContext, shift_for: ShiftLookup | 
             raise DataError(f"Cell type {cell_type!r} has no {label!r} cells to build the {arm} reference.")
         chosen = pool if perturbation == label else draw_controls(pool, rows.size, rng)
         cells = x[chosen].copy()
-        if context.anchor and perturbation != label:
-            cells += x[pool].mean(axis=0, dtype=np.float64).astype(np.float32) - cells.mean(axis=0)
+        if context.anchor != "none" and perturbation != label:
+            pool_mean = x[pool].mean(axis=0, dtype=np.float64)
+            if batches is not None:
+                pool_mean = _batch_anchor(x, pool, rows, batches, pool_mean)
+            cells += pool_mean.astype(np.float32) - cells.mean(axis=0)
         if shift_for is not None and perturbation != label:
             cells += np.asarray(shift_for(cell_type, perturbation), dtype=np.float32)[None, :]
         blocks.append(cells)
@@ -82,3 +90,30 @@ def shifted_controls(real: Any, context: BuildContext, shift_for: ShiftLookup | 
             obs["batch"] = real.obs["batch"].to_numpy()[chosen]
         obs_rows.append(obs)
     return pred_like(real, blocks, obs_rows, arm, label)
+
+
+def _batch_codes(real: Any) -> NDArray[np.int64] | None:
+    """Each real cell's batch code, or None when the real file has no obs["batch"]."""
+    if "batch" not in real.obs.columns:
+        return None
+    codes, _ = pd.factorize(real.obs["batch"].astype(str), sort=True)
+    return codes.astype(np.int64)
+
+
+def _batch_anchor(
+    x: NDArray[np.floating],
+    pool: NDArray[np.intp],
+    rows: NDArray[np.intp],
+    batches: NDArray[np.int64],
+    pool_mean: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """The mean, over the condition's real cells (``rows``), of their batch's control mean: the
+    batch's controls in ``pool`` when it has at least MIN_BATCH_CONTROLS of them, else the pool's
+    (the rule of ``PerturbationDataset.batch_control_means``, which the models anchor on)."""
+    anchor = np.zeros_like(pool_mean)
+    targets, counts = np.unique(batches[rows], return_counts=True)
+    for batch, count in zip(targets.tolist(), counts.tolist(), strict=True):
+        members = pool[batches[pool] == batch]
+        mean = x[members].mean(axis=0, dtype=np.float64) if members.size >= MIN_BATCH_CONTROLS else pool_mean
+        anchor += count * mean
+    return anchor / rows.size

@@ -5,10 +5,13 @@ predicted cells as real cells (n-matched), so that W1/W2 â€” which depend on n â
 
 - ``control``: for each (cell type, perturbation), n control cells of that cell type drawn
   (seeded, without replacement when the pool is large enough) from the real file's controls,
-  re-centred on the cell type's whole control pool: each cell keeps its deviation from the draw's
-  mean, and the draw's mean becomes the pool's. The models anchor their input cells the same way
-  (``model.anchor``); a reference that did not would lose to them on the sampling noise of n
-  control cells alone, which says nothing about the shift it predicts.
+  re-centred on the mean, over the condition's real cells, of their batch's control mean (the
+  cell type's whole pool without obs["batch"]): each cell keeps its deviation from the draw's
+  mean, and the draw's mean becomes that anchor. The models anchor their input cells the same way
+  (``model.anchor = "batch_pool"``, from the batches of the real cells they are matched to); a
+  reference that did not would lose to them on the sampling noise of n control cells and on the
+  batch offset of the condition's cells, neither of which says anything about the shift it
+  predicts.
 - ``train_mean``, ``perturb_shift``, ``knn_shift``, ``linear``, ``linear_<prior>`` (one per gene
   prior), ``evidence_only``: those same
   re-centred control cells (the same seeded draws) plus a per-condition shift computed from
@@ -22,7 +25,7 @@ predicted cells as real cells (n-matched), so that W1/W2 â€” which depend on n â
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -121,7 +124,10 @@ def mean_on_controls_pair(pred: Any, real: Any, context: BuildContext, method: s
     mean shift per condition on the references' n-matched, re-centred real control cells. A method
     that loses to it on a distributional metric loses there through what it does to single cells."""
     name = mean_on_controls_name(method)
-    return shifted_controls(real, context, predicted_mean_shifts(pred, real, context), name), real
+    # Re-centred on the pool and shifted by (predicted mean âˆ’ pool mean), each draw's mean is the
+    # method's predicted mean whatever anchor the references use: the row is the method's own mean.
+    own = replace(context, anchor="control_pool")
+    return shifted_controls(real, own, predicted_mean_shifts(pred, real, own), name), real
 
 
 def control_reference(
@@ -131,7 +137,8 @@ def control_reference(
     celltype_col: str = "cell_type",
     seed: int = 0,
 ) -> Any:
-    """Pred-like AnnData: n control cells of the same cell type per condition, re-centred on the pool."""
+    """Pred-like AnnData: n control cells of the same cell type per condition, re-centred on the
+    anchor of :class:`BuildContext` (the mean of the condition's batches' control means)."""
     return shifted_controls(real, BuildContext(control_label, pert_col, celltype_col, seed), None, "control")
 
 

@@ -91,7 +91,7 @@ class STGenerator(nn.Module):
         use_batch: bool,
         output_residual: Literal["expression", "basal"],
         output_activation: Literal["relu", "none"],
-        anchor: Literal["none", "control_pool"],
+        anchor: Literal["none", "control_pool", "batch_pool"],
     ) -> None:
         # No defaults here: every setting comes from ptrag.config.schema through ptrag.run.build.
         super().__init__()
@@ -143,7 +143,9 @@ class STGenerator(nn.Module):
         anchor_cells: torch.Tensor | None = None,
         input_mean: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Predicted cells (B,S,G). ``control_mean`` (B,G): the cell type's control-pool mean;
+        """Predicted cells (B,S,G). ``control_mean`` (B,G): what each set is re-centred on (its cell
+        type's control-pool mean, or under ``batch_pool`` that of its cells' batches;
+        ``ptrag.run.tensors.SetTensorizer.anchor_means``);
         ``evidence`` (B,S,G): retrieved observations, added in expression space; ``anchor_cells``
         (B,): at prediction, how many leading cells of each set are kept (the rest pad the last set
         of a group), so that the kept cells' mean is the one re-centred; ``input_mean`` (B,G): at
@@ -154,7 +156,7 @@ class STGenerator(nn.Module):
             # The paper's form: ReLU(W_out(T(h)_i + f_basal(x_i))).
             return torch.relu(self.output(mixed + basal))
         # Residual in expression space: each predicted cell is its own control cell plus a response.
-        if self.anchor == "control_pool" and control_mean is not None:
+        if self.anchor != "none" and control_mean is not None:
             # Re-centre the set on its cell type's whole control pool: the mean of 32-64 sampled
             # controls is noisy and a prediction would inherit that noise. Each cell keeps its own
             # deviation from the set mean, so the predicted spread is the controls' spread. At

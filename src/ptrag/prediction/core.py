@@ -30,7 +30,15 @@ from ptrag.run.tensors import SetTensorizer
 from ptrag.run.threads import configure_threads
 from ptrag.run.vocabulary import spec_covering
 
-__all__ = ["MIN_SETS_PER_BATCH", "Predictor", "forward_sets", "group_input_means", "predictor", "run_sets"]
+__all__ = [
+    "MIN_SETS_PER_BATCH",
+    "Predictor",
+    "forward_sets",
+    "group_control_rows",
+    "group_input_means",
+    "predictor",
+    "run_sets",
+]
 
 log = logging.getLogger(__name__)
 
@@ -112,35 +120,39 @@ def predictor(
         dataset,
         spec,
         checkpoint.model(spec),
-        SetTensorizer(dataset, spec),
+        SetTensorizer(dataset, spec, checkpoint.config.model.anchor),
         knockdown_prior(checkpoint),
         state_gains(checkpoint),
     )
 
 
+def group_control_rows(sets: Sequence[CellSet]) -> dict[tuple[str, str], np.ndarray]:
+    """(cell type, perturbation) → the input control cells (dataset rows) of all the group's sets
+    (each set's ``n_real`` leading cells), for groups predicted by more than one set."""
+    by_group: dict[tuple[str, str], list[np.ndarray]] = {}
+    for s in sets:
+        by_group.setdefault((s.cell_type, s.perturbation), []).append(s.control_idx[: s.n_real])
+    return {group: np.concatenate(parts) for group, parts in by_group.items() if len(parts) > 1}
+
+
 def group_input_means(
-    sets: Sequence[CellSet], dataset: PerturbationDataset
+    group_rows: dict[tuple[str, str], np.ndarray], dataset: PerturbationDataset
 ) -> dict[tuple[str, str], np.ndarray]:
-    """(cell type, perturbation) → mean of the input control cells of all the group's sets (each
-    set's ``n_real`` leading cells), for groups predicted by more than one set.
+    """(cell type, perturbation) → mean of the input control cells of all the group's sets, for the
+    groups of :func:`group_control_rows`.
 
     The model re-centres a group on this mean rather than each set on its own: the predicted group
     is one population, and per-set centring would narrow it by sqrt((S-1)/S).
     """
-    by_group: dict[tuple[str, str], list[np.ndarray]] = {}
-    for s in sets:
-        by_group.setdefault((s.cell_type, s.perturbation), []).append(s.control_idx[: s.n_real])
     means: dict[tuple[str, str], np.ndarray] = {}
     # Groups drawn from the same control cells (an in-silico screen's shared draw) share one mean.
     by_cells: dict[bytes, np.ndarray] = {}
-    for group, parts in by_group.items():
-        if len(parts) > 1:
-            cells = np.concatenate(parts)
-            key = cells.tobytes()
-            if key not in by_cells:
-                values = dataset.expression.rows(cells)
-                by_cells[key] = values.mean(axis=0, dtype=np.float64).astype(np.float32)
-            means[group] = by_cells[key]
+    for group, cells in group_rows.items():
+        key = cells.tobytes()
+        if key not in by_cells:
+            values = dataset.expression.rows(cells)
+            by_cells[key] = values.mean(axis=0, dtype=np.float64).astype(np.float32)
+        means[group] = by_cells[key]
     return means
 
 
@@ -159,7 +171,8 @@ def forward_sets(
     draws seeded by ``seed``) are applied to the output.
     """
     model, tensorize = run.model, run.tensorize
-    group_means = group_input_means(sets, tensorize.dataset)
+    group_rows = group_control_rows(sets)
+    group_means = group_input_means(group_rows, tensorize.dataset)
     knockdown = None if run.knockdown is None else TargetKnockdown(run.knockdown, run.spec.genes, seed)
     modulation = None if run.state_gains is None else StateModulation(run.state_gains)
     ordinals = set_ordinals(sets)
@@ -179,6 +192,19 @@ def forward_sets(
                         torch.from_numpy(group_means[key]) if key in group_means else own[i]
                         for i, key in enumerate((s.cell_type, s.perturbation) for s in chunk)
                     ]
+                )
+            if tensorize.anchor == "batch_pool":
+                # The anchor of the cells whose mean is removed: the group's, or the kept cells'.
+                batch["control_mean"] = torch.from_numpy(
+                    np.stack(
+                        [
+                            tensorize.anchor_means(
+                                s.cell_type,
+                                group_rows.get((s.cell_type, s.perturbation), s.control_idx[: s.n_real]),
+                            )
+                            for s in chunk
+                        ]
+                    )
                 )
             output = model.on_batch(batch)
             if modulation is not None:

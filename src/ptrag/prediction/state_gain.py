@@ -111,7 +111,7 @@ def response_anchor(batch: dict[str, torch.Tensor], generator: torch.nn.Module) 
         return own
     if getattr(generator, "output_residual", "expression") != "expression":
         return pool
-    if getattr(generator, "anchor", "none") != "control_pool":
+    if getattr(generator, "anchor", "none") == "none":
         return own
     input_mean = batch.get("input_mean")
     return own - (own if input_mean is None else input_mean) + pool

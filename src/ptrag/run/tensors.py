@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -23,9 +24,14 @@ class SetTensorizer:
     """
 
     def __init__(
-        self, dataset: PerturbationDataset, spec: ModelSpec, strata: np.ndarray | None = None
+        self,
+        dataset: PerturbationDataset,
+        spec: ModelSpec,
+        anchor: Literal["none", "control_pool", "batch_pool"],
+        strata: np.ndarray | None = None,
     ) -> None:
         self.dataset = dataset
+        self.anchor = anchor
         # Per cell of the dataset, its basal-state stratum (ptrag.data.strata.cell_strata), for the
         # stratified loss; None leaves the strata out of the batches.
         self.strata = strata
@@ -37,8 +43,23 @@ class SetTensorizer:
             [spec_batches.get(b, len(spec.batches)) for b in categories], dtype=np.int64
         )
         # The anchor of every set: its cell type's control-pool mean in THIS dataset (at prediction,
-        # the controls given with the query), computed once.
+        # the controls given with the query), computed once; under "batch_pool", the mean over the
+        # set's control cells of their own batch's control mean (anchor_means).
         self.control_means = dataset.control_means
+        self._batch_means = dataset.batch_control_means if anchor == "batch_pool" else None
+
+    def anchor_means(self, cell_type: str, control_rows: np.ndarray) -> np.ndarray:
+        """(n_genes,) float32: what a set of these control cells (dataset rows) is re-centred on.
+
+        ``control_pool``: the cell type's pool mean. ``batch_pool``: the mean of each cell's own
+        batch's control mean, so a group drawn from batches 1 and 2 keeps their offset from the pool
+        (the real cells of the group carry it too).
+        """
+        if self._batch_means is None:
+            return self.control_means[cell_type]
+        table = self._batch_means[cell_type]
+        counts = np.bincount(self.dataset.batch_codes[control_rows], minlength=table.shape[0])
+        return (counts @ table.astype(np.float64) / max(len(control_rows), 1)).astype(np.float32)
 
     @staticmethod
     def _index(lookup: dict[str, int], names: Sequence[str], what: str) -> torch.Tensor:
@@ -55,7 +76,9 @@ class SetTensorizer:
             "batch_codes": torch.from_numpy(self.batch_map[arrays["batch_codes"]]),
             "pert_index": self._index(self.vocabulary, arrays["perturbation"], "perturbations"),
             "cell_type_index": self._index(self.cell_types, arrays["cell_type"], "cell types"),
-            "control_mean": torch.from_numpy(np.stack([self.control_means[c] for c in arrays["cell_type"]])),
+            "control_mean": torch.from_numpy(
+                np.stack([self.anchor_means(s.cell_type, s.control_idx) for s in sets])
+            ),
         }
         if self.strata is not None:
             for key, name in (("control_stratum", "control_idx"), ("target_stratum", "target_idx")):

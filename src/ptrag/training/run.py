@@ -80,14 +80,14 @@ def _validation_batches(prepared: PreparedData, config: Config) -> list[dict[str
     sets = SetSampler(prepared.dataset, groups, t.cell_set_len, t.seed).fixed_sets()
     # A fixed, evenly spread subset keeps validation cheap and identical across evaluations.
     pick = np.unique(np.linspace(0, len(sets) - 1, num=min(t.val_sets, len(sets))).round().astype(int))
-    tensorize = SetTensorizer(prepared.dataset, prepared.spec, _strata(prepared, config))
+    tensorize = SetTensorizer(prepared.dataset, prepared.spec, config.model.anchor, _strata(prepared, config))
     return fixed_batches([sets[i] for i in pick], tensorize, t.sets_per_batch)
 
 
 def _training_loader(prepared: PreparedData, config: Config, trainer: L.Trainer) -> DataLoader:
     t = config.train
     sampler = SetSampler(prepared.dataset, prepared.groups_for("train"), t.cell_set_len, t.seed)
-    tensorize = SetTensorizer(prepared.dataset, prepared.spec, _strata(prepared, config))
+    tensorize = SetTensorizer(prepared.dataset, prepared.spec, config.model.anchor, _strata(prepared, config))
     steps = TrainingSteps(sampler, tensorize, t.sets_per_batch, t.seed, trainer.global_rank, t.max_steps)
     device = trainer.strategy.root_device
     workers = choose_workers(t.num_workers, device, trainer.num_devices)
