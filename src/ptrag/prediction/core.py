@@ -176,6 +176,18 @@ def forward_sets(
     knockdown = None if run.knockdown is None else TargetKnockdown(run.knockdown, run.spec.genes, seed)
     modulation = None if run.state_gains is None else StateModulation(run.state_gains)
     ordinals = set_ordinals(sets)
+    anchors: dict[tuple[str, bytes], np.ndarray] = {}
+
+    def anchor_of(cell_set: CellSet) -> np.ndarray:
+        """The batch anchor of the cells whose mean is removed: the group's, or the set's kept
+        cells'; computed once per set of cells (a screen's groups share one draw)."""
+        key = (cell_set.cell_type, cell_set.perturbation)
+        rows = group_rows.get(key, cell_set.control_idx[: cell_set.n_real])
+        cached = (cell_set.cell_type, rows.tobytes())
+        if cached not in anchors:
+            anchors[cached] = tensorize.anchor_means(cell_set.cell_type, rows)
+        return anchors[cached]
+
     with torch.inference_mode():
         sets_per_batch = run.batch_size
         batches = range(0, len(sets), sets_per_batch)
@@ -194,18 +206,7 @@ def forward_sets(
                     ]
                 )
             if tensorize.anchor == "batch_pool":
-                # The anchor of the cells whose mean is removed: the group's, or the kept cells'.
-                batch["control_mean"] = torch.from_numpy(
-                    np.stack(
-                        [
-                            tensorize.anchor_means(
-                                s.cell_type,
-                                group_rows.get((s.cell_type, s.perturbation), s.control_idx[: s.n_real]),
-                            )
-                            for s in chunk
-                        ]
-                    )
-                )
+                batch["control_mean"] = torch.from_numpy(np.stack([anchor_of(s) for s in chunk]))
             output = model.on_batch(batch)
             if modulation is not None:
                 anchor = response_anchor(batch, model.generator)
