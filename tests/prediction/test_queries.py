@@ -71,10 +71,15 @@ def test_every_query_carries_its_effect_size_and_interval(model, tiny_screen) ->
     effects = pd.DataFrame(adata_pred.uns["ptrag"]["query_effects"])
     assert list(effects["perturbation"]) == ["RPL10", "MYC"]
     dataset = model.load_data(tiny_screen / "data.h5ad")
-    means = dataset.control_means
+    # Each effect is measured from what the query's control cells were re-centred on: the mean of
+    # their batches' control means (the run's batch anchor), not the whole pool's.
+    assert model.checkpoint.config.model.anchor == "batch_pool"
+    position = {name: i for i, name in enumerate(dataset.obs.index)}
     for row in effects.itertuples():
         cells = (adata_pred.obs["target_gene"] == row.perturbation).to_numpy()
-        expected = np.linalg.norm(np.asarray(adata_pred.X[cells]).mean(axis=0) - means[row.cell_type])
+        controls = [position[c] for c in adata_pred.obs["control_barcode"][cells]]
+        anchor = dataset.batch_control_means[row.cell_type][dataset.batch_codes[controls]].mean(axis=0)
+        expected = np.linalg.norm(np.asarray(adata_pred.X[cells]).mean(axis=0) - anchor)
         assert row.effect_size == pytest.approx(expected, rel=1e-3)
     # tiny's 10 validation groups bound no 90 % interval: the bounds say so instead of guessing.
     interval = EffectInterval.from_state(adata_pred.uns["ptrag"]["effect_interval"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
@@ -43,10 +44,17 @@ def screened(memory_run: ptrag.Model, tiny_screen: Path):
     )
 
 
-def _control_mean(tiny_screen: Path, cell_type: str) -> np.ndarray:
+def _anchor(tiny_screen: Path, cell_type: str, barcodes: Sequence[str]) -> np.ndarray:
+    """The mean, over the control cells ``barcodes``, of their gem group's control mean in the
+    file (every tiny gem group has more than MIN_BATCH_CONTROLS controls): what the run's batch
+    anchor re-centres them on."""
     adata = ad.read_h5ad(tiny_screen / "data.h5ad")
-    controls = ((adata.obs["gene"] == "non-targeting") & (adata.obs["cell_line"] == cell_type)).to_numpy()
-    return np.asarray(adata.obsm["X_hvg"][controls], dtype=np.float64).mean(axis=0)
+    obs = adata.obs
+    controls = ((obs["gene"] == "non-targeting") & (obs["cell_line"] == cell_type)).to_numpy()
+    x = np.asarray(adata.obsm["X_hvg"], dtype=np.float64)
+    groups = obs["gem_group"].astype(str)
+    batch_mean = {b: x[controls & (groups == b).to_numpy()].mean(axis=0) for b in set(groups[controls])}
+    return np.mean([batch_mean[b] for b in groups.loc[list(barcodes)]], axis=0)
 
 
 def test_never_measured_genes_are_ranked_by_the_distance_of_their_pseudobulk_from_control(
@@ -65,8 +73,11 @@ def test_never_measured_genes_are_ranked_by_the_distance_of_their_pseudobulk_fro
     for gene in table["perturbation"]:
         mine = cells[cells.obs["target_gene"] == gene].X.mean(axis=0)
         np.testing.assert_allclose(bulk[gene].X.ravel(), mine, rtol=1e-5, atol=1e-5)
-    # ptrag holds expression as float16, so its control mean differs from this float64 one by < 1e-3.
-    control = _control_mean(tiny_screen, "k562")
+    # The delta is measured from what the shared draw was re-centred on (the run's batch anchor),
+    # recomputed here from the file; ptrag holds expression as float16, so it differs by < 1e-3.
+    assert memory_run.checkpoint.config.model.anchor == "batch_pool"
+    draw = cells.obs.loc[cells.obs["target_gene"] == table["perturbation"].iloc[0], "control_barcode"]
+    control = _anchor(tiny_screen, "k562", draw.astype(str).tolist())
     np.testing.assert_allclose(bulk.layers["delta"], bulk.X - control[None, :], atol=1e-3)
     effect = np.linalg.norm(bulk.X - control[None, :], axis=1)
     np.testing.assert_allclose(table["effect_size"], effect, rtol=1e-3)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import ptrag
@@ -127,3 +128,26 @@ def test_a_predicted_group_moves_by_its_batch_anchors_offset_from_the_pool(scree
         np.testing.assert_allclose(
             batch.X[rows].mean(axis=0) - pool.X[rows].mean(axis=0), offset, atol=1e-4
         )
+    # A query's effect size is measured from the anchor its cells were centred on, not the pool.
+    from ptrag.prediction.insilico import predict_queries
+
+    queries = pd.DataFrame({"cell_type": ["k562"], "perturbation": ["G2"], "n_cells": [30]})
+    queried = predict_queries(checkpoint, dataset, queries, seed=1, progress=False).adata_pred
+    effect = pd.DataFrame(queried.uns["ptrag"]["query_effects"])["effect_size"].iloc[0]
+    cells = np.array([row_of[c] for c in queried.obs["control_barcode"]])
+    mean = np.asarray(queried.X).mean(axis=0)
+    anchor = table[dataset.batch_codes[cells]].mean(axis=0)
+    assert effect == pytest.approx(np.linalg.norm(mean - anchor), rel=1e-5)
+    assert abs(effect - np.linalg.norm(mean - dataset.control_means["k562"])) > 1e-3
+    # A screen's deltas are measured from its shared draw's anchor, stored as uns control_mean.
+    from ptrag.prediction.screen import screen_genes
+
+    screened = screen_genes(
+        checkpoint, dataset, "k562", ["G2", "G3"], n_cells=30, keep_cells=True, progress=False,
+        intervals=False,
+    )
+    draw = np.array([row_of[c] for c in screened.cells.obs["control_barcode"][:30]])
+    anchor = table[dataset.batch_codes[draw]].mean(axis=0)
+    bulk = screened.pseudobulk
+    np.testing.assert_allclose(bulk.uns["ptrag"]["control_mean"], anchor, atol=1e-5)
+    np.testing.assert_allclose(bulk.layers["delta"], np.asarray(bulk.X) - anchor[None, :], atol=1e-5)

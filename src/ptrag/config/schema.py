@@ -15,6 +15,7 @@ from ptrag.keys import BUNDLED_SOURCE
 __all__ = [
     "DEFAULT_ARM",
     "DEFAULT_PRESET",
+    "AnchorMode",
     "Config",
     "DataConfig",
     "EmbeddingConfig",
@@ -26,6 +27,9 @@ __all__ = [
     "at_least",
     "fraction",
 ]
+
+# What a set of control cells is re-centred on before its response (``ModelConfig.anchor``).
+AnchorMode = Literal["none", "control_pool", "batch_pool"]
 
 # The preset a command or ``ptrag.Model.from_config()`` uses when none is named.
 DEFAULT_PRESET = "cpu-small"
@@ -104,7 +108,7 @@ class ModelConfig:
     # cells came from, as its real cells do); "none": the sampled cells as they are.
     # batch_pool chosen on validation (memory, seed 0; docs/generation.md): replogle-like few-shot
     # better on every metric (p <= 7e-5), unseen on W1 and pearson_delta (p <= 6e-8), hetero tied.
-    anchor: Literal["none", "control_pool", "batch_pool"] = "batch_pool"
+    anchor: AnchorMode = "batch_pool"
     # "energy_unbiased": the energy distance with self-distances left out of the within-set means
     # (U-statistic), minimised by the true spread; "energy": geomloss's V-statistic, whose optimum at
     # S = 32 in gene space is ~0.94 of the true spread (ptrag.models.losses); "sinkhorn".

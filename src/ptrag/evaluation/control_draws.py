@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ptrag.config.schema import AnchorMode
 from ptrag.data.dataset import MIN_BATCH_CONTROLS
 from ptrag.data.sets import draw_controls
 from ptrag.errors import DataError
@@ -36,7 +37,7 @@ class BuildContext:
     # "batch_pool": the mean, over the condition's real cells, of their batch's control mean
     # (the real file's obs["batch"]; without it, the pool's); "control_pool": the cell type's
     # control-pool mean; "none": the draw as it is.
-    anchor: Literal["none", "control_pool", "batch_pool"] = "batch_pool"
+    anchor: AnchorMode = "batch_pool"
 
 
 def pred_like(

@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ptrag.config.schema import AnchorMode
 from ptrag.models.layers import mlp
 
 __all__ = ["STGenerator", "leading_mean"]
@@ -91,7 +92,7 @@ class STGenerator(nn.Module):
         use_batch: bool,
         output_residual: Literal["expression", "basal"],
         output_activation: Literal["relu", "none"],
-        anchor: Literal["none", "control_pool", "batch_pool"],
+        anchor: AnchorMode,
     ) -> None:
         # No defaults here: every setting comes from ptrag.config.schema through ptrag.run.build.
         super().__init__()
@@ -157,8 +158,9 @@ class STGenerator(nn.Module):
             return torch.relu(self.output(mixed + basal))
         # Residual in expression space: each predicted cell is its own control cell plus a response.
         if self.anchor != "none" and control_mean is not None:
-            # Re-centre the set on its cell type's whole control pool: the mean of 32-64 sampled
-            # controls is noisy and a prediction would inherit that noise. Each cell keeps its own
+            # Re-centre the set on its anchor (its cell type's control pool, or the control means of
+            # its cells' batches): the mean of 32-64 sampled controls is noisy and a prediction
+            # would inherit that noise. Each cell keeps its own
             # deviation from the set mean, so the predicted spread is the controls' spread. At
             # prediction the mean of the set's whole group is removed instead: re-centring each set of
             # S cells on its own mean narrows a group of several sets by sqrt((S-1)/S) (0.984 at 32).

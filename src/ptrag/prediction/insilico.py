@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -181,7 +181,7 @@ def predict_queries(
     interval = calibrate_effect_interval(checkpoint, dataset, checkpoint.config.train.cell_set_len, seed)
     uns = run.metadata(
         "in_silico",
-        query_effects=_query_effects(cells, obs, queries, run, interval),
+        query_effects=_query_effects(cells, obs, queries, sets, run, interval),
         effect_interval={} if interval is None else asdict(interval),
     )
     return Prediction(to_anndata(cells, obs, run.spec.genes, uns), None, record)
@@ -191,18 +191,26 @@ def _query_effects(
     cells: np.ndarray,
     obs: pd.DataFrame,
     queries: pd.DataFrame,
+    sets: Sequence[CellSet],
     run: Predictor,
     interval: EffectInterval | None,
 ) -> dict[str, np.ndarray]:
     """Per query, as a screen reports each gene: the effect size of its predicted cells (L2 norm
-    of their mean minus the cell type's control mean), the expected effect and its interval (NaN
-    without calibration)."""
+    of their mean minus the anchor of the control cells they were predicted from: the cell type's
+    control mean, or its batches' under ``model.anchor = "batch_pool"``), the expected effect and
+    its interval (NaN without calibration)."""
     positions = obs.astype(str).groupby([CELL_TYPE_COL, PERT_COL]).indices
+    controls: dict[tuple[str, str], list[np.ndarray]] = {}
+    for cell_set in sets:
+        controls.setdefault((cell_set.cell_type, cell_set.perturbation), []).append(
+            cell_set.control_idx[: cell_set.n_real]
+        )
     effects = []
     for row in queries.itertuples(index=False):
         key = (str(row.cell_type), str(row.perturbation))
         mean = cells[positions[key]].mean(axis=0)
-        effects.append(float(np.linalg.norm(mean - run.tensorize.control_means[key[0]])))
+        anchor = run.tensorize.anchor_means(key[0], np.concatenate(controls[key]))
+        effects.append(float(np.linalg.norm(mean - anchor)))
     perturbations = queries["perturbation"].astype(str).tolist()
     _, cosine = nearest_measured(run.spec, perturbations)
     effect = np.array(effects)

@@ -203,7 +203,10 @@ def screen_genes(
             share = weights.sum(axis=(1, 2)) / np.maximum(n_real * valid.sum(axis=1), 1)
             np.add.at(selected, gene_of, share * n_real)
 
-    control_mean = run.tensorize.control_means[cell_type].astype(np.float64)
+    # What every gene's cells are centred on before their response: the shared draw's anchor (the
+    # pool mean, or under model.anchor = "batch_pool" the draw's batches' control means).
+    draw = np.concatenate([s.control_idx[: s.n_real] for s in sets[:sets_per_gene]])
+    control_mean = run.tensorize.anchor_means(cell_type, draw).astype(np.float64)
     pseudobulk = (sums / n_cells).astype(np.float32)
     delta = pseudobulk - control_mean[None, :].astype(np.float32)
     database = run.spec.database

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 import torch
 
+from ptrag.config.schema import AnchorMode
 from ptrag.data.dataset import PerturbationDataset
 from ptrag.data.sets import CellSet, collate
 from ptrag.run.spec import ModelSpec
@@ -27,7 +27,7 @@ class SetTensorizer:
         self,
         dataset: PerturbationDataset,
         spec: ModelSpec,
-        anchor: Literal["none", "control_pool", "batch_pool"],
+        anchor: AnchorMode,
         strata: np.ndarray | None = None,
     ) -> None:
         self.dataset = dataset
