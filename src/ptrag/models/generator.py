@@ -160,10 +160,10 @@ class STGenerator(nn.Module):
         if self.anchor != "none" and control_mean is not None:
             # Re-centre the set on its anchor (its cell type's control pool, or the control means of
             # its cells' batches): the mean of 32-64 sampled controls is noisy and a prediction
-            # would inherit that noise. Each cell keeps its own
-            # deviation from the set mean, so the predicted spread is the controls' spread. At
-            # prediction the mean of the set's whole group is removed instead: re-centring each set of
-            # S cells on its own mean narrows a group of several sets by sqrt((S-1)/S) (0.984 at 32).
+            # would inherit that noise. Each cell keeps its own deviation from the set mean, so the
+            # predicted spread is the controls' spread. At prediction the mean of the set's whole
+            # group is removed instead: re-centring each set of S cells on its own mean narrows a
+            # group of several sets by sqrt((S-1)/S) (0.984 at 32).
             own_mean = leading_mean(control, anchor_cells) if input_mean is None else input_mean[:, None, :]
             control = control - own_mean + control_mean[:, None, :]
         if evidence is not None:
