@@ -123,6 +123,23 @@ def test_a_methods_mean_on_controls_row_has_exactly_its_predicted_means_under_ei
                 np.testing.assert_allclose(np.asarray(row.X[rows]).mean(axis=0), expected, atol=1e-5)
 
 
+def test_the_batch_column_can_be_named_and_its_absence_is_said(caplog):
+    import logging
+
+    from ptrag.evaluation.control_draws import BuildContext, shifted_controls
+
+    _, real = _batched_pair()
+    renamed = real.copy()
+    renamed.obs = renamed.obs.rename(columns={"batch": "gem_group"})
+    named = shifted_controls(renamed, BuildContext(CONTROL, seed=7, batch_col="gem_group"), None, "control")
+    np.testing.assert_array_equal(named.X, control_reference(real, CONTROL, seed=7).X)
+    pooled = shifted_controls(renamed, BuildContext(CONTROL, seed=7), None, "control")
+    assert not np.allclose(pooled.X, named.X)  # without the column: the pool's mean, not the batches'
+    with caplog.at_level(logging.INFO, logger="ptrag.evaluation.references"):
+        evaluate_references(renamed, CONTROL, include_de=False)
+    assert "no obs['batch']" in caplog.text
+
+
 def test_train_mean_adds_the_shift_to_the_same_controls():
     _, real = make_pair(n_genes=10)
     shift = np.linspace(-1, 1, 10)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ptrag.cli.common import add_progress_option
-from ptrag.keys import PERT_COL, UNS_KEY
+from ptrag.keys import BATCH_COL, PERT_COL, UNS_KEY
 
 __all__ = ["DESCRIPTION", "add_parser", "run"]
 
@@ -55,6 +55,13 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         "--cell-type-column",
         default="cell_type",
         help="obs column holding the cell type (default: cell_type).",
+    )
+    parser.add_argument(
+        "--batch-column",
+        default=BATCH_COL,
+        help="obs column holding the batch (default: batch). The references' control cells are "
+        "re-centred on the control means of each condition's batches, as ptrag's models are; "
+        "without the column, on the cell type's whole control pool.",
     )
     parser.add_argument(
         "--n-pcs",
@@ -132,6 +139,7 @@ def _score_references(
         include_de=not args.no_de,
         prediction=pred,
         method=_method_name(pred),
+        batch_col=args.batch_column,
     ), (shifts.details if shifts is not None else None)
 
 

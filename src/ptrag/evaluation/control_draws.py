@@ -16,7 +16,7 @@ from ptrag.data.dataset import MIN_BATCH_CONTROLS
 from ptrag.data.sets import draw_controls
 from ptrag.errors import DataError
 from ptrag.evaluation.pair import dense, rows_by_condition
-from ptrag.keys import CONTROL_BARCODE_COL, PERT_COL, UNS_KEY
+from ptrag.keys import BATCH_COL, CONTROL_BARCODE_COL, PERT_COL, UNS_KEY
 
 __all__ = ["BuildContext", "ShiftLookup", "pred_like", "shifted_controls"]
 
@@ -35,9 +35,10 @@ class BuildContext:
     shifts: ReferenceShifts | None = None
     # What each draw of control cells is re-centred on, as the models' ``model.anchor``:
     # "batch_pool": the mean, over the condition's real cells, of their batch's control mean
-    # (the real file's obs["batch"]; without it, the pool's); "control_pool": the cell type's
+    # (the real file's obs[batch_col]; without it, the pool's); "control_pool": the cell type's
     # control-pool mean; "none": the draw as it is.
     anchor: AnchorMode = "batch_pool"
+    batch_col: str = BATCH_COL
 
 
 def pred_like(
@@ -68,7 +69,7 @@ def shifted_controls(real: Any, context: BuildContext, shift_for: ShiftLookup | 
     rng = np.random.default_rng(context.seed)
     x = dense(real.X)
     groups = rows_by_condition(real, pert_col, celltype_col)
-    batches = _batch_codes(real) if context.anchor == "batch_pool" else None
+    batches = _batch_codes(real, context.batch_col) if context.anchor == "batch_pool" else None
     blocks: list[NDArray[np.float32]] = []
     obs_rows: list[pd.DataFrame] = []
     for (cell_type, perturbation), rows in sorted(groups.items()):
@@ -93,11 +94,11 @@ def shifted_controls(real: Any, context: BuildContext, shift_for: ShiftLookup | 
     return pred_like(real, blocks, obs_rows, arm, label)
 
 
-def _batch_codes(real: Any) -> NDArray[np.int64] | None:
-    """Each real cell's batch code, or None when the real file has no obs["batch"]."""
-    if "batch" not in real.obs.columns:
+def _batch_codes(real: Any, batch_col: str) -> NDArray[np.int64] | None:
+    """Each real cell's batch code, or None when the real file has no obs[batch_col]."""
+    if batch_col not in real.obs.columns:
         return None
-    codes, _ = pd.factorize(real.obs["batch"].astype(str), sort=True)
+    codes, _ = pd.factorize(real.obs[batch_col].astype(str), sort=True)
     return codes.astype(np.int64)
 
 

@@ -24,6 +24,7 @@ predicted cells as real cells (n-matched), so that W1/W2 â€” which depend on n â
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,7 @@ from ptrag.evaluation.shifts import (
     prior_linear_shifts,
     train_mean_shifts,
 )
-from ptrag.keys import PERT_COL
+from ptrag.keys import BATCH_COL, PERT_COL
 
 __all__ = [
     "REFERENCES",
@@ -61,6 +62,8 @@ __all__ = [
     "row_kind",
     "train_mean_reference",
 ]
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ptrag.evaluation.reference_shifts import ReferenceShifts
@@ -289,6 +292,7 @@ def evaluate_references(
     prediction: Any = None,
     method: str = "prediction",
     seconds: dict[str, float] | None = None,
+    batch_col: str = BATCH_COL,
 ) -> dict[str, Any]:
     """Score every reference that can be built against ``real`` with one shared PCA.
 
@@ -296,6 +300,8 @@ def evaluate_references(
     ``real``; the shift references are scored when ``shifts`` holds them. With ``prediction`` (a
     method's predicted cells), the diagnostic row ``<method>_mean_on_controls`` comes last.
     ``seconds``, when given, receives each reference's wall time (building and scoring it).
+    ``batch_col``: the obs column of ``real`` whose batches anchor every draw (the pool's mean
+    without it, said once in the log).
     """
     import time
 
@@ -304,7 +310,14 @@ def evaluate_references(
     if shifts is not None:
         shifts.check_matches(real, pert_col, celltype_col, control_label)
     shared_pca = pca if pca is not None else fit_pca_on_real(real, seed=seed)
-    context = BuildContext(control_label, pert_col, celltype_col, seed, shifts)
+    context = BuildContext(control_label, pert_col, celltype_col, seed, shifts, batch_col=batch_col)
+    if batch_col not in real.obs.columns:
+        log.info(
+            "references: the real cells have no obs[%r], so each draw of control cells is re-centred "
+            "on its cell type's control pool, not on its batches' (name the column with batch_col / "
+            "--batch-column)",
+            batch_col,
+        )
     out = {}
     for reference in _ENTRIES:
         if reference.shift is not None and (shifts is None or reference.name not in shifts.shifts):
