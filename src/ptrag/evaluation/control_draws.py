@@ -59,8 +59,8 @@ def pred_like(
 
 
 def shifted_controls(real: Any, context: BuildContext, shift_for: ShiftLookup | None, arm: str) -> Any:
-    """Per condition, n control cells of its cell type (seeded draws, re-centred on the pool's mean
-    when ``context.anchor``) plus ``shift_for(c, p)``.
+    """Per condition, n control cells of its cell type (seeded draws, re-centred on the anchor
+    ``context.anchor`` names) plus ``shift_for(c, p)``.
 
     The draws do not depend on the shift, so every shift reference uses the same control cells as
     the ``control`` reference for the same seed.
@@ -70,6 +70,8 @@ def shifted_controls(real: Any, context: BuildContext, shift_for: ShiftLookup | 
     x = dense(real.X)
     groups = rows_by_condition(real, pert_col, celltype_col)
     batches = _batch_codes(real, context.batch_col) if context.anchor == "batch_pool" else None
+    # Per cell type, its pool's mean and its batches' control means: the same for every condition.
+    means: dict[str, tuple[NDArray[np.float64], dict[int, NDArray[np.float64]]]] = {}
     blocks: list[NDArray[np.float32]] = []
     obs_rows: list[pd.DataFrame] = []
     for (cell_type, perturbation), rows in sorted(groups.items()):
@@ -79,10 +81,13 @@ def shifted_controls(real: Any, context: BuildContext, shift_for: ShiftLookup | 
         chosen = pool if perturbation == label else draw_controls(pool, rows.size, rng)
         cells = x[chosen].copy()
         if context.anchor != "none" and perturbation != label:
-            pool_mean = x[pool].mean(axis=0, dtype=np.float64)
-            if batches is not None:
-                pool_mean = _batch_anchor(x, pool, rows, batches, pool_mean)
-            cells += pool_mean.astype(np.float32) - cells.mean(axis=0)
+            if cell_type not in means:
+                pool_mean = x[pool].mean(axis=0, dtype=np.float64)
+                by_batch = {} if batches is None else _batch_means(x, pool, batches)
+                means[cell_type] = (pool_mean, by_batch)
+            pool_mean, by_batch = means[cell_type]
+            anchor = pool_mean if batches is None else _batch_anchor(rows, batches, pool_mean, by_batch)
+            cells += anchor.astype(np.float32) - cells.mean(axis=0)
         if shift_for is not None and perturbation != label:
             cells += np.asarray(shift_for(cell_type, perturbation), dtype=np.float32)[None, :]
         blocks.append(cells)
@@ -102,20 +107,29 @@ def _batch_codes(real: Any, batch_col: str) -> NDArray[np.int64] | None:
     return codes.astype(np.int64)
 
 
+def _batch_means(
+    x: NDArray[np.floating], pool: NDArray[np.intp], batches: NDArray[np.int64]
+) -> dict[int, NDArray[np.float64]]:
+    """Batch → the mean of its control cells in ``pool``, for batches with at least
+    MIN_BATCH_CONTROLS of them (the rule of ``PerturbationDataset.batch_control_means``, which the
+    models anchor on); the others use the pool's mean."""
+    found, counts = np.unique(batches[pool], return_counts=True)
+    return {
+        batch: x[pool[batches[pool] == batch]].mean(axis=0, dtype=np.float64)
+        for batch, count in zip(found.tolist(), counts.tolist(), strict=True)
+        if count >= MIN_BATCH_CONTROLS
+    }
+
+
 def _batch_anchor(
-    x: NDArray[np.floating],
-    pool: NDArray[np.intp],
     rows: NDArray[np.intp],
     batches: NDArray[np.int64],
     pool_mean: NDArray[np.float64],
+    by_batch: dict[int, NDArray[np.float64]],
 ) -> NDArray[np.float64]:
-    """The mean, over the condition's real cells (``rows``), of their batch's control mean: the
-    batch's controls in ``pool`` when it has at least MIN_BATCH_CONTROLS of them, else the pool's
-    (the rule of ``PerturbationDataset.batch_control_means``, which the models anchor on)."""
+    """The mean, over the condition's real cells (``rows``), of their batch's control mean."""
     anchor = np.zeros_like(pool_mean)
     targets, counts = np.unique(batches[rows], return_counts=True)
     for batch, count in zip(targets.tolist(), counts.tolist(), strict=True):
-        members = pool[batches[pool] == batch]
-        mean = x[members].mean(axis=0, dtype=np.float64) if members.size >= MIN_BATCH_CONTROLS else pool_mean
-        anchor += count * mean
+        anchor += count * by_batch.get(batch, pool_mean)
     return anchor / rows.size

@@ -46,7 +46,12 @@ class SetTensorizer:
         # the controls given with the query), computed once; under "batch_pool", the mean over the
         # set's control cells of their own batch's control mean (anchor_means).
         self.control_means = dataset.control_means
-        self._batch_means = dataset.batch_control_means if anchor == "batch_pool" else None
+        # float64 once here, not per set: anchor_means runs for every set of every training step.
+        self._batch_means = (
+            {c: table.astype(np.float64) for c, table in dataset.batch_control_means.items()}
+            if anchor == "batch_pool"
+            else None
+        )
 
     def anchor_means(self, cell_type: str, control_rows: np.ndarray) -> np.ndarray:
         """(n_genes,) float32: what a set of these control cells (dataset rows) is re-centred on.
@@ -59,7 +64,7 @@ class SetTensorizer:
             return self.control_means[cell_type]
         table = self._batch_means[cell_type]
         counts = np.bincount(self.dataset.batch_codes[control_rows], minlength=table.shape[0])
-        return (counts @ table.astype(np.float64) / max(len(control_rows), 1)).astype(np.float32)
+        return (counts @ table / max(len(control_rows), 1)).astype(np.float32)
 
     @staticmethod
     def _index(lookup: dict[str, int], names: Sequence[str], what: str) -> torch.Tensor:
