@@ -9,6 +9,7 @@ that writes or reads these files names them through here, in the spirit of scvi-
 from __future__ import annotations
 
 __all__ = [
+    "AVERAGE_KEY",
     "BATCH_COL",
     "BUNDLED_SOURCE",
     "CELL_SCALE_KEY",
@@ -37,6 +38,9 @@ CHECKPOINT_KEY = "ptrag"
 MODEL_PREFIX = "model."
 RESIDUAL_SCALE_KEY = "residual_scale"
 CELL_SCALE_KEY = "cell_scale"
+# A training checkpoint of a run with train.ema_decay > 0: the weights' moving average (its
+# parameters keyed as the PerturbationModel names them), which prediction from last.ckpt uses.
+AVERAGE_KEY = "ptrag_weight_average"
 
 # embedding.source naming the gene table shipped with ptrag (rather than a file).
 BUNDLED_SOURCE = "bundled"

@@ -10,7 +10,7 @@ def test_presets_load_with_their_values() -> None:
     assert (paper.retrieval.top_k, paper.retrieval.tau, paper.retrieval.sparsity_weight) == (32, 0.5, 0.1)
     assert paper.train.lr == 1e-3 and paper.train.grad_clip == 10.0
     small = load_config("cpu-small")
-    assert small.model.hidden_dim == 64 and small.train.max_steps == 1200
+    assert small.model.hidden_dim == 64 and small.train.max_steps == 2000
 
 
 def test_overrides_are_typed() -> None:

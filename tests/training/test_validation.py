@@ -16,7 +16,8 @@ from ptrag import Model
 from ptrag.data.loading import load_dataset
 from ptrag.data.splits import Split
 from ptrag.evaluation.distributional import energy_distances
-from ptrag.run.checkpoint import read_checkpoint
+from ptrag.keys import MODEL_PREFIX
+from ptrag.run.checkpoint import Checkpoint, read_checkpoint
 
 SETTINGS = (
     "model.hidden_dim=32",
@@ -95,9 +96,13 @@ def test_a_small_screen_stops_early_and_predicts_with_its_best_validation_step(
     assert model.checkpoint.step == outcome.best_step
     at_best = Model.from_config("cpu-small", [*SETTINGS, f"train.max_steps={outcome.best_step}"], arm="st")
     at_best.fit(data, split, tmp_path / "to_best", progress=False)
-    best = read_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")["state_dict"]
-    final = read_checkpoint(tmp_path / "to_best" / "checkpoints" / "last.ckpt")["state_dict"]
+    # (Both are the weights' moving average, which last.ckpt carries beside the raw weights.)
+    best = Checkpoint.load(tmp_path / "run", "best").state_dict
+    final = Checkpoint.load(tmp_path / "to_best", "last").state_dict
+    raw = read_checkpoint(tmp_path / "to_best" / "checkpoints" / "last.ckpt")["state_dict"]
+    assert best.keys() == final.keys()
     assert all(torch.equal(value, final[key]) for key, value in best.items())
+    assert not all(torch.equal(value, raw[MODEL_PREFIX + key]) for key, value in best.items())
 
     # Its test energy is no worse than that of the weights it stopped with.
     energy_best = mean_test_energy(model, data)

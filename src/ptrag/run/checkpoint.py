@@ -5,7 +5,8 @@ A checkpoint is a torch file with
   cell types, batches, database perturbations, response memory), each stored once;
 - ``"state_dict"``: the trained parameters (keys ``model.…``), without derived buffers;
 - ``"global_step"``; a training checkpoint (``last.ckpt``) also holds Lightning's optimizer and loop
-  state, the callbacks' state and the random number generators' states, so a run resumes exactly.
+  state, the callbacks' state and the random number generators' states, so a run resumes exactly,
+  and, with ``train.ema_decay``, the weights' moving average (``best.ckpt`` holds the average alone).
 
 A run directory keeps two: ``checkpoints/last.ckpt`` (resume) and ``checkpoints/best.ckpt`` (the
 weights with the lowest validation loss; prediction's default).
@@ -26,7 +27,7 @@ from ptrag import __version__
 from ptrag.config import Config, config_to_dict, saved_config_from_dict
 from ptrag.errors import CheckpointError
 from ptrag.io import atomic_path, staged_output
-from ptrag.keys import CELL_SCALE_KEY, CHECKPOINT_KEY, MODEL_PREFIX, RESIDUAL_SCALE_KEY
+from ptrag.keys import AVERAGE_KEY, CELL_SCALE_KEY, CHECKPOINT_KEY, MODEL_PREFIX, RESIDUAL_SCALE_KEY
 from ptrag.models.model import PerturbationModel
 from ptrag.run.build import build_model, load_weights
 from ptrag.run.spec import ModelSpec
@@ -158,6 +159,8 @@ class Checkpoint:
             for key, value in payload["state_dict"].items()
             if key.startswith(MODEL_PREFIX)
         }
+        if AVERAGE_KEY in payload:  # last.ckpt of a run that averages its weights: predict with those
+            state |= payload[AVERAGE_KEY]["shadow"]
         config = saved_config_from_dict(info["config"])
         spec = ModelSpec.from_state(info["spec"])
         step = int(payload.get("global_step", 0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Any
 
@@ -11,11 +12,13 @@ import torch
 
 from ptrag.config import Config
 from ptrag.errors import TrainingError
+from ptrag.keys import AVERAGE_KEY, MODEL_PREFIX
 from ptrag.models import ModelOutput, SetDistributionLoss
 from ptrag.models.losses import SetDistances, stratified_energy
 from ptrag.run.build import build_model
 from ptrag.run.checkpoint import CHECKPOINT_KEY, run_info
 from ptrag.run.spec import ModelSpec
+from ptrag.training.averaging import WeightAverage
 
 __all__ = ["PerturbationLightningModule"]
 
@@ -61,6 +64,8 @@ class PerturbationLightningModule(L.LightningModule):
         # device (``raise_if_not_finite``).
         self._first_bad_step: torch.Tensor | None = None
         self._first_bad_loss: torch.Tensor | None = None
+        decay = config.train.ema_decay
+        self.weight_average = WeightAverage(self.model, decay) if decay > 0 else None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         return self.model.on_batch(batch)
@@ -164,6 +169,17 @@ class PerturbationLightningModule(L.LightningModule):
                 "extreme values."
             )
 
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.weight_average is not None:
+            self.weight_average.update(self.model)
+
+    def evaluated_weights(self) -> contextlib.AbstractContextManager[None]:
+        """The weights validation scores and ``best.ckpt`` keeps: the average when there is one."""
+        if self.weight_average is None:
+            return contextlib.nullcontext()
+        return self.weight_average.swapped_in(self.model)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         t = self.config.train
         return torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
@@ -171,8 +187,17 @@ class PerturbationLightningModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = run_info(self.config, self.spec)
         checkpoint[RNG_KEY] = rng_states()
+        if self.weight_average is not None:
+            checkpoint[AVERAGE_KEY] = self.weight_average.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Resuming continues the exact random streams of the interrupted run (Gumbel noise).
         if RNG_KEY in checkpoint:
             restore_rng_states(checkpoint[RNG_KEY])
+        if self.weight_average is None:
+            return
+        if AVERAGE_KEY in checkpoint:
+            self.weight_average.load_state_dict(checkpoint[AVERAGE_KEY])
+        else:  # written before averaging existed: average from the resumed weights on
+            weights = checkpoint["state_dict"]
+            self.weight_average.restart({k.removeprefix(MODEL_PREFIX): v for k, v in weights.items()})

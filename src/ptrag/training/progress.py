@@ -105,13 +105,12 @@ class RunProgress(L.Callback):
     def _validate(
         self, trainer: L.Trainer, module: PerturbationLightningModule, step: int
     ) -> dict[str, object]:
-        loss, rate = validation_loss(module, self.val_batches or [])
-        # Every rank validates the same sets; averaging keeps their decisions identical bit for bit.
-        loss = float(trainer.strategy.reduce(torch.tensor(loss, device=module.device), reduce_op="mean"))
-        if loss < self.best_loss:
-            self.best_loss, self.best_step, self.bad_validations = loss, step, 0
-            self.best_selection_rate = rate
-            if trainer.is_global_zero:
+        with module.evaluated_weights():
+            loss, rate = validation_loss(module, self.val_batches or [])
+            # Every rank validates the same sets; averaging keeps their decisions identical bit for bit.
+            loss = float(trainer.strategy.reduce(torch.tensor(loss, device=module.device), reduce_op="mean"))
+            improved = loss < self.best_loss
+            if improved and trainer.is_global_zero:
                 payload = {
                     CHECKPOINT_KEY: run_info(module.config, module.spec),
                     "state_dict": module.state_dict(),
@@ -119,6 +118,9 @@ class RunProgress(L.Callback):
                     "val_loss": loss,
                 }
                 write_checkpoint(payload, self.run_dir / CHECKPOINT_FILES["best"])
+        if improved:
+            self.best_loss, self.best_step, self.bad_validations = loss, step, 0
+            self.best_selection_rate = rate
         else:
             self.bad_validations += 1
         patience = self.train.patience
