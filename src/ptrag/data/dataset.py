@@ -125,14 +125,18 @@ class PerturbationDataset:
         means: dict[str, np.ndarray] = {}
         for cell_type in self.cell_types:
             cells = self.conditions.controls(cell_type)
-            if cells.size == 0:
-                continue
-            total = np.zeros(self.n_genes, dtype=np.float64)
-            for start in range(0, cells.size, CONTROL_MEAN_CHUNK):
-                block = cells[start : start + CONTROL_MEAN_CHUNK]
-                total += self.expression.rows(block).sum(axis=0, dtype=np.float64)
-            means[cell_type] = (total / cells.size).astype(np.float32)
+            if cells.size:
+                means[cell_type] = self._rows_mean(cells)
         return means
+
+    def _rows_mean(self, rows: np.ndarray) -> np.ndarray:
+        """float32 mean expression of ``rows`` (at least one), summed in float64 in chunks of
+        :data:`CONTROL_MEAN_CHUNK` rows."""
+        total = np.zeros(self.n_genes, dtype=np.float64)
+        for start in range(0, rows.size, CONTROL_MEAN_CHUNK):
+            block = rows[start : start + CONTROL_MEAN_CHUNK]
+            total += self.expression.rows(block).sum(axis=0, dtype=np.float64)
+        return (total / rows.size).astype(np.float32)
 
     @cached_property
     def batch_control_means(self) -> dict[str, np.ndarray]:
@@ -153,11 +157,7 @@ class PerturbationDataset:
             for batch in range(n_batches):
                 members = cells[codes[cells] == batch]
                 if members.size >= MIN_BATCH_CONTROLS:
-                    total = np.zeros(self.n_genes, dtype=np.float64)
-                    for start in range(0, members.size, CONTROL_MEAN_CHUNK):
-                        block = members[start : start + CONTROL_MEAN_CHUNK]
-                        total += self.expression.rows(block).sum(axis=0, dtype=np.float64)
-                    table[batch] = (total / members.size).astype(np.float32)
+                    table[batch] = self._rows_mean(members)
             means[cell_type] = table
         return means
 

@@ -126,13 +126,13 @@ def predictor(
     )
 
 
-def group_control_rows(sets: Sequence[CellSet]) -> dict[tuple[str, str], np.ndarray]:
+def group_control_rows(sets: Sequence[CellSet], min_sets: int = 2) -> dict[tuple[str, str], np.ndarray]:
     """(cell type, perturbation) → the input control cells (dataset rows) of all the group's sets
-    (each set's ``n_real`` leading cells), for groups predicted by more than one set."""
+    (each set's ``n_real`` leading cells), for groups predicted by at least ``min_sets`` sets."""
     by_group: dict[tuple[str, str], list[np.ndarray]] = {}
     for s in sets:
         by_group.setdefault((s.cell_type, s.perturbation), []).append(s.control_idx[: s.n_real])
-    return {group: np.concatenate(parts) for group, parts in by_group.items() if len(parts) > 1}
+    return {group: np.concatenate(parts) for group, parts in by_group.items() if len(parts) >= min_sets}
 
 
 def group_input_means(
@@ -179,8 +179,9 @@ def forward_sets(
     anchors: dict[tuple[str, bytes], np.ndarray] = {}
 
     def anchor_of(cell_set: CellSet) -> np.ndarray:
-        """The batch anchor of the cells whose mean is removed: the group's, or the set's kept
-        cells'; computed once per set of cells (a screen's groups share one draw)."""
+        """The anchor of the cells whose mean is removed: the group's, or the set's kept cells'
+        (not all of a padded set's cells, as in training); computed once per set of cells (a
+        screen's groups share one draw)."""
         key = (cell_set.cell_type, cell_set.perturbation)
         rows = group_rows.get(key, cell_set.control_idx[: cell_set.n_real])
         cached = (cell_set.cell_type, rows.tobytes())
@@ -193,7 +194,7 @@ def forward_sets(
         batches = range(0, len(sets), sets_per_batch)
         for start in progress_bar(batches, desc=desc, unit="batch", enabled=progress):
             chunk = sets[start : start + sets_per_batch]
-            batch = tensorize(chunk)
+            batch = tensorize(chunk, anchors=[anchor_of(s) for s in chunk])
             # Only each set's first n_real cells are kept: the anchor is their mean, or the group's.
             anchor_cells = torch.tensor([s.n_real for s in chunk])
             batch["anchor_cells"] = anchor_cells
@@ -205,8 +206,6 @@ def forward_sets(
                         for i, key in enumerate((s.cell_type, s.perturbation) for s in chunk)
                     ]
                 )
-            if tensorize.anchor == "batch_pool":
-                batch["control_mean"] = torch.from_numpy(np.stack([anchor_of(s) for s in chunk]))
             output = model.on_batch(batch)
             if modulation is not None:
                 anchor = response_anchor(batch, model.generator)

@@ -13,7 +13,7 @@ from ptrag.data.dataset import BATCH, CELL_TYPE, PerturbationDataset
 from ptrag.data.sets import CellSet, draw_controls
 from ptrag.errors import DataError, format_list
 from ptrag.keys import CELL_TYPE_COL, PERT_COL
-from ptrag.prediction.core import Predictor, predictor, run_sets
+from ptrag.prediction.core import Predictor, group_control_rows, predictor, run_sets
 from ptrag.prediction.effect_interval import (
     EFFECT_COLUMNS,
     EffectInterval,
@@ -200,16 +200,12 @@ def _query_effects(
     control mean, or its batches' under ``model.anchor = "batch_pool"``), the expected effect and
     its interval (NaN without calibration)."""
     positions = obs.astype(str).groupby([CELL_TYPE_COL, PERT_COL]).indices
-    controls: dict[tuple[str, str], list[np.ndarray]] = {}
-    for cell_set in sets:
-        controls.setdefault((cell_set.cell_type, cell_set.perturbation), []).append(
-            cell_set.control_idx[: cell_set.n_real]
-        )
+    controls = group_control_rows(sets, min_sets=1)
     effects = []
     for row in queries.itertuples(index=False):
         key = (str(row.cell_type), str(row.perturbation))
         mean = cells[positions[key]].mean(axis=0)
-        anchor = run.tensorize.anchor_means(key[0], np.concatenate(controls[key]))
+        anchor = run.tensorize.anchor_means(key[0], controls[key])
         effects.append(float(np.linalg.norm(mean - anchor)))
     perturbations = queries["perturbation"].astype(str).tolist()
     _, cosine = nearest_measured(run.spec, perturbations)

@@ -73,17 +73,22 @@ class SetTensorizer:
             raise ValueError(f"{what} {missing} are not in the model spec; extend the spec first")
         return torch.tensor([lookup[name] for name in names], dtype=torch.long)
 
-    def __call__(self, sets: Sequence[CellSet]) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, sets: Sequence[CellSet], anchors: Sequence[np.ndarray] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The batch of ``sets``. ``anchors``: each set's ``control_mean`` when the caller has it
+        already (prediction anchors a group of sets on all of its cells); else :meth:`anchor_means`
+        of each set's control cells."""
         arrays = collate(list(sets), self.dataset)
+        if anchors is None:
+            anchors = [self.anchor_means(s.cell_type, s.control_idx) for s in sets]
         batch = {
             "control": torch.from_numpy(arrays["control"]),
             "target": torch.from_numpy(arrays["target"]),
             "batch_codes": torch.from_numpy(self.batch_map[arrays["batch_codes"]]),
             "pert_index": self._index(self.vocabulary, arrays["perturbation"], "perturbations"),
             "cell_type_index": self._index(self.cell_types, arrays["cell_type"], "cell types"),
-            "control_mean": torch.from_numpy(
-                np.stack([self.anchor_means(s.cell_type, s.control_idx) for s in sets])
-            ),
+            "control_mean": torch.from_numpy(np.stack(anchors)),
         }
         if self.strata is not None:
             for key, name in (("control_stratum", "control_idx"), ("target_stratum", "target_idx")):

@@ -37,9 +37,9 @@ class WeightAverage:
     def update(self, model: nn.Module) -> None:
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         names, weights = zip(*self._averaged(model), strict=True)
-        for name, p in zip(names, weights, strict=True):
-            if self.shadow[name].device != p.device:
-                self.shadow[name] = self.shadow[name].to(p.device)
+        if self.shadow[names[0]].device != weights[0].device:  # the model moved to its device
+            pairs = zip(names, weights, strict=True)
+            self.shadow = {name: self.shadow[name].to(p.device) for name, p in pairs}
         # One fused call: 0.26 ms per step for the memory arm on cpu-small (0.33 ms as a loop over
         # tensors), about 1 % of a training step.
         torch._foreach_lerp_([self.shadow[name] for name in names], list(weights), 1.0 - decay)
