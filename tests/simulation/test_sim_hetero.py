@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 from anndata.io import read_elem
 
+from ptrag.data.strata import assign_strata, fit_strata
 from ptrag.evaluation.references import control_reference
 from ptrag.simulation import SimulationResult
 from ptrag.simulation.api import build_screen_model
@@ -187,15 +188,46 @@ def test_oracles_have_a_predictions_layout_and_the_right_shifts(tiny_hetero_scre
     assert max(spreads) > 0.01
 
 
+def test_the_per_stratum_oracle_averages_the_per_cell_shifts_within_each_stratum(tiny_hetero_screen) -> None:
+    real = _real_cells(tiny_hetero_screen.out_dir, "test", "split")
+    model = load_screen_model(tiny_hetero_screen.out_dir)
+    control = control_reference(real, "non-targeting")
+    per_cell = oracle_prediction(tiny_hetero_screen.out_dir, real, "per_cell", model=model)
+    per_stratum = oracle_prediction(tiny_hetero_screen.out_dir, real, "per_stratum", model=model)
+    assert np.array_equal(per_stratum.obs["control_barcode"], control.obs["control_barcode"])
+    keys = control.obs[["cell_type", "target_gene"]].astype(str).to_numpy()
+    is_ctrl = keys[:, 1] == "non-targeting"
+    np.testing.assert_array_equal(per_stratum.X[is_ctrl], control.X[is_ctrl])
+    real_ctrl = real.obs["target_gene"].to_numpy() == "non-targeting"
+    n_split = 0
+    for c, p in {tuple(k) for k in keys[~is_ctrl]}:
+        rows = np.nonzero((keys[:, 0] == c) & (keys[:, 1] == p))[0]
+        line_controls = real_ctrl & (real.obs["cell_type"] == c).to_numpy()
+        strata = fit_strata(np.asarray(real.X[line_controls], dtype=np.float64))
+        labels = assign_strata(strata, real[control.obs["control_barcode"].to_numpy()[rows]].X)
+        cell_shift = per_cell.X[rows] - control.X[rows]
+        stratum_shift = per_stratum.X[rows] - control.X[rows]
+        for stratum in np.unique(labels):
+            chosen = labels == stratum
+            # one shift per stratum: the per-cell oracle's mean over the condition's cells there
+            expected = np.broadcast_to(cell_shift[chosen].mean(0), stratum_shift[chosen].shape)
+            np.testing.assert_allclose(stratum_shift[chosen], expected, atol=1e-5)
+        n_split += len(np.unique(labels)) > 1
+        np.testing.assert_allclose(stratum_shift.mean(0), cell_shift.mean(0), atol=1e-5)
+    assert n_split > 0  # conditions whose cells fall in several strata get several shifts
+
+
 def test_oracle_rows_give_the_per_cell_oracle_the_edge_on_energy_strata(tiny_hetero_screen) -> None:
     report = oracle_report(tiny_hetero_screen.out_dir)
     rows = report["rows"]
-    assert set(rows) == {"control", "oracle_mean_shift", "oracle_per_cell"}
+    assert set(rows) == {"control", "oracle_mean_shift", "oracle_per_cell", "oracle_per_stratum"}
     assert set(rows["control"]) == set(ORACLE_METRICS)
     for name in ("oracle_mean_shift", "oracle_per_cell"):
         assert rows[name]["energy_gene"] < rows["control"]["energy_gene"]
         assert rows[name]["pearson_delta"] > 0.4
     assert report["gap_mean_shift_minus_per_cell"]["energy_strata"] > 0
+    # Knowing each perturbation's response stratum by stratum takes most of the way to the per-cell oracle.
+    assert rows["oracle_per_stratum"]["energy_strata"] < rows["oracle_mean_shift"]["energy_strata"] - 0.03
     assert report["per_cell_wins_share"]["energy_strata"] > 0.5
 
 

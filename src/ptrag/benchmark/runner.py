@@ -96,7 +96,8 @@ def oracle_rows(
     sim_dir: Path, adata_real: object, control_label: str, pca: object
 ) -> dict[str, EvaluationResult]:
     """On a screen ``ptrag simulate`` wrote (its truth beside the data): the oracle rows, scored like
-    references. ``oracle_mean_shift`` needs the truth; ``oracle_per_cell`` a preset with basal states."""
+    references. ``oracle_mean_shift`` needs the truth; ``oracle_per_cell`` and ``oracle_per_stratum`` a
+    preset with basal states."""
     from ptrag.errors import DataError
     from ptrag.simulation.api import TRUTH_FILE
     from ptrag.simulation.oracle import ORACLE_KINDS, load_screen_model, oracle_prediction

@@ -1,6 +1,6 @@
 """Oracle predictions on a simulated screen: what a model that knew the generative truth would predict.
 
-Both oracles start, like the ``control`` reference and the models, from n control cells of the cell
+Every oracle starts, like the ``control`` reference and the models, from n control cells of the cell
 type per condition (n = the real cells; the same seeded draws as ``control``, re-centred on the
 control pool's mean; :func:`ptrag.evaluation.references.shifted_controls`) and add a true shift:
 
@@ -8,11 +8,17 @@ control pool's mean; :func:`ptrag.evaluation.references.shifted_controls`) and a
   (``obs["sim_state"]``): E[perturbed | s] − E[control | s], exact by quadrature
   (:func:`~ptrag.simulation.expectation.conditional_shifts`) on a grid of :data:`N_STATE_GRID`
   states and interpolated linearly in s. Needs a preset with states (``replogle-hetero``).
+- ``per_stratum``: each control cell gets the per-cell oracle's shift averaged over the condition's
+  cells of its own basal-state stratum (the evaluation's strata, :func:`ptrag.data.strata.fit_strata`
+  on the cell type's control cells of ``adata_real``; a cell's stratum read from its control
+  expression). It knows each perturbation's state-dependence exactly but reads a cell's state only
+  as well as the strata do: what knowing each perturbation's response stratum by stratum is worth.
 - ``mean_shift``: every cell gets the condition's true mean shift (``truth.parquet``).
 
-Neither knows which cells will escape or how strongly each responds, only what is expected given s,
-so neither reaches the noise floor. Their gap on a metric is the room a model that reads each
-cell's state has over the best possible mean shift. The output has a prediction's layout (obs
+None knows which cells will escape or how strongly each responds, only what is expected given s,
+so none reaches the noise floor. The gap between ``mean_shift`` and ``per_cell`` on a metric is the
+room a model that reads each cell's state has over the best possible mean shift; ``per_stratum``
+shows how much of that room the strata themselves leave open. The output has a prediction's layout (obs
 ``target_gene``, ``cell_type``, ``batch``, ``control_barcode``; the control cells of ``adata_real``
 unchanged), so ``ptrag.evaluation.evaluate`` scores it like any method.
 """
@@ -42,8 +48,8 @@ __all__ = [
     "oracle_report",
 ]
 
-OracleKind = Literal["per_cell", "mean_shift"]
-ORACLE_KINDS: tuple[str, ...] = ("per_cell", "mean_shift")
+OracleKind = Literal["per_cell", "per_stratum", "mean_shift"]
+ORACLE_KINDS: tuple[str, ...] = ("per_cell", "per_stratum", "mean_shift")
 N_STATE_GRID = 11
 ORACLE_METRICS: tuple[str, ...] = (
     "energy_gene",
@@ -121,6 +127,31 @@ def _per_cell_shifts(
     return out
 
 
+def _stratum_means(
+    shifts: np.ndarray, pred: Any, adata_real: Any, control_label: str, pert_col: str, celltype_col: str
+) -> np.ndarray:
+    """Each predicted row's shift replaced by the mean over its condition's rows of the same stratum."""
+    from ptrag.data.strata import assign_strata, fit_strata
+
+    real_types = adata_real.obs[celltype_col].astype(str).to_numpy()
+    real_ctrl = adata_real.obs[pert_col].astype(str).to_numpy() == control_label
+    row_of = pd.Series(np.arange(adata_real.n_obs), index=adata_real.obs_names.astype(str))
+    barcodes = pred.obs[CONTROL_BARCODE_COL].astype(str).to_numpy()
+    types = pred.obs[celltype_col].astype(str).to_numpy()
+    perts = pred.obs[pert_col].astype(str).to_numpy()
+    out = shifts.copy()
+    for line in sorted(set(types)):
+        controls = np.asarray(adata_real.X[real_ctrl & (real_types == line)], dtype=np.float64)
+        strata = fit_strata(controls)
+        for perturbation in sorted(set(perts[(types == line) & (perts != control_label)])):
+            rows = np.nonzero((types == line) & (perts == perturbation))[0]
+            labels = assign_strata(strata, np.asarray(adata_real.X[row_of[barcodes[rows]].to_numpy()]))
+            for stratum in np.unique(labels):
+                chosen = rows[labels == stratum]
+                out[chosen] = shifts[chosen].mean(axis=0)
+    return out
+
+
 def oracle_prediction(
     sim_dir: str | Path,
     adata_real: Any,
@@ -156,13 +187,16 @@ def oracle_prediction(
     model = model if model is not None else load_screen_model(sim)
     if model.states is None:
         raise DataError(
-            f"The per-cell oracle needs a preset with a basal state; {model.preset.name!r} has none."
+            f"The {kind} oracle needs a preset with a basal state; {model.preset.name!r} has none."
         )
     position = {g: i for i, g in enumerate(model.selection.measured)}
     gene_index = np.array([position[g] for g in genes])
     pred = shifted_controls(adata_real, context, None, arm)
     states = _states_of(sim, pred.obs[CONTROL_BARCODE_COL].astype(str).to_numpy())
-    pred.X = pred.X + _per_cell_shifts(model, pred, states, gene_index, pert_col, celltype_col)
+    shifts = _per_cell_shifts(model, pred, states, gene_index, pert_col, celltype_col)
+    if kind == "per_stratum":
+        shifts = _stratum_means(shifts, pred, adata_real, control_label, pert_col, celltype_col)
+    pred.X = pred.X + shifts
     return pred
 
 
@@ -219,6 +253,7 @@ def oracle_report(
         "control": control_reference(real, CONTROL_LABEL, seed=seed),
         "oracle_mean_shift": oracle_prediction(sim, real, "mean_shift", seed=seed, model=model),
         "oracle_per_cell": oracle_prediction(sim, real, "per_cell", seed=seed, model=model),
+        "oracle_per_stratum": oracle_prediction(sim, real, "per_stratum", seed=seed, model=model),
     }
     results = {
         name: evaluate(pred, real, CONTROL_LABEL, pca=pca, include_de=False, include_ot=False, progress=False)
