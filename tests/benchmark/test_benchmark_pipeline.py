@@ -85,6 +85,28 @@ def test_one_section_per_split_with_every_arm_and_reference(benchmark_out) -> No
     assert linear[0] != linear[1]
 
 
+def test_every_method_gets_its_per_gene_spread_averaged_over_seeds(benchmark_out) -> None:
+    import anndata as ad
+
+    from ptrag.evaluation.pair import ConditionPair
+    from ptrag.evaluation.spread import gene_spread, mean_spread, spread_summary
+
+    _, out, summary = benchmark_out
+    section = summary["splits"]["fewshot"]
+    assert set(section["gene_spread"]) == set(section["methods"])
+    tables = []
+    for seed in (0, 1):
+        directory = out / "predictions" / "fewshot" / f"st-seed{seed}"
+        pred, real = (ad.read_h5ad(directory / f"adata_{side}.h5ad") for side in ("pred", "real"))
+        tables.append(gene_spread(ConditionPair(pred, real, "target_gene", "cell_type", "non-targeting")))
+    expected = spread_summary(mean_spread(tables))
+    stored = section["gene_spread"]["st"]
+    for part in ("all", "moved", "other"):
+        assert stored[part] == pytest.approx(expected[part], rel=1e-6)
+    assert stored["n_conditions"] == section["info"]["n_test_groups"]
+    assert "Per-gene spread: predicted SD / real SD" in (out / "report.md").read_text()
+
+
 def test_unseen_split_holds_test_perturbations_out_of_training_everywhere(benchmark_out) -> None:
     root, out, _ = benchmark_out
     dataset = load_dataset(root / "screen" / "data.h5ad")

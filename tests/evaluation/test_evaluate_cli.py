@@ -27,6 +27,11 @@ def test_evaluate_writes_results_and_prints_the_table(tmp_path, capsys):
     assert len(results) == 6
     assert f"{agg.loc['mean', 'w1']:.4g}" in printed
     assert "NaNs skipped per metric: none" in printed
+    spread = pd.read_csv(out / "gene_spread.csv", index_col="gene")
+    assert list(spread.index) == list(real.var_names)
+    assert {"sd_pred", "sd_real", "sd_ratio", "effect", "moved"} <= set(spread.columns)
+    assert f"{spread['sd_ratio'].median():.3f}" in printed and "per-gene SD, predicted / real" in printed
+    assert (out / "gene_spread.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # A second run refuses to overwrite without --overwrite.
     assert main(["evaluate", str(pred_dir), "--out", str(out)]) == 2
     assert main(["evaluate", str(pred_dir), "--out", str(out), "--overwrite", "--no-de"]) == 0

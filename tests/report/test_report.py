@@ -92,6 +92,14 @@ def _training() -> pd.DataFrame:
     return pd.DataFrame({"step": steps, "train/selection_rate": 0.5 * np.exp(-steps / 500), "seed": 0})
 
 
+SPREAD = {
+    "st": {"quantiles": [0.1, 0.5, 0.9], "all": [0.97, 1.031, 1.2], "moved": [0.95, 0.99, 1.02],
+           "other": [0.98, 1.052, 1.25], "share_off_by_10pct": 0.125, "n_genes": 40, "n_conditions": 30},
+    "control": {"quantiles": [0.1, 0.5, 0.9], "all": [0.9, 1.0, 1.1], "moved": [0.8, 0.9, 1.0],
+                "other": [0.95, 1.0, 1.05], "share_off_by_10pct": 0.2, "n_genes": 40, "n_conditions": 30},
+}  # fmt: skip
+
+
 def _summary(n_seeds: int = 1) -> dict:
     kinds = {**{a: "arm" for a in ARMS}, **{r: "reference" for r in REFERENCES}}
     splits = {
@@ -108,6 +116,8 @@ def _summary(n_seeds: int = 1) -> dict:
                 "memory": _training(),
             },
             info={"n_test_groups": N},
+            # only the few-shot split has spread summaries: a summary from before schema 5 has none
+            spread=SPREAD if name == "fewshot" else {},
         )
         for seed, (name, label) in enumerate((("fewshot", "few-shot"), ("unseen", "unseen")))
     }
@@ -330,3 +340,14 @@ def test_a_verdict_whose_mean_points_the_other_way_says_so() -> None:
         sentence
     )
     assert "better in 95 of 157 groups, though worse on average; p = 0.023" in sentence
+
+
+def test_the_per_gene_spread_table_shows_each_methods_quantiles(written, summary):
+    assert summary["splits"]["fewshot"]["gene_spread"]["st"]["other"] == [0.98, 1.052, 1.25]
+    assert summary["splits"]["unseen"]["gene_spread"] == {}
+    markdown = written["markdown"].read_text()
+    title = "Per-gene spread: predicted SD / real SD"
+    assert markdown.count(title) == 1  # the unseen split has none and shows none
+    table = markdown[markdown.index(title) :]
+    st_row = next(line for line in table.splitlines() if line.startswith("| st |"))
+    assert "1.031" in st_row and "(0.97–1.2)" in st_row and "1.052" in st_row and "12.5%" in st_row

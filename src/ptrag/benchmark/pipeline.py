@@ -61,6 +61,21 @@ def _per_arm(runs: BenchmarkRuns, table: str) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _spread(runs: BenchmarkRuns) -> dict[str, dict[str, Any]]:
+    """method → its per-gene spread summary (arms and their own-mean rows averaged over seeds)."""
+    from ptrag.evaluation.spread import mean_spread, spread_summary
+
+    tables: dict[str, list[pd.DataFrame]] = {}
+    for r in runs.arms:
+        for name, result in ((r.arm, r.evaluation), (mean_on_controls_name(r.arm), r.mean_on_controls)):
+            if result is not None and result.gene_spread is not None:
+                tables.setdefault(name, []).append(result.gene_spread)
+    for name, result in runs.references.items():
+        if result.gene_spread is not None:
+            tables[name] = [result.gene_spread]
+    return {name: spread_summary(mean_spread(found)) for name, found in tables.items()}
+
+
 def _per_seed(runs: BenchmarkRuns) -> list[dict[str, Any]]:
     rows = []
     for r in runs.arms:
@@ -190,6 +205,7 @@ def _collect_splits(
             retrieval=_per_arm(runs, "retrieval"),
             training=_per_arm(runs, "training_log"),
             info=runs.split_info,
+            spread=_spread(runs),
         )
         per_split_info[split.name] = {
             "per_seed": _per_seed(runs),

@@ -16,7 +16,9 @@ DESCRIPTION = (
     "(cell type, perturbation) conditions, control cells in both), compute every metric per "
     "(cell type, perturbation) — w1, w2, w2_ot, energy_pca, mmd_pca (per PC of PCA-50, as gge-eval), "
     "energy_gene, energy_gene_unbiased, mmd_gene (gene space), sd_ratio and cell-eval's pearson_delta, "
-    "mse, mae, discrimination_score_l1, overlap_at_N — and write results.csv and agg_results.csv. "
+    "mse, mae, discrimination_score_l1, overlap_at_N — and write results.csv and agg_results.csv; "
+    "gene_spread.csv and gene_spread.png compare the predicted and real cells' spread gene by gene "
+    "(within-condition SDs, their ratio, and how much the perturbations move each gene). "
     "NaNs are skipped in the aggregate and counted. References are scored beside the method with the "
     "same PCA: control and noise_floor always, and train_mean, perturb_shift, knn_shift and linear when "
     "PRED_DIR/references.npz exists (ptrag predict writes it for split groups), then evidence_only (the "
@@ -35,7 +37,8 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     )
     parser.add_argument(
         "--out",
-        help="Where to write results.csv, agg_results.csv, comparison.csv and references/. "
+        help="Where to write results.csv, agg_results.csv, gene_spread.csv/.png, comparison.csv and "
+        "references/. "
         "Default: PRED_DIR/eval.",
     )
     parser.add_argument(
@@ -157,7 +160,9 @@ def run(args: argparse.Namespace) -> int:
     )
     from ptrag.evaluation.metric_registry import metrics_where
     from ptrag.evaluation.reference_report import COMPARISON_FILE
+    from ptrag.evaluation.spread import SPREAD_FILE, format_spread_summary, spread_summary
     from ptrag.io import atomic_write_text, check_output_dir, staged_output
+    from ptrag.report.spread_figure import SPREAD_FIGURE, write_spread_figure
 
     pred_dir = Path(args.pred_dir)
     pred = _read(pred_dir / "adata_pred.h5ad")
@@ -184,16 +189,26 @@ def run(args: argparse.Namespace) -> int:
         "NaNs skipped per metric: "
         + (", ".join(f"{m}={n}" for m, n in skipped.items()) if skipped else "none")
     )
+    spread = result.gene_spread
+    assert spread is not None  # evaluate() always computes it
+    print(format_spread_summary(spread_summary(spread)))
     references, details = _score_references(args, pred_dir, pred, real, result, pca)
     table = None
     # Everything is written into a staging directory that replaces --out only when complete.
     with staged_output(out, overwrite=args.overwrite) as staging:
-        written = write_results(result, staging)
+        written = (
+            *write_results(result, staging),
+            staging / SPREAD_FILE,
+            staging / SPREAD_FIGURE,
+        )
+        atomic_write_text(staging / SPREAD_FILE, spread.to_csv())
+        title = f"{_method_name(pred)}: per-gene spread over {spread.attrs.get('n_conditions', 0)} conditions"
+        write_spread_figure(spread, staging / SPREAD_FIGURE, title)
         if references:
             write_reference_results(references, staging, details)
             table = comparison_table(_method_name(pred), result, references)
             atomic_write_text(staging / COMPARISON_FILE, table.to_csv(index=False))
-    print(f"Wrote {' and '.join(str(out / path.name) for path in written)}")
+    print(f"Wrote {', '.join(str(out / path.name) for path in written)}")
     if table is not None:
         shown = ["method", *[m for m in metrics_where("headline") if m in table.columns]]
         print("\nMean over conditions, method and references (same PCA, same real cells):")

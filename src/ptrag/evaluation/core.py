@@ -23,6 +23,7 @@ from ptrag.evaluation.distributional import PCAProjection, RealSide, distributio
 from ptrag.evaluation.metric_registry import METRICS
 from ptrag.evaluation.pair import ConditionPair, cell_types_of, dense
 from ptrag.evaluation.profile import profile_metrics
+from ptrag.evaluation.spread import gene_spread
 from ptrag.evaluation.strata import STRATA_METRICS, RealStrata, strata_metrics
 from ptrag.keys import PERT_COL, UNS_KEY
 
@@ -54,6 +55,9 @@ class EvaluationResult:
     agg: pd.DataFrame
     control_label: str
     info: dict[str, Any] = field(default_factory=dict)
+    # Per gene: predicted and real within-condition SD, their ratio, how much it is moved
+    # (ptrag.evaluation.spread); None for results built elsewhere.
+    gene_spread: pd.DataFrame | None = None
 
     @property
     def nan_counts(self) -> dict[str, int]:
@@ -332,7 +336,13 @@ def evaluate(
         )
     results = pd.DataFrame(rows).reindex(columns=[*CONDITION_COLUMNS, *METRICS])
     info = {"n_conditions": len(rows), "n_unmatched": unmatched, "n_pcs": pca.n_components}
-    return EvaluationResult(results=results, agg=aggregate(results), control_label=control_label, info=info)
+    return EvaluationResult(
+        results=results,
+        agg=aggregate(results),
+        control_label=control_label,
+        info=info,
+        gene_spread=gene_spread(pair),
+    )
 
 
 def fit_pca_on_real(adata_real: Any, n_pcs: int = 50, seed: int = 0) -> PCAProjection:

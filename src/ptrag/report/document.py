@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ptrag.evaluation.metric_registry import FAMILIES, metric, metrics_where
+from ptrag.evaluation.spread import MOVED_SHARE
 from ptrag.report.headline import display, method_note, split_title
 from ptrag.report.numbers import fmt, fmt_cell, percent
 from ptrag.report.scoreboard import Scoreboards, board, legend
@@ -167,6 +168,34 @@ def _own_mean_table(section: dict[str, Any], head: list[str]) -> list[Block]:
     ]
 
 
+def _spread_table(section: dict[str, Any]) -> list[Block]:
+    """Every method's per-gene spread: where its cells are too wide or too narrow, gene by gene."""
+    spread = section.get("gene_spread") or {}  # absent from summaries before schema 5
+    if not spread:
+        return []
+
+    def band(values: list[float | None]) -> str:
+        low, median, high = (fmt(v) for v in values)
+        return f"{median}\n({low}–{high})"
+
+    parts = ("all", "moved", "other")
+    rows = [
+        [name, *(band(entry[part]) for part in parts), percent(entry["share_off_by_10pct"])]
+        for name, entry in spread.items()
+    ]
+    return [
+        Table(
+            "Per-gene spread: predicted SD / real SD, median (10th–90th percentile over genes)",
+            ["method", "all genes", f"the {MOVED_SHARE:.0%} most moved", "the rest", "share > 10% off"],
+            rows,
+            "Within-condition SDs averaged over test perturbations, gene by gene (ptrag.evaluation.spread); "
+            "sd_ratio averages over genes first. Cells that are right on average can be too wide where "
+            "the perturbation barely moves a gene and too narrow where it moves it.",
+            folded=True,
+        )
+    ]
+
+
 def _selection_words(arm: str, entry: dict[str, Any]) -> Text:
     kept = entry.get("kept_fraction")
     training = entry.get("training_final_rate")
@@ -269,6 +298,7 @@ def _split_blocks(summary: dict[str, Any], name: str, section: dict[str, Any]) -
         )
     blocks += _retrieval_blocks(section, name)
     blocks += _comparison_tables(summary, section)
+    blocks += _spread_table(section)
     for family in FAMILIES:
         names = [m for m in summary["metrics"] if summary["metric_info"][m]["family"] == family]
         for chunk in _chunks(names, MAX_TABLE_COLUMNS - 1):

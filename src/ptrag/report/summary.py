@@ -1,9 +1,9 @@
 """The benchmark summary: one JSON-ready dict holding every number the report shows.
 
-Schema (``schema_version`` 4)::
+Schema (``schema_version`` 5; 4 had no ``gene_spread``)::
 
     {
-      "schema_version": 4,
+      "schema_version": 5,
       "title": str,
       "baseline": "st",                       # the arm every other arm is compared with
       "n_seeds": int,
@@ -31,6 +31,9 @@ Schema (``schema_version`` 4)::
                                               # plus "component" (ptrag.config.arms)
           "own_mean_tests": [...],            # as paired_tests: each arm vs <arm>_mean_on_controls
           "noise_floor_notes": [str],
+          "gene_spread": {method: {           # per-gene SD, predicted / real (ptrag.evaluation.spread)
+              "quantiles": [0.1, 0.5, 0.9], "all": [q, ...], "moved": [q, ...], "other": [q, ...],
+              "share_off_by_10pct": float, "n_genes": int, "n_conditions": int}},
           "scoreboard": {"metrics": [metric], "rows": [{"method", "group", "inert", "cells"}]},
                                               # every method vs the baseline and the best simple
                                               # reference (ptrag.report.scoreboard)
@@ -89,7 +92,7 @@ from ptrag.report.scoreboard import scoreboard
 
 __all__ = ["SCHEMA_VERSION", "SplitResults", "build_summary"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 @dataclass
@@ -107,6 +110,8 @@ class SplitResults:
     retrieval: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     training: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     info: Mapping[str, Any] = field(default_factory=dict)
+    # method → ptrag.evaluation.spread.spread_summary of its per-gene spread
+    spread: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def _clean(value: Any) -> Any:
@@ -200,6 +205,7 @@ def split_section(
         "own_mean_tests": own_mean_comparisons(results, split.kinds, shown),
         "noise_floor_notes": noise_floor_notes(clean_methods, shown),
         "retrieval": retrieval,
+        "gene_spread": {name: dict(entry) for name, entry in split.spread.items()},
         "scoreboard": scoreboard(results, split.kinds, baseline, headline, clean_methods, best, retrieval),
     }
 
