@@ -96,7 +96,7 @@ def main() -> None:
     import ptrag
     from ptrag.data.strata import assign_strata
     from ptrag.evaluation import evaluate, fit_pca_on_real
-    from ptrag.simulation.oracle import ORACLE_KINDS, load_screen_model, oracle_prediction
+    from ptrag.simulation.oracle import load_screen_model, oracle_predictions
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("sim_dir", type=Path)
@@ -151,7 +151,7 @@ def main() -> None:
 
     pred, real = run.predict(args.sim_dir / "data.h5ad", split="val", progress=False)
     model = load_screen_model(args.sim_dir)
-    oracles = {f"oracle_{k}": oracle_prediction(args.sim_dir, real, k, model=model) for k in ORACLE_KINDS}
+    oracles = {f"oracle_{k}": pred for k, pred in oracle_predictions(args.sim_dir, real, model=model).items()}
     row_of = pd.Series(np.arange(data.n_obs), index=data.obs_names)
 
     def variants(source, spread_gains):

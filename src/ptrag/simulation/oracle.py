@@ -25,6 +25,7 @@ unchanged), so ``ptrag.evaluation.evaluate`` scores it like any method.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,14 +43,18 @@ from ptrag.simulation.model import ScreenModel
 
 __all__ = [
     "ORACLE_KINDS",
+    "STATE_ORACLE_KINDS",
     "format_oracle_report",
     "load_screen_model",
     "oracle_prediction",
+    "oracle_predictions",
     "oracle_report",
 ]
 
 OracleKind = Literal["per_cell", "per_stratum", "mean_shift"]
 ORACLE_KINDS: tuple[str, ...] = ("per_cell", "per_stratum", "mean_shift")
+# The oracles that read each cell's basal state (presets with states only).
+STATE_ORACLE_KINDS: tuple[str, ...] = ("per_cell", "per_stratum")
 N_STATE_GRID = 11
 ORACLE_METRICS: tuple[str, ...] = (
     "energy_gene",
@@ -169,35 +174,73 @@ def oracle_prediction(
     ``sim_dir/data.h5ad`` (as ``ptrag predict`` writes them). ``model``: the screen's generative
     model when already built (:func:`load_screen_model`).
     """
+    return oracle_predictions(
+        sim_dir,
+        adata_real,
+        (kind,),
+        control_label=control_label,
+        pert_col=pert_col,
+        celltype_col=celltype_col,
+        seed=seed,
+        model=model,
+    )[kind]
+
+
+def oracle_predictions(
+    sim_dir: str | Path,
+    adata_real: Any,
+    kinds: Sequence[str] = ORACLE_KINDS,
+    *,
+    control_label: str = CONTROL_LABEL,
+    pert_col: str = PERT_COL,
+    celltype_col: str = "cell_type",
+    seed: int = 0,
+    model: ScreenModel | None = None,
+) -> dict[str, Any]:
+    """:func:`oracle_prediction` of each of ``kinds``, in that order; the state oracles
+    (:data:`STATE_ORACLE_KINDS`) share one computation of the per-cell responses, the costly part."""
     from ptrag.evaluation.control_draws import BuildContext, shifted_controls
 
-    if kind not in ORACLE_KINDS:
-        raise ValueError(f"Unknown oracle {kind!r}; choose one of {', '.join(ORACLE_KINDS)}.")
+    unknown = [kind for kind in kinds if kind not in ORACLE_KINDS]
+    if unknown:
+        raise ValueError(f"Unknown oracle {unknown[0]!r}; choose one of {', '.join(ORACLE_KINDS)}.")
     sim = Path(sim_dir)
     genes = [str(g) for g in adata_real.var_names]
     context = BuildContext(control_label, pert_col, celltype_col, seed)
-    arm = f"oracle_{kind}"
-    if kind == "mean_shift":
+    out: dict[str, Any] = {}
+    if "mean_shift" in kinds:
         truth = pd.read_parquet(sim / TRUTH_FILE).set_index(["cell_line", "perturbation"])
         missing = [g for g in genes if g not in truth.columns]
         if missing:
             raise DataError(f"Genes of adata_real not in {sim / TRUTH_FILE}: {missing[:5]}.")
         table = truth[genes]
-        return shifted_controls(adata_real, context, lambda c, p: table.loc[(c, p)].to_numpy(), arm)
-    model = model if model is not None else load_screen_model(sim)
-    if model.states is None:
-        raise DataError(
-            f"The {kind} oracle needs a preset with a basal state; {model.preset.name!r} has none."
+        out["mean_shift"] = shifted_controls(
+            adata_real, context, lambda c, p: table.loc[(c, p)].to_numpy(), "oracle_mean_shift"
         )
-    position = {g: i for i, g in enumerate(model.selection.measured)}
-    gene_index = np.array([position[g] for g in genes])
-    pred = shifted_controls(adata_real, context, None, arm)
-    states = _states_of(sim, pred.obs[CONTROL_BARCODE_COL].astype(str).to_numpy())
-    shifts = _per_cell_shifts(model, pred, states, gene_index, pert_col, celltype_col)
-    if kind == "per_stratum":
-        shifts = _stratum_means(shifts, pred, adata_real, control_label, pert_col, celltype_col)
-    pred.X = pred.X + shifts
-    return pred
+    state_kinds = [kind for kind in kinds if kind in STATE_ORACLE_KINDS]
+    if state_kinds:
+        model = model if model is not None else load_screen_model(sim)
+        if model.states is None:
+            raise DataError(
+                f"The {' and '.join(state_kinds)} oracle needs a preset with a basal state; "
+                f"{model.preset.name!r} has none."
+            )
+        position = {g: i for i, g in enumerate(model.selection.measured)}
+        gene_index = np.array([position[g] for g in genes])
+        # The seeded draws do not depend on the arm's name: every state oracle starts from them.
+        preds = {kind: shifted_controls(adata_real, context, None, f"oracle_{kind}") for kind in state_kinds}
+        first = preds[state_kinds[0]]
+        states = _states_of(sim, first.obs[CONTROL_BARCODE_COL].astype(str).to_numpy())
+        shifts = _per_cell_shifts(model, first, states, gene_index, pert_col, celltype_col)
+        for kind, pred in preds.items():
+            if kind == "per_stratum":
+                pred.X = pred.X + _stratum_means(
+                    shifts, pred, adata_real, control_label, pert_col, celltype_col
+                )
+            else:
+                pred.X = pred.X + shifts
+            out[kind] = pred
+    return {kind: out[kind] for kind in kinds}
 
 
 def _real_cells(sim_dir: Path, role: str, split_column: str) -> Any:
@@ -249,12 +292,9 @@ def oracle_report(
     real = _real_cells(sim, role, split_column)
     pca = fit_pca_on_real(real, seed=seed)
     model = model if model is not None else load_screen_model(sim)
-    preds = {
-        "control": control_reference(real, CONTROL_LABEL, seed=seed),
-        "oracle_mean_shift": oracle_prediction(sim, real, "mean_shift", seed=seed, model=model),
-        "oracle_per_cell": oracle_prediction(sim, real, "per_cell", seed=seed, model=model),
-        "oracle_per_stratum": oracle_prediction(sim, real, "per_stratum", seed=seed, model=model),
-    }
+    oracles = oracle_predictions(sim, real, ("mean_shift", "per_cell", "per_stratum"), seed=seed, model=model)
+    preds = {"control": control_reference(real, CONTROL_LABEL, seed=seed)}
+    preds |= {f"oracle_{kind}": pred for kind, pred in oracles.items()}
     results = {
         name: evaluate(pred, real, CONTROL_LABEL, pca=pca, include_de=False, include_ot=False, progress=False)
         for name, pred in preds.items()
