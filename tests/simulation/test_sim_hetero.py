@@ -22,6 +22,7 @@ from ptrag.simulation.oracle import (
     _real_cells,
     load_screen_model,
     oracle_prediction,
+    oracle_predictions,
     oracle_report,
 )
 from ptrag.simulation.presets import StateParams, get_preset
@@ -217,6 +218,21 @@ def test_the_per_stratum_oracle_averages_the_per_cell_shifts_within_each_stratum
     assert n_split > 0  # conditions whose cells fall in several strata get several shifts
 
 
+def test_oracles_asked_together_equal_each_asked_alone(tiny_hetero_screen) -> None:
+    real = _real_cells(tiny_hetero_screen.out_dir, "test", "split")
+    model = load_screen_model(tiny_hetero_screen.out_dir)
+    kinds = ("per_stratum", "mean_shift", "per_cell")
+    together = oracle_predictions(tiny_hetero_screen.out_dir, real, kinds, model=model)
+    assert list(together) == ["per_stratum", "mean_shift", "per_cell"]
+    for kind, pred in together.items():
+        alone = oracle_prediction(tiny_hetero_screen.out_dir, real, kind, model=model)
+        assert list(pred.obs_names) == list(alone.obs_names)
+        assert pred.obs_names[0].startswith(f"oracle_{kind}")
+        np.testing.assert_array_equal(pred.X, alone.X)
+    # The two state oracles are different predictions, not one object under two names.
+    assert not np.array_equal(together["per_cell"].X, together["per_stratum"].X)
+
+
 def test_oracle_rows_give_the_per_cell_oracle_the_edge_on_energy_strata(tiny_hetero_screen) -> None:
     report = oracle_report(tiny_hetero_screen.out_dir)
     rows = report["rows"]
@@ -237,3 +253,9 @@ def test_the_per_cell_oracle_needs_a_state(tiny_screen) -> None:
     real = _real_cells(tiny_screen.out_dir, "test", "split")
     with pytest.raises(DataError, match="basal state"):
         oracle_prediction(tiny_screen.out_dir, real, "per_cell")
+    with pytest.raises(DataError, match="per_cell and per_stratum oracles need a preset with a basal state"):
+        oracle_predictions(tiny_screen.out_dir, real)
+    with pytest.raises(ValueError, match="'per_gene'"):
+        oracle_predictions(tiny_screen.out_dir, real, ("mean_shift", "per_gene"))
+    # Without states the mean-shift oracle still works on its own.
+    assert oracle_predictions(tiny_screen.out_dir, real, ("mean_shift",))["mean_shift"].n_obs == real.n_obs

@@ -221,8 +221,9 @@ def oracle_predictions(
     if state_kinds:
         model = model if model is not None else load_screen_model(sim)
         if model.states is None:
+            needs = "oracles need" if len(state_kinds) > 1 else "oracle needs"
             raise DataError(
-                f"The {' and '.join(state_kinds)} oracle needs a preset with a basal state; "
+                f"The {' and '.join(state_kinds)} {needs} a preset with a basal state; "
                 f"{model.preset.name!r} has none."
             )
         position = {g: i for i, g in enumerate(model.selection.measured)}
